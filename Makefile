@@ -1,0 +1,39 @@
+# The two commands of the README:
+#   make transcribe INPUT=../shared/data/audio/sherpa_yue-6.wav   (sets up, then transcribes)
+#   make test                                                     (sets up, then runs every check)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INPUT ?= ../shared/data/audio/sherpa_yue-6.wav
+ARGS ?=
+
+.PHONY: setup transcribe test lint bench-asr bench-pipeline
+
+$(BIN)/scribe: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/scribe
+
+transcribe: setup
+	$(BIN)/scribe transcribe "$(INPUT)" $(ARGS)
+
+# docker-compose (Debian) validates compose.yaml offline in the tests.
+/usr/bin/docker-compose:
+	(apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null) || sudo sh -c 'apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null'
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy scribe streamer transcriber romanizer store gateway
+
+test: setup /usr/bin/docker-compose lint
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
+
+bench-asr: setup
+	$(BIN)/python bench/asr_eval.py
+
+bench-pipeline: setup
+	$(BIN)/python bench/pipeline.py

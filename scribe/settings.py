@@ -1,0 +1,125 @@
+"""Settings, read once from ``SCRIBE_*`` environment variables into a frozen object.
+
+Nothing reads the environment at import time: ``Settings.from_env()`` is called by each
+entry point and the result is passed down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+# USD per minute of audio sent (OpenAI's price list); override with SCRIBE_PRICES.
+DEFAULT_PRICES: dict[str, float] = {
+    "whisper-1": 0.006,
+    "gpt-4o-transcribe": 0.006,
+    "gpt-4o-mini-transcribe": 0.003,
+}
+
+DEFAULT_PROMPT = "以下係香港嘅港式廣東話，佢哋喺度講嘢。"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value that cannot be used."""
+
+
+def _parse_prices(text: str) -> dict[str, float]:
+    prices = dict(DEFAULT_PRICES)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SettingsError(f"SCRIBE_PRICES item {item!r} is not model=usd_per_minute")
+        try:
+            prices[name.strip()] = float(value)
+        except ValueError as exc:
+            raise SettingsError(f"SCRIBE_PRICES price for {name!r} is not a number: {value!r}") from exc
+    return prices
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cantonesescribe"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    # Infrastructure: empty means "start an embedded one".
+    nats_url: str = ""
+    database_url: str = ""
+    data_dir: Path = field(default_factory=_default_data_dir)
+
+    # Input
+    allow_private_urls: bool = False  # tests on loopback only
+    max_duration_s: float = 3 * 3600.0
+    max_download_bytes: int = 2 * 1024**3
+    chunk_min_s: float = 15.0
+    chunk_max_s: float = 30.0
+    silence_dbfs: float = -45.0
+
+    # ASR
+    asr_backend: str = "local"  # local | openai
+    asr_model: str = "base"  # "base" = the embedded model, or a CTranslate2 model folder
+    asr_threads: int = 0  # 0: all cores
+    asr_workers: int = 1  # chunks transcribed at once by one local model
+    asr_beam_size: int = 5
+    asr_prompt: str = DEFAULT_PROMPT
+    asr_suppress_written: bool = True
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+    openai_model: str = "whisper-1"
+    openai_timeout_s: float = 60.0
+    prices: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+
+    # Work queue
+    max_in_flight: int = 2
+    ack_wait_s: float = 60.0
+    max_deliver: int = 5
+
+    # Gateway
+    gateway_host: str = "0.0.0.0"
+    gateway_port: int = 8000
+
+    log_level: str = "INFO"
+    log_format: str = ""  # "json" | "text"; empty: JSON lines off a TTY
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in cls.__dataclass_fields__.values():
+            raw = env.get(f"SCRIBE_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _convert(f.name, raw, f.type)
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def price_per_minute(self, model: str) -> float:
+        return float(self.prices.get(model, 0.0))
+
+
+def _convert(name: str, raw: str, type_: Any) -> Any:
+    type_name = type_ if isinstance(type_, str) else getattr(type_, "__name__", str(type_))
+    try:
+        if type_name == "bool":
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name == "Path":
+            return Path(raw).expanduser()
+        if type_name.startswith("Mapping"):
+            return _parse_prices(raw)
+    except ValueError as exc:
+        raise SettingsError(f"SCRIBE_{name.upper()}={raw!r} is not a valid {type_name}") from exc
+    return raw

@@ -1,0 +1,200 @@
+"""The streamer: a submitted job in, compressed audio chunks on the work queue out.
+
+Fetching and decoding run in a thread and hand pieces over as soon as they are cut, so
+the first chunk is on the bus while the rest is still downloading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from scribe import bus, subjects
+from scribe.messages import AudioChunk, Failed, InputEnded, JobSubmitted, Progress, job_submitted_decoder
+from scribe.settings import Settings
+from scribe.worker import consume, heartbeat
+from store import repo
+from streamer.audio import encode_chunk, open_media
+from streamer.errors import InputError
+from streamer.fetch import open_source
+
+logger = logging.getLogger(__name__)
+
+SILENCE_ONLY = (
+    "No speech was found: the audio is silent (or too quiet) from start to end. "
+    "Check that the file or video has a sound track with someone speaking."
+)
+
+
+@dataclass(frozen=True)
+class EncodedPiece:
+    offset: float
+    duration: float
+    codec: str
+    audio: bytes
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What the decoding thread reports: an encoded speech piece, or silence skipped."""
+
+    piece: EncodedPiece | None
+    seconds: float
+    duration_hint: float | None
+
+
+def _decode(job: JobSubmitted, settings: Settings, cancel: threading.Event) -> Iterator[Decoded]:
+    """Blocking: fetch, decode and encode the job's input, one piece at a time."""
+    source, duration_hint = open_source(
+        job.source,
+        allow_private=settings.allow_private_urls,
+        max_duration_s=settings.max_duration_s,
+        max_bytes=settings.max_download_bytes,
+    )
+    try:
+        reader = open_media(source, max_duration_s=settings.max_duration_s)
+        try:
+            hint = reader.duration or duration_hint
+            for piece in reader.pieces(
+                min_s=settings.chunk_min_s, max_s=settings.chunk_max_s, silence_dbfs=settings.silence_dbfs
+            ):
+                if cancel.is_set():
+                    return
+                seconds = piece.offset + piece.duration
+                if piece.silent:
+                    yield Decoded(None, seconds, hint)
+                    continue
+                codec, audio = encode_chunk(piece.samples)
+                yield Decoded(EncodedPiece(piece.offset, piece.duration, codec, audio), seconds, hint)
+        finally:
+            reader.close()
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+
+
+async def _in_thread(iterator_factory: Any, *args: Any) -> Any:
+    """Iterate a blocking generator in a thread, yielding its items on the event loop."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=4)
+    cancel = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterator_factory(*args, cancel):
+                asyncio.run_coroutine_threadsafe(queue.put(("item", item)), loop).result()
+            asyncio.run_coroutine_threadsafe(queue.put(("end", None)), loop).result()
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            if not cancel.is_set():
+                asyncio.run_coroutine_threadsafe(queue.put(("error", exc)), loop).result()
+
+    thread = threading.Thread(target=produce, name="streamer-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        cancel.set()
+        # Unblock a producer waiting on a full queue.
+        while not queue.empty():
+            queue.get_nowait()
+
+
+class Streamer:
+    """Consumes ``scribe.jobs.submitted`` and publishes chunks, progress and the end of input."""
+
+    def __init__(self, settings: Settings, js: JetStreamContext, pool: asyncpg.Pool, *, max_deliver: int = 3) -> None:
+        self.settings = settings
+        self.js = js
+        self.pool = pool
+        self.max_deliver = max_deliver
+
+    async def run(self, stop: asyncio.Event, concurrency: int = 2) -> None:
+        await consume(
+            self.js,
+            stream=subjects.STREAM_JOBS,
+            durable=subjects.CONSUMER_STREAMER,
+            handler=self.handle,
+            stop=stop,
+            concurrency=concurrency,
+        )
+
+    async def handle(self, msg: Msg) -> None:
+        job = job_submitted_decoder.decode(msg.data)
+        existing = await repo.get_job(self.pool, job.job_id)
+        if existing is not None and existing.finished:
+            await msg.ack()  # a redelivery of a job that already ended
+            return
+        log = {"job_id": job.job_id}
+        logger.info("job started", extra=log)
+        await repo.mark_running(self.pool, job.job_id)
+        try:
+            async with heartbeat(msg, every=max(1.0, self.settings.ack_wait_s / 4)):
+                await self.stream(job)
+        except InputError as exc:
+            logger.info("input refused", extra={**log, "reason": exc.reason})
+            await self.fail(job.job_id, exc.reason)
+        except Exception:
+            if (msg.metadata.num_delivered or 1) < self.max_deliver:
+                raise  # nak'ed with backoff by the consumer loop; the job starts again
+            logger.exception("job failed after its last delivery", extra=log)
+            await self.fail(job.job_id, "The input could not be processed because of an internal error; try again later.")
+        await msg.ack()
+
+    async def stream(self, job: JobSubmitted) -> None:
+        seq = 0
+        seconds = 0.0
+        duration: float | None = None
+        async for decoded in _in_thread(_decode, job, self.settings):
+            seconds, duration = decoded.seconds, decoded.duration_hint
+            if decoded.piece is not None:
+                piece = decoded.piece
+                chunk = AudioChunk(
+                    job_id=job.job_id,
+                    seq=seq,
+                    offset=round(piece.offset, 3),
+                    duration=round(piece.duration, 3),
+                    codec=piece.codec,
+                    audio=piece.audio,
+                )
+                await bus.publish(self.js, subjects.CHUNKS, chunk, msg_id=f"{job.job_id}:{seq}")
+                seq += 1
+            await self.progress(job.job_id, seq, seconds, duration, ended=False)
+        if seq == 0:
+            raise InputError(SILENCE_ONLY)
+        await repo.set_input_ended(self.pool, job.job_id, total_chunks=seq, duration=seconds)
+        ended = InputEnded(job_id=job.job_id, total_chunks=seq, duration=round(seconds, 3))
+        await bus.publish(self.js, subjects.segments(job.job_id), ended, msg_id=f"{job.job_id}:end")
+        await self.progress(job.job_id, seq, seconds, seconds, ended=True)
+        logger.info("input ended", extra={"job_id": job.job_id, "chunks": seq, "seconds": round(seconds, 1)})
+
+    async def progress(self, job_id: str, chunks: int, seconds: float, duration: float | None, *, ended: bool) -> None:
+        event = Progress(
+            job_id=job_id,
+            chunks_published=chunks,
+            seconds_decoded=round(seconds, 3),
+            duration=round(duration, 3) if duration else None,
+            input_ended=ended,
+        )
+        await bus.publish(self.js, subjects.events(job_id), event)
+
+    async def fail(self, job_id: str, reason: str) -> None:
+        if await repo.fail_job(self.pool, job_id, reason):
+            with contextlib.suppress(Exception):
+                await bus.publish(
+                    self.js, subjects.events(job_id), Failed(job_id=job_id, reason=reason), msg_id=f"{job_id}:failed"
+                )

