@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import TextIO
 
+from nats.aio.msg import Msg
 from nats.js import api as js_api
 
 from scribe import bus, logs, subjects
@@ -84,7 +85,7 @@ async def run_job(
     await repo.create_job(rt.pool, job_id, source, user_id=None, options=options)
     events: asyncio.Queue[bytes] = asyncio.Queue()
 
-    async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
+    async def on_event(msg: Msg) -> None:
         await events.put(msg.data)
 
     # Subscribe before submitting: the events stream also replays anything already sent.

@@ -19,19 +19,23 @@ import msgspec
 
 
 class Base(msgspec.Struct, frozen=True, kw_only=True):
-    """Root of every bus message: immutable, keyword-only, snake_case JSON."""
+    """Root of every bus message: immutable, keyword-only, snake_case JSON.
+
+    Subclasses repeat ``frozen=True``: msgspec inherits it, but mypy's reading of
+    ``dataclass_transform`` does not.
+    """
 
 
 # --- job submission ------------------------------------------------------------------
 
 
-class JobOptions(Base):
+class JobOptions(Base, frozen=True):
     """What the submitter asked for."""
 
     romanization: Literal["jyutping", "yale", "both"] = "both"
 
 
-class JobSubmitted(Base):
+class JobSubmitted(Base, frozen=True):
     """A new job for the streamer: fetch, decode and chunk ``source``."""
 
     job_id: str
@@ -43,7 +47,7 @@ class JobSubmitted(Base):
 # --- audio chunks (work queue) --------------------------------------------------------
 
 
-class AudioChunk(Base):
+class AudioChunk(Base, frozen=True):
     """One compressed piece of a job's audio, cut at a silence.
 
     ``offset`` and ``duration`` are seconds on the job's timeline; the transcriber adds
@@ -61,7 +65,7 @@ class AudioChunk(Base):
 # --- transcriber -> romanizer ---------------------------------------------------------
 
 
-class RawSegment(Base):
+class RawSegment(Base, frozen=True):
     """One ASR segment with absolute times, before romanization."""
 
     start: float
@@ -69,7 +73,7 @@ class RawSegment(Base):
     text: str
 
 
-class Usage(Base):
+class Usage(Base, frozen=True):
     """What one ASR call (or a whole job) cost."""
 
     backend: str
@@ -78,7 +82,7 @@ class Usage(Base):
     cost_usd: float
 
 
-class ChunkTranscribed(Base, tag="chunk_transcribed"):
+class ChunkTranscribed(Base, frozen=True, tag="chunk_transcribed"):
     job_id: str
     seq: int
     offset: float
@@ -87,7 +91,7 @@ class ChunkTranscribed(Base, tag="chunk_transcribed"):
     usage: Usage
 
 
-class ChunkFailed(Base, tag="chunk_failed"):
+class ChunkFailed(Base, frozen=True, tag="chunk_failed"):
     """A chunk the transcriber gave up on (permanent error or too many deliveries)."""
 
     job_id: str
@@ -95,7 +99,7 @@ class ChunkFailed(Base, tag="chunk_failed"):
     reason: str
 
 
-class InputEnded(Base, tag="input_ended"):
+class InputEnded(Base, frozen=True, tag="input_ended"):
     """The streamer has published every chunk of the job."""
 
     job_id: str
@@ -109,13 +113,13 @@ SegmentsEvent = ChunkTranscribed | ChunkFailed | InputEnded
 # --- job events for clients and integrators ------------------------------------------
 
 
-class Word(Base):
+class Word(Base, frozen=True):
     text: str
     jyutping: str | None
     yale: str | None
 
 
-class Segment(Base):
+class Segment(Base, frozen=True):
     """A romanized transcript line. ``seq`` counts lines over the whole job, from 0."""
 
     seq: int
@@ -128,7 +132,7 @@ class Segment(Base):
     chunk_seq: int = 0
 
 
-class Progress(Base, tag="progress"):
+class Progress(Base, frozen=True, tag="progress"):
     """Input side: how much audio has been decoded and published so far."""
 
     job_id: str
@@ -138,7 +142,7 @@ class Progress(Base, tag="progress"):
     input_ended: bool = False
 
 
-class Partial(Base, tag="partial"):
+class Partial(Base, frozen=True, tag="partial"):
     """The next chunk in order is transcribed: its romanized lines."""
 
     job_id: str
@@ -148,7 +152,7 @@ class Partial(Base, tag="partial"):
     total_chunks: int | None = None
 
 
-class Final(Base, tag="final"):
+class Final(Base, frozen=True, tag="final"):
     """The job is complete; the whole transcript is in the store."""
 
     job_id: str
@@ -157,7 +161,7 @@ class Final(Base, tag="final"):
     usage: Usage
 
 
-class Failed(Base, tag="failed"):
+class Failed(Base, frozen=True, tag="failed"):
     """The job failed; ``reason`` says what happened and what to do."""
 
     job_id: str
@@ -170,7 +174,7 @@ JobEvent = Progress | Partial | Final | Failed
 # --- the whole transcript (CLI output, REST) -----------------------------------------
 
 
-class Transcript(Base):
+class Transcript(Base, frozen=True):
     job_id: str
     source: str
     duration: float

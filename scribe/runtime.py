@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from nats.aio.client import Client as NATS
@@ -46,7 +47,7 @@ class Runtime:
             runner = await self._service(name)
             self.tasks.append(asyncio.create_task(runner(self.stop), name=name))
 
-    async def _service(self, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
+    async def _service(self, name: str) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
         if name == "streamer":
             from streamer.service import Streamer
 

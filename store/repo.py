@@ -7,14 +7,15 @@ at-least-once delivery on the bus gives exactly-once effect here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import msgspec
 
 from scribe.messages import JobOptions, RawSegment, Segment, Transcript, Usage, Word
 
-Executor = asyncpg.Connection | asyncpg.Pool
+# Either works: a pool for one statement, a connection inside a transaction.
+Executor: TypeAlias = "asyncpg.Connection[Any] | asyncpg.Pool[Any]"
 
 _raw_segments = msgspec.json.Decoder(list[RawSegment])
 _words = msgspec.json.Decoder(list[Word])

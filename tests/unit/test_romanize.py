@@ -1,0 +1,214 @@
+"""Romanizer: script normalisation, word cutting, Jyutping/Yale lines, numbers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pycantonese
+import pytest
+
+from romanizer.numbers import read_number
+from romanizer.romanize import Romanizer
+from scribe.messages import Word
+
+
+@pytest.fixture(scope="module")
+def romanizer() -> Iterator[Romanizer]:
+    yield Romanizer()
+
+
+# --- normalise ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("这个", "這個"),  # Simplified -> Hong Kong Traditional
+        ("这个东西好贵", "這個東西好貴"),
+        ("我哋今日去咗这度", "我哋今日去咗這度"),  # one Simplified character converts the line
+        ("我哋今日去咗香港", "我哋今日去咗香港"),  # Traditional stays
+        ("你食晒佢，喂！", "你食晒佢，喂！"),  # shared characters in a Traditional line: not 曬/餵
+        ("試吓先", "試吓先"),  # 吓 is outside Big5 but Hong Kong Cantonese
+        ("你好嗎?", "你好嗎？"),  # narrow punctuation after Chinese -> Chinese punctuation
+        ("好,我哋走.", "好，我哋走。"),
+        ("你好嗎...", "你好嗎……"),
+        ("我係Peter, 你呢", "我係Peter, 你呢"),  # after a Latin word the comma stays
+        ("佢有3.5個", "佢有3.5個"),  # a decimal point is not a full stop
+        ("  你好   呀 \n ", "你好 呀"),  # whitespace collapsed
+        ("１２３ＡＢＣ％", "123ABC%"),  # full-width Latin and digits folded
+        ("我今日好busy", "我今日好busy"),
+    ],
+)
+def test_normalise(romanizer: Romanizer, raw: str, expected: str) -> None:
+    assert romanizer.normalise(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["这个东西好贵,係咪?", "你好嗎...", "１２３ＡＢＣ％ 试吓", "我係Peter, 你呢"])
+def test_normalise_is_idempotent(romanizer: Romanizer, raw: str) -> None:
+    once = romanizer.normalise(raw)
+    assert romanizer.normalise(once) == once
+
+
+# --- words and lines ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "我哋今日去咗香港",
+        "这个",
+        "我今日好busy",
+        "佢2024年買咗個iPhone 15, 用咗3.5年",
+        "（笑）佢話「唔得」",
+        "Hello, world. 你好",
+        "",
+    ],
+)
+def test_words_spell_the_normalised_text(romanizer: Romanizer, raw: str) -> None:
+    text, words, _, _ = romanizer.line(raw)
+    assert "".join(word.text for word in words) == text
+
+
+def test_simplified_input_gives_traditional_words(romanizer: Romanizer) -> None:
+    text, words, jyutping, _ = romanizer.line("我们今日去咗香港")
+    assert text == "我們今日去咗香港"
+    assert [w.text for w in words][:2] == ["我們", "今日"]
+    assert jyutping == "ngo5 mun4 gam1 jat6 heoi3 zo2 hoeng1 gong2"
+
+
+def test_code_switching_keeps_english(romanizer: Romanizer) -> None:
+    _, words, jyutping, yale = romanizer.line("我今日好busy")
+    assert words[-1] == Word(text="busy", jyutping=None, yale=None)
+    assert jyutping == "ngo5 gam1 jat6 hou2 busy"
+    assert yale == "ngóh gām yaht hóu busy"
+
+
+def test_latin_words_get_no_romanization_even_when_pycantonese_knows_them(romanizer: Romanizer) -> None:
+    _, words, jyutping, _ = romanizer.line("OK啦")
+    assert words[0] == Word(text="OK", jyutping=None, yale=None)
+    assert jyutping == "OK laa1"
+
+
+def test_yale_has_tone_marks(romanizer: Romanizer) -> None:
+    words = romanizer.words("今日")
+    assert words == [Word(text="今日", jyutping="gam1 jat6", yale="gām yaht")]
+    assert romanizer.words("唔該")[0].yale == "m̀h gōi"
+
+
+def test_punctuation_attaches_in_romanization_lines(romanizer: Romanizer) -> None:
+    _, words, jyutping, yale = romanizer.line("我係Peter，你呢？")
+    assert jyutping == "ngo5 hai6 Peter, nei5 ne1?"
+    assert yale == "ngóh haih Peter, néih nē?"
+    assert [w for w in words if w.text in "，？"] == [
+        Word(text="，", jyutping=None, yale=None),
+        Word(text="？", jyutping=None, yale=None),
+    ]
+
+
+def test_quotes_and_brackets(romanizer: Romanizer) -> None:
+    _, _, jyutping, _ = romanizer.line("（笑）佢話「唔得」")
+    assert jyutping == '(siu3) keoi5 waa6 "m4 dak1"'
+
+
+@pytest.mark.parametrize(
+    ("raw", "jyutping"),
+    [
+        ("2024年", "ji6 ling4 ji6 sei3 nin4"),
+        ("有10%嘅人", "jau5 baak3 fan6 zi1 sap6 ge3 jan4"),
+        ("3.5年", "saam1 dim2 ng5 nin4"),
+        ("我有2個仔", "ngo5 jau5 loeng5 go3 zai2"),
+        ("iPhone 15", "iPhone sap6 ng5"),
+        ("我哋10:30見", "ngo5 dei6 sap6 dim2 saam1 sap6 fan1 gin3"),
+    ],
+)
+def test_digits_read_the_cantonese_way(romanizer: Romanizer, raw: str, jyutping: str) -> None:
+    assert romanizer.line(raw)[2] == jyutping
+
+
+def test_number_word_carries_yale(romanizer: Romanizer) -> None:
+    words = romanizer.words("19個")
+    assert words[0] == Word(text="19", jyutping="sap6 gau2", yale="sahp gáu")
+
+
+def test_unknown_character_stays_as_itself(romanizer: Romanizer) -> None:
+    _, words, jyutping, yale = romanizer.line("佢𪚥")
+    assert words[-1] == Word(text="𪚥", jyutping=None, yale=None)
+    assert jyutping == "keoi5 𪚥"
+    assert yale == "kéuih 𪚥"
+
+
+def test_unknown_word_is_retried_per_character(monkeypatch: pytest.MonkeyPatch) -> None:
+    romanizer = Romanizer()
+    real = pycantonese.characters_to_jyutping
+
+    def segment_rare_with_known(chars: str | list[str]) -> list[tuple[str, str | None]]:
+        if chars == "香𪚥":  # a segmenter that glues a known and an unknown character
+            return [("香𪚥", None)]
+        return real(chars)
+
+    monkeypatch.setattr(pycantonese, "characters_to_jyutping", segment_rare_with_known)
+    assert romanizer.words("香𪚥") == [
+        Word(text="香", jyutping="hoeng1", yale="hēung"),
+        Word(text="𪚥", jyutping=None, yale=None),
+    ]
+
+
+def test_results_are_cached_and_thread_safe(romanizer: Romanizer) -> None:
+    lines = ["我哋今日去咗香港", "佢2024年買咗個iPhone", "你食咗飯未呀？"] * 20
+    expected = [romanizer.line(text) for text in lines]
+    results: dict[int, list[tuple[str, list[Word], str, str]]] = {}
+
+    def work(index: int) -> None:
+        results[index] = [romanizer.line(text) for text in lines]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(result == expected for result in results.values())
+    assert len(results) == 4
+
+
+# --- numbers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "after", "jyutping"),
+    [
+        ("0", "", "ling4"),
+        ("2", "", "ji6"),
+        ("2", "個", "loeng5"),
+        ("10", "", "sap6"),
+        ("12", "個", "sap6 ji6"),
+        ("19", "", "sap6 gau2"),
+        ("56", "", "ng5 sap6 luk6"),
+        ("100", "", "jat1 baak3"),
+        ("101", "", "jat1 baak3 ling4 jat1"),
+        ("110", "", "jat1 baak3 jat1 sap6"),
+        ("200", "", "loeng5 baak3"),
+        ("1001", "", "jat1 cin1 ling4 jat1"),
+        ("1,000", "", "jat1 cin1"),
+        ("2024", "年", "ji6 ling4 ji6 sei3"),
+        ("2024", "", "loeng5 cin1 ling4 ji6 sap6 sei3"),
+        ("10010", "", "jat1 maan6 ling4 jat1 sap6"),
+        ("100000", "", "sap6 maan6"),
+        ("100,000,000", "", "jat1 jik1"),
+        ("3.5", "", "saam1 dim2 ng5"),
+        ("0.25", "", "ling4 dim2 ji6 ng5"),
+        ("10%", "", "baak3 fan6 zi1 sap6"),
+        ("3.5%", "", "baak3 fan6 zi1 saam1 dim2 ng5"),
+        ("0800", "", "ling4 baat3 ling4 ling4"),
+        ("98765432", "", "gau2 baat3 cat1 luk6 ng5 sei3 saam1 ji6"),
+        ("10:05", "", "sap6 dim2 ling4 ng5 fan1"),
+        ("2:00", "", "loeng5 dim2"),
+    ],
+)
+def test_read_number(text: str, after: str, jyutping: str) -> None:
+    assert read_number(text, context_after=after) == jyutping
+
+
+@pytest.mark.parametrize("text", ["abc", "", "1.2.3", "25:00", "12a"])
+def test_read_number_refuses_what_is_not_a_number(text: str) -> None:
+    assert read_number(text) is None
