@@ -27,6 +27,7 @@ from scribe.messages import (
     Partial,
     RawSegment,
     Segment,
+    SegmentsEvent,
     segments_event_decoder,
 )
 from scribe.worker import consume
@@ -83,47 +84,42 @@ class RomanizerService:
         event = segments_event_decoder.decode(msg.data)
         async with self.pool.acquire() as conn, conn.transaction():
             job = await repo.get_job(conn, event.job_id, for_update=True)
-            if job is None or job.finished:
-                await msg.ack()
-                return
-            match event:
-                case ChunkTranscribed():
-                    await repo.save_chunk_result(
-                        conn,
-                        event.job_id,
-                        event.seq,
-                        offset=event.offset,
-                        duration=event.duration,
-                        segments=event.segments,
-                    )
-                case InputEnded():
-                    await repo.set_input_ended(
-                        conn, event.job_id, total_chunks=event.total_chunks, duration=event.duration
-                    )
-                case ChunkFailed():
-                    reason = f"Part of the audio (chunk {event.seq}) could not be transcribed: {event.reason}"
-                    await repo.fail_job(conn, event.job_id, reason)
-                    await bus.publish(
-                        self.js,
-                        subjects.events(event.job_id),
-                        Failed(job_id=event.job_id, reason=reason),
-                        msg_id=f"{event.job_id}:failed",
-                    )
-                    await msg.ack()
-                    return
-            await self.emit_ready(conn, event.job_id)
+            if job is None or job.status == "failed":
+                final = None
+            elif job.status == "done":
+                # A redelivery after the commit: the final event may not have gone out.
+                final = await self.final_event(conn, event.job_id)
+            else:
+                final = await self.apply(conn, event)
+        # After the commit, so whoever reacts to it reads the finished transcript.
+        if final is not None:
+            await bus.publish(self.js, subjects.events(final.job_id), final, msg_id=f"{final.job_id}:final")
         await msg.ack()
 
-    async def emit_ready(self, conn: asyncpg.Connection, job_id: str) -> None:
-        """Emit every chunk that is next in order, then the final event when all are in."""
+    async def apply(self, conn: asyncpg.Connection, event: SegmentsEvent) -> Final | None:
+        match event:
+            case ChunkTranscribed():
+                await repo.save_chunk_result(
+                    conn, event.job_id, event.seq, offset=event.offset, duration=event.duration, segments=event.segments
+                )
+            case InputEnded():
+                await repo.set_input_ended(conn, event.job_id, total_chunks=event.total_chunks, duration=event.duration)
+            case ChunkFailed():
+                reason = f"Part of the audio (chunk {event.seq}) could not be transcribed: {event.reason}"
+                await repo.fail_job(conn, event.job_id, reason)
+                failed = Failed(job_id=event.job_id, reason=reason)
+                await bus.publish(self.js, subjects.events(event.job_id), failed, msg_id=f"{event.job_id}:failed")
+                return None
+        return await self.emit_ready(conn, event.job_id)
+
+    async def emit_ready(self, conn: asyncpg.Connection, job_id: str) -> Final | None:
+        """Emit every chunk that is next in order; finish the job and return its final event when all are in."""
         job = await repo.get_job(conn, job_id)
         assert job is not None
         next_chunk, next_segment = job.next_chunk, job.next_segment
         previous = await repo.last_segment_texts(conn, job_id)
         while (raw := await repo.chunk_result(conn, job_id, next_chunk)) is not None:
-            lines = romanize_chunk(
-                self.romanizer, raw, chunk_seq=next_chunk, first_seq=next_segment, previous=previous
-            )
+            lines = romanize_chunk(self.romanizer, raw, chunk_seq=next_chunk, first_seq=next_segment, previous=previous)
             await repo.insert_segments(conn, job_id, lines)
             next_chunk += 1
             next_segment += len(lines)
@@ -138,9 +134,14 @@ class RomanizerService:
             await bus.publish(self.js, subjects.events(job_id), partial, msg_id=f"{job_id}:partial:{next_chunk - 1}")
         if (next_chunk, next_segment) != (job.next_chunk, job.next_segment):
             await repo.advance(conn, job_id, next_chunk=next_chunk, next_segment=next_segment)
-        if job.total_chunks is not None and next_chunk >= job.total_chunks:
-            count = await repo.finish_job(conn, job_id)
-            usage = await repo.job_usage(conn, job_id)
-            final = Final(job_id=job_id, duration=job.duration or 0.0, segment_count=count, usage=usage)
-            await bus.publish(self.js, subjects.events(job_id), final, msg_id=f"{job_id}:final")
-            logger.info("job done", extra={"job_id": job_id, "segments": count})
+        if job.total_chunks is None or next_chunk < job.total_chunks:
+            return None
+        await repo.finish_job(conn, job_id)
+        logger.info("job done", extra={"job_id": job_id, "segments": next_segment})
+        return await self.final_event(conn, job_id)
+
+    async def final_event(self, conn: asyncpg.Connection, job_id: str) -> Final:
+        job = await repo.get_job(conn, job_id)
+        assert job is not None
+        usage = await repo.job_usage(conn, job_id)
+        return Final(job_id=job_id, duration=job.duration or 0.0, segment_count=job.next_segment, usage=usage)

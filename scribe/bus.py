@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -108,12 +107,8 @@ async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
 
 
 async def publish(
-    js: JetStreamContext, subject: str, message: Any, *, msg_id: str | None = None, timeout: float = 10.0
+    js: JetStreamContext, subject: str, message: Any, *, msg_id: str | None = None, ack_timeout: float = 10.0
 ) -> js_api.PubAck:
     """Publish a Struct as JSON; ``msg_id`` makes JetStream drop duplicates within the stream's window."""
     headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-    return await js.publish(subject, encoder.encode(message), headers=headers, timeout=timeout)
-
-
-def decode(decoder: msgspec.json.Decoder[Any], data: bytes) -> Any:
-    return decoder.decode(data)
+    return await js.publish(subject, encoder.encode(message), headers=headers, timeout=ack_timeout)

@@ -95,8 +95,9 @@ async def run_job(
         ordered_consumer=True,
         deliver_policy=js_api.DeliverPolicy.ALL,
     )
-    await bus.publish(rt.js, subjects.JOBS_SUBMITTED, JobSubmitted(job_id=job_id, source=source, options=options),
-                      msg_id=job_id)
+    await bus.publish(
+        rt.js, subjects.JOBS_SUBMITTED, JobSubmitted(job_id=job_id, source=source, options=options), msg_id=job_id
+    )
     duration: float | None = None
     decoded = 0.0
     published: int = 0
@@ -133,8 +134,6 @@ async def run_job(
 async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
     display = Display(sys.stderr, args.romanization, quiet=args.quiet)
     source = args.input
-    if "://" not in source:
-        source = str(Path(source).expanduser().resolve())
     display.progress("starting…")
     async with runtime(settings, name="scribe-cli") as rt:
         await rt.start(SERVICES)
@@ -146,7 +145,7 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
     assert transcript is not None
     text = render(transcript, args.format, args.romanization)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
         print(f"scribe: wrote {args.output} ({len(transcript.segments)} lines, job {job_id})", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -180,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"scribe: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     if args.command == "transcribe":
+        if "://" not in args.input:  # the streamer may run elsewhere: send an absolute path
+            args.input = str(Path(args.input).expanduser().resolve())
         logs.configure("INFO" if args.verbose else "WARNING", settings.log_format or "text")
         try:
             code = asyncio.run(transcribe(args, settings))

