@@ -66,7 +66,7 @@ class Settings:
     asr_workers: int = 1  # chunks transcribed at once by one local model
     asr_beam_size: int = 5
     asr_prompt: str = DEFAULT_PROMPT
-    asr_suppress_written: bool = True
+    asr_suppress_written: bool = False  # measured worse than the prompt alone: README, Benchmarks
     openai_api_key: str = ""
     openai_base_url: str = ""
     openai_model: str = "whisper-1"

@@ -7,11 +7,7 @@ address a redirect must not reach). Loopback is let through only where a test sa
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +28,7 @@ from streamer.errors import (
 )
 from streamer.fetch import HttpStream, open_source, resolve
 from tests import media
+from tests.webserver import Route, Site, serve
 
 pytestmark = pytest.mark.integration
 
@@ -39,69 +36,6 @@ LIMITS: dict[str, Any] = {"max_duration_s": 600.0, "max_bytes": 50_000_000}
 ONLY_SITE = ("127.0.0.1/32",)  # the test site is allowed; every other private address is not
 # Words a reason uses to tell the user what to do next.
 ACTIONS = ("upload", "send", "check", "use", "give", "cut", "export", "try", "link")
-
-
-@dataclass
-class Route:
-    body: bytes = b""
-    status: int = 200
-    content_type: str = "audio/ogg"
-    location: str | None = None
-    chunk: int = 0  # > 0: send the body in pieces of this size ...
-    delay_s: float = 0.0  # ... with this pause before each
-
-
-@dataclass
-class Site:
-    server: ThreadingHTTPServer
-    routes: dict[str, Route]
-    hits: list[str] = field(default_factory=list)  # request paths, in order
-    sent: list[int] = field(default_factory=list)  # body bytes sent so far, per request (same order)
-
-    def url(self, path: str) -> str:
-        host, port = self.server.server_address[:2]
-        assert isinstance(host, str)
-        return f"http://{host}:{port}{path}"
-
-
-def _serve(host: str, routes: dict[str, Route]) -> Site:
-    site_ref: list[Site] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-            pass
-
-        def do_GET(self) -> None:
-            site = site_ref[0]
-            site.hits.append(self.path)
-            site.sent.append(0)
-            slot = len(site.sent) - 1
-            route = site.routes.get(self.path)
-            if route is None:
-                self.send_error(404)
-                return
-            self.send_response(route.status)
-            if route.location:
-                self.send_header("Location", route.location)
-            self.send_header("Content-Type", route.content_type)
-            self.send_header("Content-Length", str(len(route.body)))
-            self.end_headers()
-            step = route.chunk or len(route.body) or 1
-            try:
-                for start in range(0, len(route.body), step):
-                    time.sleep(route.delay_s)
-                    self.wfile.write(route.body[start : start + step])
-                    self.wfile.flush()
-                    site.sent[slot] = start + step
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client stopped reading (yt-dlp only wants the headers)
-
-    server = ThreadingHTTPServer((host, 0), Handler)
-    server.daemon_threads = True
-    site = Site(server, routes)
-    site_ref.append(site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return site
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +56,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def private_site() -> Iterator[Site]:
-    site = _serve("127.0.0.2", {"/secret": Route(b"internal data", content_type="text/plain")})
+    site = serve("127.0.0.2", {"/secret": Route(b"internal data", content_type="text/plain")})
     yield site
     site.server.shutdown()
 
@@ -141,7 +75,7 @@ def site(files: dict[str, Path], private_site: Site) -> Iterator[Site]:
         "/clip.m4a": Route(files["m4a"].read_bytes(), content_type="audio/mp4"),
         "/index-last.m4a": Route(files["m4a_index_last"].read_bytes(), content_type="audio/mp4"),
     }
-    site = _serve("127.0.0.1", routes)
+    site = serve("127.0.0.1", routes)
     clip = site.url("/clip.ogg")
     hls = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{clip}\n"
     routes["/live.m3u8"] = Route(hls.encode(), content_type="application/vnd.apple.mpegurl")  # no end: live

