@@ -1,0 +1,112 @@
+"""A URL through real yt-dlp and a local HTTP server, and the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nats.js import api as js_api
+
+from scribe import subjects
+from scribe.cli import run_job
+from scribe.messages import Final, JobOptions, Progress, job_event_decoder
+from scribe.runtime import SERVICES, runtime
+from tests import media
+from tests.integration.test_pipeline import Lines
+from tests.paths import AUDIO
+from tests.webserver import Route, Site, serve
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("site")
+    # 60 s of the meeting recording, sent in 4 KiB pieces over about 8 s.
+    slow = media.write_audio(folder / "slow.ogg", media.load_samples(media.MEETING, seconds=60), bit_rate=24000)
+    body = slow.read_bytes()
+    site = serve("127.0.0.1", {"/talk.ogg": Route(body, chunk=4096, delay_s=8.0 / (len(body) / 4096))})
+    yield site
+    site.server.shutdown()
+
+
+async def test_url_first_chunk_is_published_before_the_download_completes(
+    settings, nats_url, database_url, pool, site: Site
+) -> None:
+    cfg = settings.with_(nats_url=nats_url, database_url=database_url, chunk_min_s=8.0, chunk_max_s=12.0)
+    url = site.url("/talk.ogg")
+    total = len(site.routes["/talk.ogg"].body)
+    async with runtime(cfg) as rt:
+        await rt.start(SERVICES)
+        job = asyncio.create_task(run_job(rt, url, options=JobOptions(), display=Lines()))
+        sub = await rt.js.subscribe(
+            f"{subjects.EVENTS_PREFIX}.>", ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.ALL
+        )
+        sent_at_first_chunk = None
+        while sent_at_first_chunk is None:
+            event = job_event_decoder.decode((await sub.next_msg(timeout=30)).data)
+            if isinstance(event, Progress) and event.chunks_published >= 1:
+                sent_at_first_chunk = site.sent[-1]
+        await sub.unsubscribe()
+        job_id, outcome = await asyncio.wait_for(job, timeout=240)
+    assert sent_at_first_chunk < total * 0.6, (sent_at_first_chunk, total)
+    assert site.sent[-1] >= total  # and then the whole file was read
+    assert isinstance(outcome, Final) and outcome.segment_count > 0
+    transcript_row = await pool.fetchrow("SELECT source, duration FROM jobs WHERE id = $1", job_id)
+    assert transcript_row["source"] == url and transcript_row["duration"] == pytest.approx(60.0, abs=1.0)
+
+
+def _scribe(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scribe", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def cli_env(nats_url: str, database_url: str, data_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SCRIBE_NATS_URL": nats_url,
+        "SCRIBE_DATABASE_URL": database_url,
+        "SCRIBE_DATA_DIR": str(data_dir),
+        "SCRIBE_ASR_THREADS": "2",
+    }
+
+
+def test_cli_writes_json_with_characters_jyutping_and_yale(cli_env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    done = _scribe("transcribe", str(AUDIO / "sherpa_yue-15.wav"), "--format", "json", "-o", str(out), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert set(data) == {"job_id", "source", "duration", "segments", "usage"}
+    assert data["segments"] and set(data["segments"][0]) == {
+        "seq",
+        "start",
+        "end",
+        "text",
+        "jyutping",
+        "yale",
+        "words",
+    }
+    assert "廣東話" in "".join(s["text"] for s in data["segments"])
+    assert data["usage"]["backend"] == "local" and data["usage"]["cost_usd"] == 0
+    # The partial lines were shown live on stderr, then the summary.
+    assert "[00:00]" in done.stderr and "wrote" in done.stderr
+
+
+def test_cli_bad_input_exits_non_zero_with_a_reason(cli_env: dict[str, str], tmp_path: Path) -> None:
+    done = _scribe("transcribe", str(tmp_path / "missing.mp3"), env=cli_env)
+    assert done.returncode == 1
+    assert "could not be found" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_cli_unknown_format_is_a_usage_error(cli_env: dict[str, str]) -> None:
+    done = _scribe("transcribe", "x.wav", "--format", "docx", env=cli_env, timeout=60)
+    assert done.returncode == 2 and "invalid choice" in done.stderr
