@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +49,15 @@ def nats_server_binary() -> str:
     return found
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to end it when the parent dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class EmbeddedNats:
     """A ``nats-server`` child process with JetStream in ``store_dir``."""
 
@@ -58,6 +68,11 @@ class EmbeddedNats:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> str:
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the process. Call it from the main thread: the child dies with the thread that spawned it."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [nats_server_binary()]
         conf = NATS_CONFIG_DIR / "nats-server.conf"
@@ -65,19 +80,24 @@ class EmbeddedNats:
             args += ["-c", str(conf)]
         # Flags override the file: our own ports, so several servers can run side by side.
         args += ["-a", "127.0.0.1", "-p", str(self.port), "-m", str(free_port()), "-js", "-sd", str(self.store_dir)]
-        log = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        with open(self.store_dir / "nats-server.log", "ab") as log:
+            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+
+    def wait_ready(self, timeout: float = 10.0) -> str:
+        """Block until the server accepts connections."""
+        assert self._process is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise EmbeddedError(f"nats-server exited with {self._process.returncode}; see {log.name}")
+                raise EmbeddedError(
+                    f"nats-server exited with {self._process.returncode}; see {self.store_dir / 'nats-server.log'}"
+                )
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 logger.info("embedded nats started", extra={"url": self.url})
                 return self.url
             except OSError:
-                time.sleep(0.05)
+                time.sleep(0.02)
         self.stop()
         raise EmbeddedError(f"nats-server did not listen on port {self.port} within {timeout:.0f} s")
 
@@ -132,14 +152,22 @@ async def infrastructure(settings: Settings) -> AsyncIterator[Settings]:
     PostgreSQL keeps its data in ``data_dir/postgres`` so finished transcripts stay.
     """
     async with AsyncExitStack() as stack:
+        starting: dict[str, asyncio.Future[str]] = {}
         if not settings.nats_url:
             store = Path(tempfile.mkdtemp(prefix="scribe-nats-"))
             stack.callback(shutil.rmtree, store, True)
             server = EmbeddedNats(store)
             stack.callback(server.stop)
-            settings = settings.with_(nats_url=await asyncio.to_thread(server.start))
+            server.spawn()
+            starting["nats_url"] = asyncio.ensure_future(asyncio.to_thread(server.wait_ready))
         if not settings.database_url:
             pg = EmbeddedPostgres(settings.data_dir / "postgres")
             stack.callback(pg.stop)
-            settings = settings.with_(database_url=await asyncio.to_thread(pg.start))
+            starting["database_url"] = asyncio.ensure_future(asyncio.to_thread(pg.start))
+        # Both start at once; a failure of either is raised after both have settled.
+        results = await asyncio.gather(*starting.values(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        settings = settings.with_(**dict(zip(starting, results, strict=True)))
         yield settings

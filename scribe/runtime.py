@@ -43,8 +43,9 @@ class Runtime:
 
     async def start(self, names: Sequence[str]) -> None:
         """Start the named services as tasks; the ASR model loads before this returns."""
-        for name in names:
-            runner = await self._service(name)
+        # Loading the ASR model and the romanizer's dictionaries overlap.
+        runners = await asyncio.gather(*(self._service(name) for name in names))
+        for name, runner in zip(names, runners, strict=True):
             self.tasks.append(asyncio.create_task(runner(self.stop), name=name))
 
     async def _service(self, name: str) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:

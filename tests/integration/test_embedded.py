@@ -1,0 +1,70 @@
+"""The embedded servers and the schema: started from the wheels, cleaned up, migrated once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from scribe import bus
+from scribe.settings import Settings
+from store.db import migrate, migrations
+
+pytestmark = pytest.mark.integration
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_embedded_nats_dies_with_a_killed_parent(tmp_path: Path) -> None:
+    code = (
+        "import sys, time, pathlib\n"
+        "from scribe.embedded import EmbeddedNats\n"
+        "s = EmbeddedNats(pathlib.Path(sys.argv[1])); s.start()\n"
+        "print(s._process.pid, flush=True); time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert _alive(child)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "nats-server outlived the process that started it"
+
+
+async def test_topology_is_created_idempotently(nats_url: str) -> None:
+    nc = await bus.connect(nats_url, name="test")
+    try:
+        js = nc.jetstream()
+        topology = bus.load_topology(Settings(max_deliver=7, ack_wait_s=12))
+        await bus.ensure_topology(js, topology)
+        await bus.ensure_topology(js, topology)  # a second process starting up
+        names = {s.config.name for s in await js.streams_info()}
+        assert {"SCRIBE_JOBS", "SCRIBE_CHUNKS", "SCRIBE_SEGMENTS", "SCRIBE_EVENTS"} <= names
+        info = await js.consumer_info("SCRIBE_CHUNKS", "transcriber")
+        assert info.config.max_deliver == 7 and info.config.ack_wait == 12
+    finally:
+        await nc.close()
+
+
+async def test_migrations_apply_once(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrate(conn)  # the session pool may have applied them already
+        assert await migrate(conn) == []
+        versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+        assert versions == [v for v, _, _ in migrations()]
+    finally:
+        await conn.close()
