@@ -58,6 +58,7 @@ class Settings:
     chunk_min_s: float = 15.0
     chunk_max_s: float = 30.0
     silence_dbfs: float = -45.0
+    chunk_codec: str = "flac"  # flac | opus: see streamer.audio.encode_chunk
 
     # ASR
     asr_backend: str = "local"  # local | openai

@@ -73,7 +73,7 @@ def _decode(job: JobSubmitted, settings: Settings, cancel: threading.Event) -> I
                 if piece.silent:
                     yield Decoded(None, seconds, hint)
                     continue
-                codec, audio = encode_chunk(piece.samples)
+                codec, audio = encode_chunk(piece.samples, codec=settings.chunk_codec)
                 yield Decoded(EncodedPiece(piece.offset, piece.duration, codec, audio), seconds, hint)
         finally:
             reader.close()

@@ -146,9 +146,20 @@ def decoded_seconds(data: bytes) -> float:
         return sum(frame.samples / frame.sample_rate for frame in container.decode(audio=0))
 
 
+def test_encode_chunk_default_is_lossless_flac() -> None:
+    samples = load_samples(seconds=5.0)
+    codec, data = encode_chunk(samples)
+    assert codec == "flac" and data[:4] == b"fLaC"
+    assert len(data) < 5.0 * SR * 2  # smaller than 16-bit PCM
+    with av.open(io.BytesIO(data), "r") as container:
+        decoded = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    # Lossless up to 16-bit quantisation.
+    assert np.max(np.abs(decoded.astype(np.float32) / 32768.0 - samples[: len(decoded)])) < 1e-3
+
+
 def test_encode_chunk_is_compact_opus_that_decodes_back() -> None:
     samples = load_samples(seconds=12.5)
-    codec, data = encode_chunk(samples)
+    codec, data = encode_chunk(samples, codec="opus")
     assert codec == "opus"
     assert data[:4] == b"OggS"
     assert len(data) < 12.5 * 32000 / 8 * 1.3  # about 32 kb/s
@@ -159,7 +170,7 @@ def test_encode_chunk_decodes_with_faster_whisper() -> None:
     from faster_whisper import decode_audio
 
     samples = load_samples(seconds=6.0)
-    _, data = encode_chunk(samples)
+    _, data = encode_chunk(samples, codec="opus")
     decoded = decode_audio(io.BytesIO(data), sampling_rate=SR)
     assert len(decoded) / SR == pytest.approx(6.0, abs=0.03)
     # Same signal, not just the same length: strongly correlated with the original.
@@ -170,7 +181,7 @@ def test_encode_chunk_decodes_with_faster_whisper() -> None:
 def test_encode_chunk_falls_back_to_flac(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audio, "_has_encoder", lambda name: False)  # as on an FFmpeg built without libopus
     samples = tone(3.0)
-    codec, data = encode_chunk(samples)
+    codec, data = encode_chunk(samples, codec="opus")
     assert codec == "flac"
     assert data[:4] == b"fLaC"
     assert decoded_seconds(data) == pytest.approx(3.0, abs=0.01)
