@@ -33,7 +33,7 @@ test: setup /usr/bin/docker-compose lint
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 
 bench-asr: setup
-	$(BIN)/python bench/asr_eval.py
+	$(BIN)/python -m bench.asr_eval
 
 bench-pipeline: setup
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python -m bench.pipeline

@@ -143,16 +143,11 @@ def decode_options(settings: Settings, model: Any) -> dict[str, Any]:
     Returns:
         Keyword arguments for ``transcribe``.
     """
+    from transcriber.backends import decode_options
     from transcriber.model import written_chinese_suppress_tokens
 
     suppress = written_chinese_suppress_tokens(model.hf_tokenizer) if settings.asr_suppress_written else [-1]
-    return {
-        "language": "zh",
-        "initial_prompt": settings.asr_prompt or None,
-        "beam_size": settings.asr_beam_size,
-        "condition_on_previous_text": False,
-        "suppress_tokens": suppress,
-    }
+    return decode_options(settings, suppress)
 
 
 class _FallbackCounter(logging.Handler):

@@ -15,7 +15,7 @@ import asyncpg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from romanizer.cleanup import drop_hallucinations
+from romanizer.cleanup import collapse_loops, drop_hallucinations
 from romanizer.romanize import Romanizer
 from scribe import bus, subjects
 from scribe.messages import (
@@ -40,7 +40,7 @@ def romanize_chunk(
     romanizer: Romanizer, raw: list[RawSegment], *, chunk_seq: int, first_seq: int, previous: list[str]
 ) -> list[Segment]:
     """Clean and romanize one chunk's segments, numbering lines from ``first_seq``."""
-    normalised = [romanizer.normalise(s.text) for s in raw]
+    normalised = [collapse_loops(romanizer.normalise(s.text)) for s in raw]
     keep = drop_hallucinations(normalised, previous)
     out: list[Segment] = []
     for segment, text, kept in zip(raw, normalised, keep, strict=True):

@@ -46,6 +46,24 @@ logger = logging.getLogger(__name__)
 # speech, but it stops the model from inventing lines on noise-only chunks.
 DEFAULT_VAD_FILTER = True
 
+# faster-whisper re-decodes a window at these temperatures when the output looks like a
+# loop. Its default six cost up to six passes on a chunk that loops (seen: 18 s instead
+# of 1 s on one 24 s chunk); three keep the accuracy (bench/asr_eval.py: CER 0.276 with
+# these, 0.278 with all six, 0.363 with 0.0 alone) and bound the cost.
+TEMPERATURES = (0.0, 0.2, 0.4)
+
+
+def decode_options(settings: Settings, suppress_tokens: list[int]) -> dict[str, Any]:
+    """The ``WhisperModel.transcribe`` options of the local backend (the pipeline bench reuses them)."""
+    return {
+        "language": "zh",  # Whisper base has no yue token
+        "initial_prompt": settings.asr_prompt or None,
+        "beam_size": settings.asr_beam_size,
+        "condition_on_previous_text": False,
+        "suppress_tokens": list(suppress_tokens),  # faster-whisper may extend the list it is given
+        "temperature": list(TEMPERATURES),
+    }
+
 
 @dataclass(frozen=True)
 class AsrResult:
@@ -162,8 +180,6 @@ class LocalBackend:
         """
         self.model = model_name or local_model_name(settings)
         self._whisper: WhisperModel | None = model
-        self._prompt = settings.asr_prompt or None
-        self._beam_size = settings.asr_beam_size
         self._vad_filter = vad_filter
         self._slots = asyncio.Semaphore(max(1, settings.asr_workers))
         # -1 keeps faster-whisper's default suppression (symbols, non-speech tokens).
@@ -172,6 +188,7 @@ class LocalBackend:
             if settings.asr_suppress_written
             else [-1]
         )
+        self._options = decode_options(settings, self._suppress)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBackend:
@@ -217,15 +234,7 @@ class LocalBackend:
             return AsrResult(segments=[], billed_seconds=0.0, backend=self.name, model=self.model)
         started = time.perf_counter()
         try:
-            pieces, _info = whisper.transcribe(
-                samples,
-                language="zh",
-                initial_prompt=self._prompt,
-                beam_size=self._beam_size,
-                condition_on_previous_text=False,
-                suppress_tokens=list(self._suppress),  # faster-whisper may extend the list it is given
-                vad_filter=self._vad_filter,
-            )
+            pieces, _info = whisper.transcribe(samples, vad_filter=self._vad_filter, **self._options)
             # The segments are a lazy generator: decoding happens here, in this thread.
             segments = _raw_segments(((p.start, p.end, p.text) for p in pieces), audio_seconds)
         except RuntimeError as exc:
