@@ -6,7 +6,8 @@ Prints figures; it is not a test. In one run, on the same input, model folder, c
 * ``sequential``: ``WhisperModel.transcribe(path, vad_filter=True)``, the generator consumed;
 * ``batched``: ``faster_whisper.BatchedInferencePipeline(model).transcribe(path, batch_size=8)``;
 * ``pipeline``: ``scribe transcribe INPUT --format json -o FILE`` (embedded NATS + PostgreSQL +
-  every service in one process), with ``SCRIBE_ASR_THREADS`` set to the same thread count.
+  every service in one process), with the same thread count spent as ``SCRIBE_ASR_WORKERS``
+  one-thread decodes side by side (``SCRIBE_ASR_THREADS=1``).
 
 The baselines decode like ``transcriber.backends.LocalBackend``: language "zh", the initial
 prompt and beam size from the settings, no conditioning on previous text, and the
@@ -500,7 +501,8 @@ def run_pipeline(audio: Path, threads: int, env: dict[str, str], settings: Setti
     with tempfile.TemporaryDirectory(prefix="scribe-bench-") as tmp:
         output = Path(tmp) / "transcript.json"
         command = [*scribe_command(), "transcribe", str(audio), "--format", "json", "-o", str(output)]
-        child_env = {**env, "SCRIBE_ASR_THREADS": str(threads)}
+        # The same CPU threads in all: the pipeline spends them on chunks side by side.
+        child_env = {**env, "SCRIBE_ASR_WORKERS": str(threads), "SCRIBE_ASR_THREADS": "1"}
         measured = run_measured(
             command, child_env, root_name="scribe", pgdata=pgdata, timeout_s=timeout_s, on_line=on_line
         )
@@ -757,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"pipeline: {shlex.join([*scribe_command(), 'transcribe', str(audio), '--format', 'json', '-o', 'TMP'])} "
-        f"with SCRIBE_ASR_THREADS={args.threads}; data dir {settings.data_dir} reused "
+        f"with SCRIBE_ASR_WORKERS={args.threads} SCRIBE_ASR_THREADS=1; data dir {settings.data_dir} reused "
         "(model already joined, PostgreSQL cluster kept)"
     )
     print()

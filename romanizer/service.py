@@ -12,8 +12,8 @@ import asyncio
 import logging
 
 import asyncpg
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from romanizer.cleanup import collapse_loops, drop_hallucinations
 from romanizer.romanize import Romanizer
@@ -65,14 +65,15 @@ def romanize_chunk(
 class RomanizerService:
     """Consumes ``scribe.segments.>`` and publishes ``scribe.events.<job>``."""
 
-    def __init__(self, js: JetStreamContext, pool: asyncpg.Pool, romanizer: Romanizer | None = None) -> None:
-        self.js = js
+    def __init__(self, nc: NATS, pool: asyncpg.Pool, romanizer: Romanizer | None = None) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
         self.pool = pool
         self.romanizer = romanizer or Romanizer()
 
     async def run(self, stop: asyncio.Event) -> None:
         await consume(
-            self.js,
+            self.nc,
             stream=subjects.STREAM_SEGMENTS,
             durable=subjects.CONSUMER_ROMANIZER,
             handler=self.handle,

@@ -52,19 +52,19 @@ class Runtime:
         if name == "streamer":
             from streamer.service import Streamer
 
-            return Streamer(self.settings, self.js, self.pool).run
+            return Streamer(self.settings, self.nc, self.pool).run
         if name == "transcriber":
             from transcriber.backends import create_backend
             from transcriber.service import Transcriber
 
             backend = await asyncio.to_thread(create_backend, self.settings)
             self.closers.append(backend.close)
-            return Transcriber(self.settings, self.js, self.pool, backend).run
+            return Transcriber(self.settings, self.nc, self.pool, backend).run
         if name == "romanizer":
             from romanizer.romanize import Romanizer
             from romanizer.service import RomanizerService
 
-            return RomanizerService(self.js, self.pool, await asyncio.to_thread(Romanizer)).run
+            return RomanizerService(self.nc, self.pool, await asyncio.to_thread(Romanizer)).run
         raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
 
     async def shutdown(self) -> None:

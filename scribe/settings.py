@@ -55,16 +55,20 @@ class Settings:
     allow_private_urls: bool = False  # tests on loopback only
     max_duration_s: float = 3 * 3600.0
     max_download_bytes: int = 2 * 1024**3
-    chunk_min_s: float = 15.0
+    chunk_min_s: float = 20.0
     chunk_max_s: float = 30.0
+    chunk_first_max_s: float = 10.0  # a short first chunk: the first line comes back sooner
     silence_dbfs: float = -45.0
     chunk_codec: str = "flac"  # flac | opus: see streamer.audio.encode_chunk
 
     # ASR
     asr_backend: str = "local"  # local | openai
     asr_model: str = "base"  # "base" = the embedded model, or a CTranslate2 model folder
-    asr_threads: int = 0  # 0: all cores
-    asr_workers: int = 1  # chunks transcribed at once by one local model
+    # Chunks are independent: on 2 cores, two one-thread decodes beat one two-thread
+    # decode by about a fifth (README, Benchmarks). 0 means: workers = cores, and
+    # threads = cores // workers.
+    asr_workers: int = 0  # chunks one local model decodes at once
+    asr_threads: int = 0  # CTranslate2 threads per decode
     asr_beam_size: int = 5
     asr_prompt: str = DEFAULT_PROMPT
     asr_suppress_written: bool = False  # measured worse than the prompt alone: README, Benchmarks
@@ -75,7 +79,7 @@ class Settings:
     prices: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     # Work queue
-    max_in_flight: int = 2
+    max_in_flight: int = 0  # chunks one transcriber holds; 0: local workers, or 8 for openai
     ack_wait_s: float = 60.0
     max_deliver: int = 5
 
@@ -102,6 +106,20 @@ class Settings:
 
     def price_per_minute(self, model: str) -> float:
         return float(self.prices.get(model, 0.0))
+
+    @property
+    def local_workers(self) -> int:
+        return self.asr_workers or os.cpu_count() or 1
+
+    @property
+    def local_threads(self) -> int:
+        return self.asr_threads or max(1, (os.cpu_count() or 1) // self.local_workers)
+
+    @property
+    def in_flight(self) -> int:
+        if self.max_in_flight:
+            return self.max_in_flight
+        return self.local_workers if self.asr_backend == "local" else 8
 
 
 def _convert(name: str, raw: str, type_: Any) -> Any:

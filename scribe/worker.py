@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import nats.errors
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
+from nats.aio.subscription import Subscription
+from nats.js.errors import NotFoundError
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Msg], Awaitable[None]]
+Exhausted = Callable[[bytes, int], Awaitable[None]]  # (payload, deliveries)
 
 
 def backoff(attempt: int, *, base: float = 1.0, cap: float = 30.0) -> float:
@@ -42,7 +46,7 @@ async def heartbeat(msg: Msg, every: float) -> AsyncIterator[None]:
 
 
 async def consume(
-    js: JetStreamContext,
+    nc: NATS,
     *,
     stream: str,
     durable: str,
@@ -50,14 +54,21 @@ async def consume(
     stop: asyncio.Event,
     concurrency: int = 1,
     poll: float = 1.0,
+    on_exhausted: Exhausted | None = None,
 ) -> None:
     """Run ``concurrency`` fetch loops on a durable pull consumer until ``stop`` is set.
 
     Each loop finishes the message in hand before it returns, so setting ``stop`` and
     then draining the connection loses nothing. A handler that raises gets its message
     nak'ed with backoff; handlers ack, nak or term themselves otherwise.
+
+    ``on_exhausted`` gets the payload of a message JetStream stopped delivering after
+    ``max_deliver`` attempts without an ack (a worker killed or hung on the last one), so
+    its job can be failed instead of waiting forever.
     """
+    js = nc.jetstream()
     sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
+    watcher = await watch_exhausted(nc, stream=stream, durable=durable, handler=on_exhausted) if on_exhausted else None
 
     async def loop(worker: int) -> None:
         while not stop.is_set():
@@ -83,5 +94,28 @@ async def consume(
     try:
         await asyncio.gather(*(loop(i) for i in range(concurrency)))
     finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        for subscription in (sub, watcher):
+            if subscription is not None:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+
+async def watch_exhausted(nc: NATS, *, stream: str, durable: str, handler: Exhausted) -> Subscription:
+    """Subscribe to JetStream's max-deliveries advisory for one consumer (one handler per queue group)."""
+    js = nc.jetstream()
+
+    async def on_advisory(msg: Msg) -> None:
+        advisory = json.loads(msg.data)
+        seq = int(advisory["stream_seq"])
+        try:
+            stored = await js.get_msg(stream, seq)
+        except NotFoundError:
+            return  # acked or removed meanwhile
+        try:
+            await handler(stored.data or b"", int(advisory.get("deliveries", 0)))
+            await js.delete_msg(stream, seq)  # a work queue would otherwise keep it forever
+        except Exception:
+            logger.exception("dead-letter handling failed", extra={"stream": stream, "stream_seq": seq})
+
+    subject = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}"
+    return await nc.subscribe(subject, queue=f"{durable}-exhausted", cb=on_advisory)

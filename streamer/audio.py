@@ -111,6 +111,8 @@ class Chunker:
     - A quiet run of at least ``min_silence_s`` at the start of the buffer becomes its own silent
       piece (up to ``max_s`` each), leaving ``pad_s`` of quiet on the speech side so words are not
       clipped. Silent pieces may be shorter than ``min_s``: they are never sent to ASR.
+    - With ``first_max_s``, the first speech piece is cut between half that and that: a short
+      first chunk is transcribed sooner, so the first line reaches the user sooner.
     - ``flush`` emits the rest. Pieces tile the input exactly (no gap, no overlap) and the result
       does not depend on how the input was split across ``feed`` calls.
     """
@@ -123,12 +125,16 @@ class Chunker:
         silence_dbfs: float = -45.0,
         min_silence_s: float = 3.0,
         pad_s: float = 0.2,
+        first_max_s: float = 0.0,
     ) -> None:
         if not 0 < min_s <= max_s:
             raise ValueError(f"need 0 < min_s <= max_s, got {min_s}, {max_s}")
         frame_s = FRAME / SAMPLE_RATE
         self._max_f = max(1, math.floor(max_s / frame_s + 1e-9))
         self._min_f = min(self._max_f, max(1, math.ceil(min_s / frame_s - 1e-9)))
+        # (min, max) frames of the first speech piece, when it is to be short.
+        first_max_f = min(self._max_f, math.floor(first_max_s / frame_s + 1e-9))
+        self._first: tuple[int, int] | None = (max(1, first_max_f // 2), first_max_f) if first_max_f > 0 else None
         self._pad_f = max(0, round(pad_s / frame_s))
         self._silent_run_f = min(self._max_f, max(self._pad_f + 1, math.ceil(min_silence_s / frame_s - 1e-9)))
         self.silence_dbfs = silence_dbfs
@@ -206,13 +212,13 @@ class Chunker:
             if frames >= self._max_f:
                 return self._emit(self._max_f * FRAME)
             return self._emit(available) if final else None
-        if frames >= self._max_f:
-            return self._emit(self._choose_cut(quiet) * FRAME)
+        lo, hi = self._first or (self._min_f, self._max_f)
+        if frames >= hi:
+            return self._emit(self._choose_cut(quiet, lo, hi) * FRAME)
         return self._emit(available) if final else None
 
-    def _choose_cut(self, quiet: np.ndarray) -> int:
-        """Frame index in [min_f, max_f] to end the next piece at, from the buffer's quiet frames."""
-        lo, hi = self._min_f, self._max_f
+    def _choose_cut(self, quiet: np.ndarray, lo: int, hi: int) -> int:
+        """Frame index in [lo, hi] to end the next piece at, from the buffer's quiet frames."""
         edges = np.diff(np.concatenate(([0], quiet.astype(np.int8), [0])))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         overlapping = (ends > lo) & (starts < hi)
@@ -239,6 +245,8 @@ class Chunker:
         )
         self._head += n
         self._start += n
+        if not piece.silent:
+            self._first = None
         return piece
 
 
@@ -546,7 +554,9 @@ class MediaReader:
         if self._file is not None:
             self._file.close()
 
-    def pieces(self, *, min_s: float = 15.0, max_s: float = 30.0, silence_dbfs: float = -45.0) -> Iterator[Piece]:
+    def pieces(
+        self, *, min_s: float = 15.0, max_s: float = 30.0, silence_dbfs: float = -45.0, first_max_s: float = 0.0
+    ) -> Iterator[Piece]:
         """Decode and yield pieces as soon as each one is cut (blocking; run it in a thread).
 
         Damage policy: a packet that fails to decode is skipped, as ffmpeg does, up to
@@ -557,6 +567,8 @@ class MediaReader:
 
         Args:
             min_s: Shortest piece (except the last and silent ones).
+            first_max_s: If set, the first speech piece is cut between half this and this,
+                so the first words come back sooner.
             max_s: Longest piece.
             silence_dbfs: RMS threshold under which a 30 ms frame counts as quiet.
 
@@ -568,7 +580,7 @@ class MediaReader:
             CorruptMedia: See the damage policy above.
             TooLarge, UnreachableURL: From an ``HttpStream`` source during the download.
         """
-        chunker = Chunker(min_s=min_s, max_s=max_s, silence_dbfs=silence_dbfs)
+        chunker = Chunker(min_s=min_s, max_s=max_s, silence_dbfs=silence_dbfs, first_max_s=first_max_s)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         decoded = 0
         packets = self._container.demux(self._stream)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from scribe import bus, subjects
 from scribe.messages import AudioChunk, Failed, InputEnded, JobSubmitted, Progress, job_submitted_decoder
@@ -65,7 +65,10 @@ def _decode(job: JobSubmitted, settings: Settings, cancel: threading.Event) -> I
         try:
             hint = reader.duration or duration_hint
             for piece in reader.pieces(
-                min_s=settings.chunk_min_s, max_s=settings.chunk_max_s, silence_dbfs=settings.silence_dbfs
+                min_s=settings.chunk_min_s,
+                max_s=settings.chunk_max_s,
+                silence_dbfs=settings.silence_dbfs,
+                first_max_s=settings.chunk_first_max_s,
             ):
                 if cancel.is_set():
                     return
@@ -117,20 +120,37 @@ async def _in_thread(iterator_factory: Any, *args: Any) -> Any:
 class Streamer:
     """Consumes ``scribe.jobs.submitted`` and publishes chunks, progress and the end of input."""
 
-    def __init__(self, settings: Settings, js: JetStreamContext, pool: asyncpg.Pool, *, max_deliver: int = 3) -> None:
+    def __init__(self, settings: Settings, nc: NATS, pool: asyncpg.Pool, *, max_deliver: int = 3) -> None:
         self.settings = settings
-        self.js = js
+        self.nc = nc
+        self.js = nc.jetstream()
         self.pool = pool
         self.max_deliver = max_deliver
 
     async def run(self, stop: asyncio.Event, concurrency: int = 2) -> None:
         await consume(
-            self.js,
+            self.nc,
             stream=subjects.STREAM_JOBS,
             durable=subjects.CONSUMER_STREAMER,
             handler=self.handle,
             stop=stop,
             concurrency=concurrency,
+            on_exhausted=self.exhausted,
+        )
+
+    async def exhausted(self, data: bytes, deliveries: int) -> None:
+        """A job JetStream gave up on: every streamer that took it died or hung."""
+        job = job_submitted_decoder.decode(data)
+        await repo.record_dead_letter(
+            self.pool,
+            subject=subjects.JOBS_SUBMITTED,
+            job_id=job.job_id,
+            seq=None,
+            deliveries=deliveries,
+            reason="streamer stopped responding",
+        )
+        await self.fail(
+            job.job_id, "The input could not be processed: the streamer stopped responding; try again later."
         )
 
     async def handle(self, msg: Msg) -> None:

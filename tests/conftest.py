@@ -62,7 +62,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, allow_private_urls=True, asr_threads=2, log_level="INFO")
+    return Settings(data_dir=data_dir, allow_private_urls=True, log_level="INFO")
 
 
 @pytest.fixture

@@ -181,7 +181,7 @@ class LocalBackend:
         self.model = model_name or local_model_name(settings)
         self._whisper: WhisperModel | None = model
         self._vad_filter = vad_filter
-        self._slots = asyncio.Semaphore(max(1, settings.asr_workers))
+        self._slots = asyncio.Semaphore(settings.local_workers)
         # -1 keeps faster-whisper's default suppression (symbols, non-speech tokens).
         self._suppress: list[int] = (
             written_chinese_suppress_tokens(model.hf_tokenizer, suppress_chars)

@@ -83,7 +83,7 @@ def load_model(settings: Settings) -> WhisperModel:
     Blocking (a second or two for base): call it at start-up or through ``asyncio.to_thread``.
 
     Args:
-        settings: ``asr_model``, ``data_dir``, ``asr_threads`` (0: all cores), ``asr_workers``.
+        settings: ``asr_model``, ``data_dir``, ``asr_threads``, ``asr_workers`` (see ``Settings.local_threads``).
 
     Returns:
         The loaded model.
@@ -95,15 +95,15 @@ def load_model(settings: Settings) -> WhisperModel:
     # tokenizer.json; both are ruled out by ensure_model, and this makes sure of it.
     os.environ["HF_HUB_OFFLINE"] = "1"
     path = ensure_model(settings)
-    threads = settings.asr_threads or os.cpu_count() or 1
-    logger.info("loading ASR model", extra={"path": str(path), "threads": threads, "workers": settings.asr_workers})
+    threads, workers = settings.local_threads, settings.local_workers
+    logger.info("loading ASR model", extra={"path": str(path), "threads": threads, "workers": workers})
     try:
         return WhisperModel(
             str(path),
             device="cpu",
             compute_type="int8",
             cpu_threads=threads,
-            num_workers=max(1, settings.asr_workers),
+            num_workers=workers,
             local_files_only=True,
         )
     except (RuntimeError, ValueError, OSError) as exc:

@@ -11,8 +11,8 @@ import asyncio
 import logging
 
 import asyncpg
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from scribe import bus, subjects
 from scribe.messages import AudioChunk, ChunkFailed, ChunkTranscribed, RawSegment, audio_chunk_decoder
@@ -28,21 +28,29 @@ logger = logging.getLogger(__name__)
 class Transcriber:
     """Consumes ``scribe.chunks`` with several chunks in flight; publishes ``scribe.segments.<job>``."""
 
-    def __init__(self, settings: Settings, js: JetStreamContext, pool: asyncpg.Pool, backend: AsrBackend) -> None:
+    def __init__(self, settings: Settings, nc: NATS, pool: asyncpg.Pool, backend: AsrBackend) -> None:
         self.settings = settings
-        self.js = js
+        self.nc = nc
+        self.js = nc.jetstream()
         self.pool = pool
         self.backend = backend
 
     async def run(self, stop: asyncio.Event) -> None:
         await consume(
-            self.js,
+            self.nc,
             stream=subjects.STREAM_CHUNKS,
             durable=subjects.CONSUMER_TRANSCRIBER,
             handler=self.handle,
             stop=stop,
-            concurrency=self.settings.max_in_flight,
+            concurrency=self.settings.in_flight,
+            on_exhausted=self.exhausted,
         )
+
+    async def exhausted(self, data: bytes, deliveries: int) -> None:
+        """A chunk JetStream gave up on: every worker that took it died or hung."""
+        chunk = audio_chunk_decoder.decode(data)
+        reason = f"the transcriber stopped responding on this part of the audio {deliveries} times; try again later"
+        await self.report_failed(chunk, reason, deliveries=deliveries, subject=subjects.CHUNKS)
 
     async def handle(self, msg: Msg) -> None:
         chunk = audio_chunk_decoder.decode(msg.data)
@@ -93,13 +101,16 @@ class Transcriber:
         logger.info("chunk transcribed", extra={**log, "segments": len(segments)})
 
     async def give_up(self, msg: Msg, chunk: AudioChunk, reason: str) -> None:
-        attempt = msg.metadata.num_delivered or 1
+        await self.report_failed(chunk, reason, deliveries=msg.metadata.num_delivered or 1, subject=msg.subject)
+        await msg.term()
+
+    async def report_failed(self, chunk: AudioChunk, reason: str, *, deliveries: int, subject: str) -> None:
+        """Keep a dead-letter row and tell the romanizer, which fails the job."""
         await repo.record_dead_letter(
-            self.pool, subject=msg.subject, job_id=chunk.job_id, seq=chunk.seq, deliveries=attempt, reason=reason
+            self.pool, subject=subject, job_id=chunk.job_id, seq=chunk.seq, deliveries=deliveries, reason=reason
         )
         failed = ChunkFailed(job_id=chunk.job_id, seq=chunk.seq, reason=reason)
         await bus.publish(self.js, subjects.segments(chunk.job_id), failed, msg_id=f"{chunk.job_id}:{chunk.seq}:failed")
-        await msg.term()
         logger.warning("chunk given up", extra={"job_id": chunk.job_id, "chunk_seq": chunk.seq, "reason": reason})
 
 

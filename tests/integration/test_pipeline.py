@@ -118,7 +118,8 @@ async def test_bad_inputs_fail_with_reasons_and_leave_a_good_job_alone(
     assert isinstance(good_outcome, Final) and good_outcome.segment_count > 0
 
 
-def _transcriber_process(nats_url: str, database_url: str, data_dir: Path) -> subprocess.Popen[bytes]:
+def _transcriber_process(nats_url: str, database_url: str, data_dir: Path, **settings: str) -> subprocess.Popen[bytes]:
+    """A transcriber in its own process; its settings must match the test's (it updates the consumer)."""
     env = {
         **os.environ,
         "SCRIBE_NATS_URL": nats_url,
@@ -128,6 +129,7 @@ def _transcriber_process(nats_url: str, database_url: str, data_dir: Path) -> su
         "SCRIBE_ASR_THREADS": "1",
         "SCRIBE_MAX_IN_FLIGHT": "1",
         "HF_HUB_OFFLINE": "1",
+        **{f"SCRIBE_{name.upper()}": value for name, value in settings.items()},
     }
     return subprocess.Popen([sys.executable, "-m", "transcriber"], env=env, stderr=subprocess.DEVNULL)
 
@@ -166,3 +168,33 @@ async def test_transcriber_killed_mid_chunk_loses_nothing_and_duplicates_nothing
     assert sorted(r["chunk_seq"] for r in rows) == list(range(job_row.total_chunks))
     texts = await pool.fetch("SELECT text FROM segments WHERE job_id = $1", job_id)
     assert len(texts) == outcome.segment_count
+
+
+async def test_chunk_whose_last_delivery_dies_fails_the_job_instead_of_hanging(
+    settings, nats_url, database_url, pool, data_dir
+) -> None:
+    # One delivery allowed: when its worker dies, JetStream gives up and says so in an advisory.
+    cfg = _settings(settings, nats_url, database_url, ack_wait_s=3.0, max_deliver=1, chunk_min_s=8.0, chunk_max_s=16.0)
+    async with runtime(cfg) as rt:
+        await rt.start(["streamer", "romanizer"])
+        victim = _transcriber_process(nats_url, database_url, data_dir, ack_wait_s="3", max_deliver="1")
+        try:
+            job = asyncio.create_task(run_job(rt, str(CLIP), options=JobOptions(), display=Lines()))
+            for _ in range(600):
+                info = await rt.js.consumer_info(subjects.STREAM_CHUNKS, subjects.CONSUMER_TRANSCRIBER)
+                if info.num_ack_pending >= 1:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the transcriber never took a chunk")
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+            await rt.start(["transcriber"])
+            job_id, outcome = await asyncio.wait_for(job, timeout=60)
+        finally:
+            if victim.poll() is None:
+                victim.kill()
+    assert isinstance(outcome, Failed)
+    assert "stopped responding" in outcome.reason
+    dead = await pool.fetch("SELECT deliveries, reason FROM dead_letters WHERE job_id = $1", job_id)
+    assert len(dead) >= 1 and dead[0]["deliveries"] == 1

@@ -244,3 +244,14 @@ def test_allowed_networks_open_only_those_networks() -> None:
     check_url("http://127.0.0.1:8000/", allow_private=False, allowed_networks=["127.0.0.1/32"])
     with pytest.raises(BlockedURL):
         check_url("http://127.0.0.2:8000/", allow_private=False, allowed_networks=["127.0.0.1/32"])
+
+
+def test_first_speech_piece_is_short_when_asked_then_pieces_grow() -> None:
+    # Speech-like tone with a short pause every 4 s: cut points everywhere.
+    bursts = [np.concatenate([tone(3.7), silence(0.3)]) for _ in range(20)]
+    chunker = Chunker(min_s=15, max_s=30, first_max_s=8)
+    pieces = [*chunker.feed(np.concatenate(bursts)), *chunker.flush()]
+    speech = [p for p in pieces if not p.silent]
+    assert 4.0 <= speech[0].duration <= 8.0
+    assert all(15.0 <= p.duration <= 30.0 for p in speech[1:-1])
+    assert sum(p.duration for p in pieces) == pytest.approx(80.0, abs=0.01)
