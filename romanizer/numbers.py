@@ -140,3 +140,29 @@ def _group(value: int, *, leading: bool) -> list[str]:
             if place:
                 out.append(_PLACES[place])
     return out
+
+
+def read_money(text: str) -> str | None:
+    """Read an amount written after ``$`` the way Hong Kong says it.
+
+    ``$100`` is 一百蚊 (``jat1 baak3 man1``); ``$12.5`` is 十二個半 (``sap6 ji6 go3 bun3``);
+    ``$3.75`` is 三個七五 (``saam1 go3 cat1 ng5``); ``$0.5`` is 五毫 (``ng5 hou4``).
+
+    Args:
+        text: The number token after the currency sign.
+
+    Returns:
+        The Jyutping syllables, or ``None`` if ``text`` is not a plain amount.
+    """
+    body = text.replace(",", "")
+    if not re.fullmatch(r"[0-9]+(?:\.[0-9]{1,2})?", body):
+        return None
+    integer, _, cents = body.partition(".")
+    cents = cents.rstrip("0")
+    if not cents:
+        return " ".join([*_integer(int(integer)), "man1"])
+    if int(integer) == 0 and len(cents) == 1:
+        return " ".join([*_integer(int(cents)), "hou4"])
+    head = _integer(int(integer))
+    tail = ["bun3"] if cents == "5" else _digit_by_digit(cents)
+    return " ".join([*head, "go3", *tail])

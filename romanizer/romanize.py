@@ -8,17 +8,18 @@ single spaces) and is then cut into words that spell it exactly, whitespace incl
 
 so a viewer can put ruby over every word. The cut is made in two steps: a tokenizer
 separates runs of Chinese characters, numbers, Latin words, single spaces and single
-punctuation marks; PyCantonese then segments each Chinese run into words and gives
-their Jyutping. What PyCantonese cannot read is handled here:
+punctuation marks; the G2P (:class:`romanizer.g2p.G2P`, the module behind
+``scribe romanize``) then segments each Chinese run into words and reads polyphonic
+characters in context. Besides:
 
 - Latin words (code-switching: ``我今日好busy``) keep their text, with no romanization;
 - numbers are read the Cantonese way by :func:`romanizer.numbers.read_number`;
-- an unknown word is retried character by character; a character still unknown
-  (a rare character) gets no romanization and appears as itself in the lines;
+- a character the lexicon lacks (a rare character) is a word of its own with no
+  romanization and appears as itself in the lines;
 - punctuation and spaces get no romanization; the lines are built by
   :func:`scribe.formats.join_words` (``ngo5 hai6 Peter, nei5 ne1?``).
 
-Yale comes from the Jyutping through ``pycantonese.jyutping_to_yale``, with tone marks and
+Yale comes from the Jyutping through :func:`romanizer.yale.to_yale`, with tone marks and
 one space between syllables (``gām yaht``), numbers included.
 """
 
@@ -26,36 +27,16 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
 
-import opencc
-import pycantonese
-
-from romanizer.numbers import NUMBER, read_number
+from romanizer.g2p import CJK as _CJK
+from romanizer.g2p import G2P
+from romanizer.g2p import TOKEN as _TOKEN
+from romanizer.numbers import read_number
+from romanizer.script import WIDTH as _WIDTH
+from romanizer.yale import to_yale as _to_yale
 from scribe.formats import join_words
 from scribe.messages import Word
 
-_CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_TOKEN = re.compile(
-    rf"(?P<space>\s+)"
-    rf"|(?P<number>{NUMBER.pattern})"
-    rf"|(?P<latin>[A-Za-z\u00c0-\u024f][A-Za-z0-9\u00c0-\u024f]*(?:['’][A-Za-z]+)*)"
-    rf"|(?P<cjk>[{_CJK}]+)"
-    rf"|(?P<other>(?:(?![{_CJK}])[^\W\d_])+)"  # other scripts (kana, hangul): kept as is
-    rf"|(?P<mark>.)",
-    re.DOTALL,
-)
-# Full-width Latin letters, digits and % (and the ideographic space) fold to ASCII;
-# full-width Chinese punctuation stays as it is.
-_WIDTH = str.maketrans(
-    {
-        **{chr(code): chr(code - 0xFEE0) for code in range(0xFF10, 0xFF1A)},
-        **{chr(code): chr(code - 0xFEE0) for code in range(0xFF21, 0xFF3B)},
-        **{chr(code): chr(code - 0xFEE0) for code in range(0xFF41, 0xFF5B)},
-        "％": "%",
-        "\u3000": " ",
-    }
-)
 _SPACES = re.compile(r"\s+")
 # Half-width punctuation written right after a Chinese character, and followed by another
 # Chinese character or the end of the line, is Chinese punctuation that Whisper wrote narrow.
@@ -64,26 +45,26 @@ _FULL_WIDTH = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ":"
 
 
 class Romanizer:
-    """Loads OpenCC s2hk and warms PyCantonese once; thread-safe to call.
+    """Loads OpenCC s2hk and the G2P lexicon once; thread-safe to call.
 
     Results are cached per Chinese run (the text between punctuation, spaces, numbers
     and Latin words) and per Jyutping word, so repeated phrases cost a dictionary lookup.
     """
 
-    def __init__(self, cache_size: int = 65_536) -> None:
-        """Load the converters (about two seconds, once per process).
+    def __init__(self, cache_size: int = 65_536, g2p: G2P | None = None) -> None:
+        """Load the converters (about half a second, once per process).
 
         Args:
             cache_size: How many Chinese runs and Jyutping words to keep converted.
+            g2p: The reader to use; a new :class:`romanizer.g2p.G2P` when ``None``.
         """
-        # OpenCC converters are thread-safe (BYVoid/OpenCC#231); PyCantonese makes no such
-        # promise (its segmenter keeps mutable lookup tables), so its calls take a lock.
-        self._lock = threading.Lock()
-        self._s2hk = opencc.OpenCC("s2hk")
-        self._simplified = _simplified_only(self._s2hk)
+        # OpenCC converters are thread-safe (BYVoid/OpenCC#231); the G2P only reads its
+        # lexicon, and its cache is a dict filled with immutable values.
+        self._g2p = g2p or G2P()
+        self._s2hk = self._g2p.s2hk
+        self._simplified = self._g2p.simplified
         self._run = functools.lru_cache(maxsize=cache_size)(self._romanize_run)
         self._yale = functools.lru_cache(maxsize=cache_size)(_to_yale)
-        pycantonese.characters_to_jyutping("香港人講廣東話。")  # loads the corpus and segmenter
 
     def normalise(self, text: str) -> str:
         """Normalise a raw ASR line for display and romanization.
@@ -122,7 +103,7 @@ class Romanizer:
         for match in _TOKEN.finditer(text):
             kind, token = match.lastgroup, match.group()
             if kind == "cjk":
-                out += self._run(token)
+                out += self._run(token, text[match.end() : match.end() + 1])
             elif kind == "number":
                 jyutping = read_number(token, context_after=text[match.end() : match.end() + 2])
                 out.append(Word(text=token, jyutping=jyutping, yale=self._yale(jyutping) if jyutping else None))
@@ -143,58 +124,11 @@ class Romanizer:
         words = self.words(normalised)
         return normalised, words, join_words(words, "jyutping"), join_words(words, "yale")
 
-    def _romanize_run(self, run: str) -> tuple[Word, ...]:
-        with self._lock:
-            pairs = pycantonese.characters_to_jyutping(run)
-            # Retry unknown words one character at a time (a list input skips segmentation).
-            retried = {
-                word: pycantonese.characters_to_jyutping(list(word)) for word, jyutping in pairs if jyutping is None
-            }
-        out: list[Word] = []
-        for word, jyutping in pairs:
-            for piece, piece_jyutping in retried.get(word, [(word, jyutping)]):
-                yale = self._yale(piece_jyutping) if piece_jyutping else None
-                out.append(Word(text=piece, jyutping=piece_jyutping, yale=yale))
-        return tuple(out)
-
-
-def _simplified_only(s2hk: opencc.OpenCC) -> frozenset[str]:
-    """Characters that only Simplified Chinese uses: s2hk changes them and Big5 lacks them.
-
-    Many characters are both Simplified and Traditional (晒 saai3 "all", 吓, 郁, 喂, 面, 了,
-    出); s2hk rewrites them (曬, 嚇, 鬱, 餵, 麪, 瞭, 齣) even in a line that is already
-    Traditional. Big5 holds Traditional characters, so a character s2hk changes that Big5
-    cannot encode (这, 们, 说) is Simplified for sure.
-    """
-    chars = [chr(code) for code in range(0x3400, 0xA000)]
-    # One call for all of them: newlines keep OpenCC from reading neighbours as phrases.
-    converted = s2hk.convert("\n".join(chars)).split("\n")
-    return frozenset(
-        char
-        for char, new in zip(chars, converted, strict=True)
-        if new != char and not _in_big5(char) and char not in _HK_OUTSIDE_BIG5
-    )
-
-
-# Hong Kong characters outside Big5 (in HKSCS) that s2hk would still rewrite:
-# 吓 (haa5, 試吓), 揾 (wan2), 糍 (糯米糍), and the HK forms 撑, 温, 恒 (恒生).
-_HK_OUTSIDE_BIG5 = frozenset("吓揾糍撑温恒")
-
-
-def _in_big5(char: str) -> bool:
-    try:
-        char.encode("cp950")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _to_yale(jyutping: str) -> str | None:
-    """Yale with tone marks, one space between syllables; ``None`` for invalid Jyutping."""
-    try:
-        return " ".join(pycantonese.jyutping_to_yale(jyutping))
-    except ValueError:
-        return None
+    def _romanize_run(self, run: str, after: str) -> tuple[Word, ...]:
+        return tuple(
+            Word(text=word, jyutping=jyutping, yale=self._yale(jyutping) if jyutping else None)
+            for word, jyutping in self._g2p.words(run, after)
+        )
 
 
 def _widen(match: re.Match[str]) -> str:

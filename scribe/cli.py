@@ -165,13 +165,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", "-q", action="store_true", help="no progress or live lines on stderr")
     t.add_argument("--verbose", "-v", action="store_true", help="log what the services do")
 
+    r = commands.add_parser("romanize", help="romanize text lines from stdin, one JSON object per line")
+    r.add_argument("--digits", action="store_true", help="keep digits as written instead of reading them")
+
     for name in (*SERVICES, "all"):
         commands.add_parser(name, help=f"run the {name} service(s) until SIGTERM")
     return parser
 
 
+def romanize(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    """``scribe romanize``: one JSON object per input line, one entry per character."""
+    import msgspec
+
+    from romanizer.g2p import G2P, read_line
+
+    g2p = G2P(read_numbers=not args.digits)
+    encode = msgspec.json.Encoder().encode
+    for line in stdin:
+        stdout.write(encode(read_line(g2p, line.rstrip("\r\n"))).decode("utf-8") + "\n")
+    stdout.flush()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "romanize":  # needs no settings, bus or database
+        raise SystemExit(romanize(args, sys.stdin, sys.stdout))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         settings = Settings.from_env()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-import pycantonese
 import pytest
 
 from romanizer.numbers import read_number
@@ -138,18 +137,10 @@ def test_unknown_character_stays_as_itself(romanizer: Romanizer) -> None:
     assert yale == "kéuih 𪚥"
 
 
-def test_unknown_word_is_retried_per_character(monkeypatch: pytest.MonkeyPatch) -> None:
-    romanizer = Romanizer()
-    real = pycantonese.characters_to_jyutping
-
-    def segment_rare_with_known(chars: str | list[str]) -> list[tuple[str, str | None]]:
-        if chars == "香𪚥":  # a segmenter that glues a known and an unknown character
-            return [("香𪚥", None)]
-        return real(chars)
-
-    monkeypatch.setattr(pycantonese, "characters_to_jyutping", segment_rare_with_known)
+def test_unknown_character_next_to_a_known_one_is_a_word_of_its_own(romanizer: Romanizer) -> None:
+    # Yale as in the pingyam table (tests/unit/test_g2p.py): the mark sits on the u of "eung".
     assert romanizer.words("香𪚥") == [
-        Word(text="香", jyutping="hoeng1", yale="hēung"),
+        Word(text="香", jyutping="hoeng1", yale="heūng"),
         Word(text="𪚥", jyutping=None, yale=None),
     ]
 

@@ -1,0 +1,224 @@
+"""The G2P: Yale conversion, polyphones in context, numbers, scripts, alignment, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import unicodedata
+from collections.abc import Iterator
+
+import pytest
+
+from romanizer.g2p import G2P
+from romanizer.yale import to_yale, to_yale_numeric, yale_parts
+from scribe.cli import build_parser, romanize
+from tests.paths import ROMANIZATION
+
+
+@pytest.fixture(scope="module")
+def g2p() -> Iterator[G2P]:
+    yield G2P()
+
+
+def _jyutping(g2p: G2P, text: str) -> list[str | None]:
+    return [reading.jyutping for reading in g2p.chars(text)]
+
+
+# --- Jyutping to Yale -----------------------------------------------------------------
+
+# Rows of the pingyam table that are typing slips in the source, not Yale: a doubled coda
+# letter (gagk, kakk, popt) and a spacing macron or tilde instead of a combining macron.
+_PINGYAM_SLIPS = {"gak6", "kak6", "pot6", "m1", "ng1", "hm1", "hng1"}
+
+
+def _pingyam() -> list[tuple[str, str, str]]:
+    lines = (ROMANIZATION / "yale_syllables_pingyam.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return [(j, unicodedata.normalize("NFC", d), n) for j, d, n in (line.split("\t") for line in lines)]
+
+
+def test_every_pingyam_syllable_converts_to_both_yale_forms() -> None:
+    rows = _pingyam()
+    assert len(rows) > 3900
+    wrong = [(j, d, n, yale_parts(j)) for j, d, n in rows if j not in _PINGYAM_SLIPS and yale_parts(j) != (d, n)]
+    assert wrong == []
+
+
+def test_the_pingyam_slips_are_slips() -> None:
+    rows = {j: (d, n) for j, d, n in _pingyam()}
+    assert {j: rows[j][0] for j in ("gak6", "kak6", "pot6")} == {"gak6": "gagk", "kak6": "kakk", "pot6": "popt"}
+    assert yale_parts("gak6") == ("gahk", "gak9")
+    assert yale_parts("m1") == ("m̄", "m1")
+
+
+@pytest.mark.parametrize(
+    ("jyutping", "yale", "numeric"),
+    [
+        ("m4 goi1", "m̀h gōi", "m4 goi1"),
+        ("gwong2 dung1 waa2", "gwóng dūng wá", "gwong2 dung1 wa2"),
+        ("hei3 hau6", "hei hauh", "hei3 hau6"),
+        ("gwong2 zau1 waa2", "gwóng jāu wá", "gwong2 jau1 wa2"),
+        ("jat6 jyu4", "yaht yùh", "yat9 yu4"),
+    ],
+)
+def test_yale_lines(jyutping: str, yale: str, numeric: str) -> None:
+    assert to_yale(jyutping) == yale
+    assert to_yale_numeric(jyutping) == numeric
+
+
+@pytest.mark.parametrize("bad", ["", "xyz1", "gam7", "hello"])
+def test_invalid_jyutping_has_no_yale(bad: str) -> None:
+    assert to_yale(bad) is None
+    assert to_yale_numeric(bad) is None
+
+
+# --- polyphonic characters in context ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sentence", "char", "reading"),
+    [
+        ("我哋聽日去行山", "行", "haang4"),
+        ("佢喺銀行做嘢", "行", "hong4"),
+        ("佢係行政總裁", "行", "hang4"),
+        ("呢條路好長", "長", "coeng4"),
+        ("佢係我哋嘅校長", "長", "zoeng2"),
+        ("個細路長高咗好多", "長", "zoeng2"),
+        ("我好鍾意聽音樂", "樂", "ngok6"),
+        ("祝你生日快樂", "樂", "lok6"),
+        ("今日天氣好好", "好", "hou2"),
+        ("我嘅愛好係睇書", "好", "hou3"),
+        ("呢個箱好重", "重", "cung5"),
+        ("佢重未返嚟", "重", "zung6"),
+        ("我哋要重新開始", "重", "cung4"),
+        ("我要瞓覺喇", "覺", "gaau3"),
+        ("我覺得好攰", "覺", "gok3"),
+        ("飛機準備降落", "降", "gong3"),
+        ("佢哋最後投降", "降", "hong4"),
+        ("你食咗飯未呀？", "呀", "aa3"),
+        ("係你呀？", "呀", "aa4"),
+        ("好呀，一齊去", "呀", "aa3"),
+    ],
+)
+def test_polyphones_in_sentences(g2p: G2P, sentence: str, char: str, reading: str) -> None:
+    assert _jyutping(g2p, sentence)[sentence.index(char)] == reading
+
+
+def test_same_character_two_readings_in_one_sentence(g2p: G2P) -> None:
+    text = "佢行咗去銀行"
+    readings = _jyutping(g2p, text)
+    assert (readings[1], readings[5]) == ("haang4", "hong4")
+
+
+# --- numbers, dates, money, Latin, punctuation, Simplified -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "jyutping"),
+    [
+        ("2024年", "ji6 ling4 ji6 sei3 nin4"),
+        ("2024年3月5日", "ji6 ling4 ji6 sei3 nin4 saam1 jyut6 ng5 jat6"),
+        ("3.5%", "baak3 fan6 zi1 saam1 dim2 ng5"),
+        ("10:30", "sap6 dim2 saam1 sap6 fan1"),
+        ("$100", "jat1 baak3 man1"),
+        ("$12.5", "sap6 ji6 go3 bun3"),
+        ("$0.5", "ng5 hou4"),
+        ("100蚊", "jat1 baak3 man1"),
+        ("有2個人", "jau5 loeng5 go3 jan4"),
+    ],
+)
+def test_numbers_read_the_cantonese_way(g2p: G2P, text: str, jyutping: str) -> None:
+    tokens = g2p.tokens(text)
+    assert " ".join(token.jyutping for token in tokens if token.jyutping) == jyutping
+
+
+def test_digits_kept_when_not_asked_to_read_them() -> None:
+    plain = G2P(read_numbers=False)
+    assert _jyutping(plain, "2024年") == [None, None, None, None, "nin4"]
+
+
+def test_number_alignment(g2p: G2P) -> None:
+    year = g2p.chars("2024年")
+    assert [r.jyutping for r in year] == ["ji6", "ling4", "ji6", "sei3", "nin4"]  # digit by digit
+    hundred = g2p.chars("100")
+    assert [r.jyutping for r in hundred] == ["jat1 baak3", None, None]  # whole reading on the first digit
+    assert hundred[0].yale == "yāt baak"
+
+
+def test_latin_text_and_punctuation_kept_without_romanization(g2p: G2P) -> None:
+    text = "我今日好busy，OK？"
+    chars = g2p.chars(text)
+    assert "".join(r.char for r in chars) == text
+    assert [r.jyutping for r in chars] == ["ngo5", "gam1", "jat6", "hou2", *[None] * 8]
+    assert all(r.yale is None and r.yale_numeric is None for r in chars[4:])
+
+
+def test_simplified_input_is_read_as_traditional(g2p: G2P) -> None:
+    assert g2p.traditional("这个东西好贵") == "這個東西好貴"
+    chars = g2p.chars("这个东西好贵")
+    assert [r.char for r in chars] == list("这个东西好贵")  # the user's characters are kept
+    assert [r.jyutping for r in chars] == _jyutping(g2p, "這個東西好貴")
+    assert [r.jyutping for r in chars][1:] == ["go3", "dung1", "sai1", "hou2", "gwai3"]
+    assert chars[0].jyutping in ("ze2", "ze3", "ze5")
+
+
+def test_traditional_line_is_not_converted(g2p: G2P) -> None:
+    assert g2p.traditional("你食晒佢") == "你食晒佢"
+
+
+def test_full_width_digits_are_numbers(g2p: G2P) -> None:
+    assert _jyutping(g2p, "２０２４年")[:4] == ["ji6", "ling4", "ji6", "sei3"]
+
+
+def test_unknown_character_has_no_reading(g2p: G2P) -> None:
+    assert _jyutping(g2p, "佢𪚥") == ["keoi5", None]
+
+
+# --- alignment ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "佢2024年買咗個iPhone 15，用咗3.5年！",
+        "这个 $1,000.50 好贵吗?",
+        "（笑）「唔得」…",
+        "한국어 日本語です",
+        "A😀b\t行",
+    ],
+)
+def test_alignment_length_equals_input_length(g2p: G2P, text: str) -> None:
+    chars = g2p.chars(text)
+    assert len(chars) == len(text)
+    assert "".join(r.char for r in chars) == text
+
+
+def test_alignment_on_shared_sentences(g2p: G2P) -> None:
+    lines = (ROMANIZATION / "cantomap_sentences.tsv").read_text(encoding="utf-8").splitlines()[:2000]
+    for line in lines:
+        text = line.split("\t")[0]
+        assert len(g2p.chars(text)) == len(text)
+
+
+# --- scribe romanize ------------------------------------------------------------------
+
+
+def test_scribe_romanize_writes_one_json_object_per_line() -> None:
+    args = build_parser().parse_args(["romanize"])
+    out = io.StringIO()
+    assert romanize(args, io.StringIO("佢行咗去銀行。\n2024年\n"), out) == 0
+    objects = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [o["text"] for o in objects] == ["佢行咗去銀行。", "2024年"]
+    first = objects[0]["chars"]
+    assert len(first) == len("佢行咗去銀行。")
+    assert first[1] == {"char": "行", "jyutping": "haang4", "yale": "hàahng", "yale_numeric": "haang4"}
+    assert first[-1] == {"char": "。", "jyutping": None, "yale": None, "yale_numeric": None}
+
+
+def test_scribe_romanize_can_keep_digits() -> None:
+    args = argparse.Namespace(digits=True)
+    out = io.StringIO()
+    romanize(args, io.StringIO("3個\n"), out)
+    assert [c["jyutping"] for c in json.loads(out.getvalue())["chars"]] == [None, "go3"]
