@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import numpy as np
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
@@ -52,7 +53,19 @@ class Decoded:
     duration_hint: float | None
 
 
-def _decode(job: JobSubmitted, settings: Settings, cancel: threading.Event) -> Iterator[Decoded]:
+def encode_for_bus(samples: np.ndarray, codec: str, max_payload: int) -> tuple[str, bytes]:
+    """Encode a piece so that its message fits the server's ``max_payload``.
+
+    FLAC is the default; on a server with a small limit (NATS defaults to 1 MB, and a
+    60 s FLAC chunk is about 1.3 MB in base64) the piece goes as Opus instead.
+    """
+    codec, audio = encode_chunk(samples, codec=codec)
+    if codec == "flac" and len(audio) * 4 // 3 + 4096 > max_payload:
+        codec, audio = encode_chunk(samples, codec="opus")
+    return codec, audio
+
+
+def _decode(job: JobSubmitted, settings: Settings, max_payload: int, cancel: threading.Event) -> Iterator[Decoded]:
     """Blocking: fetch, decode and encode the job's input, one piece at a time."""
     source, duration_hint = open_source(
         job.source,
@@ -76,7 +89,7 @@ def _decode(job: JobSubmitted, settings: Settings, cancel: threading.Event) -> I
                 if piece.silent:
                     yield Decoded(None, seconds, hint)
                     continue
-                codec, audio = encode_chunk(piece.samples, codec=settings.chunk_codec)
+                codec, audio = encode_for_bus(piece.samples, settings.chunk_codec, max_payload)
                 yield Decoded(EncodedPiece(piece.offset, piece.duration, codec, audio), seconds, hint)
         finally:
             reader.close()
@@ -181,7 +194,7 @@ class Streamer:
         seq = 0
         seconds = 0.0
         duration: float | None = None
-        async for decoded in _in_thread(_decode, job, self.settings):
+        async for decoded in _in_thread(_decode, job, self.settings, self.nc.max_payload):
             seconds, duration = decoded.seconds, decoded.duration_hint
             if decoded.piece is not None:
                 piece = decoded.piece

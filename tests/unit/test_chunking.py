@@ -255,3 +255,12 @@ def test_first_speech_piece_is_short_when_asked_then_pieces_grow() -> None:
     assert 4.0 <= speech[0].duration <= 8.0
     assert all(15.0 <= p.duration <= 30.0 for p in speech[1:-1])
     assert sum(p.duration for p in pieces) == pytest.approx(80.0, abs=0.01)
+
+
+def test_chunk_goes_as_opus_when_flac_would_not_fit_the_servers_max_payload() -> None:
+    from streamer.service import encode_for_bus
+
+    samples = load_samples(seconds=20.0)
+    assert encode_for_bus(samples, "flac", 8 * 1024 * 1024)[0] == "flac"
+    codec, data = encode_for_bus(samples, "flac", 200_000)  # 20 s of FLAC is about 350 kB
+    assert codec == "opus" and len(data) * 4 // 3 < 200_000
