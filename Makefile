@@ -33,7 +33,7 @@ test: setup /usr/bin/docker-compose lint
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 
 bench-asr: setup
-	$(BIN)/python -m bench.asr_eval
+	$(BIN)/python -m bench.asr_eval --threads 2 --vad on
 
 bench-pipeline: setup
-	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.pipeline --runs 2
