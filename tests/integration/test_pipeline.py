@@ -16,7 +16,7 @@ import pytest
 from scribe import bus, subjects
 from scribe.cli import Display, run_job
 from scribe.messages import AudioChunk, Failed, Final, JobOptions
-from scribe.runtime import SERVICES, runtime
+from scribe.runtime import SERVICES, Runtime, runtime
 from scribe.settings import Settings
 from store import repo
 from tests import media
@@ -134,6 +134,19 @@ def _transcriber_process(nats_url: str, database_url: str, data_dir: Path, **set
     return subprocess.Popen([sys.executable, "-m", "transcriber"], env=env, stderr=subprocess.DEVNULL)
 
 
+async def _kill_while_it_holds_a_chunk(rt: Runtime, victim: subprocess.Popen[bytes]) -> None:
+    """Wait until the worker holds a chunk (delivered, not acked), then kill it hard."""
+    for _ in range(600):
+        info = await rt.js.consumer_info(subjects.STREAM_CHUNKS, subjects.CONSUMER_TRANSCRIBER)
+        if info.num_ack_pending >= 1:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the transcriber never took a chunk")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+
+
 async def test_transcriber_killed_mid_chunk_loses_nothing_and_duplicates_nothing(
     settings, nats_url, database_url, pool, data_dir
 ) -> None:
@@ -143,16 +156,7 @@ async def test_transcriber_killed_mid_chunk_loses_nothing_and_duplicates_nothing
         victim = _transcriber_process(nats_url, database_url, data_dir)
         try:
             job = asyncio.create_task(run_job(rt, str(CLIP), options=JobOptions(), display=Lines()))
-            # Wait until the worker holds a chunk (delivered, not acked), then kill it hard.
-            for _ in range(600):
-                info = await rt.js.consumer_info(subjects.STREAM_CHUNKS, subjects.CONSUMER_TRANSCRIBER)
-                if info.num_ack_pending >= 1:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the transcriber never took a chunk")
-            victim.send_signal(signal.SIGKILL)
-            victim.wait(10)
+            await _kill_while_it_holds_a_chunk(rt, victim)
             await rt.start(["transcriber"])
             job_id, outcome = await asyncio.wait_for(job, timeout=180)
             info = await rt.js.consumer_info(subjects.STREAM_CHUNKS, subjects.CONSUMER_TRANSCRIBER)
@@ -180,15 +184,7 @@ async def test_chunk_whose_last_delivery_dies_fails_the_job_instead_of_hanging(
         victim = _transcriber_process(nats_url, database_url, data_dir, ack_wait_s="3", max_deliver="1")
         try:
             job = asyncio.create_task(run_job(rt, str(CLIP), options=JobOptions(), display=Lines()))
-            for _ in range(600):
-                info = await rt.js.consumer_info(subjects.STREAM_CHUNKS, subjects.CONSUMER_TRANSCRIBER)
-                if info.num_ack_pending >= 1:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the transcriber never took a chunk")
-            victim.send_signal(signal.SIGKILL)
-            victim.wait(10)
+            await _kill_while_it_holds_a_chunk(rt, victim)
             await rt.start(["transcriber"])
             job_id, outcome = await asyncio.wait_for(job, timeout=60)
         finally:
