@@ -12,12 +12,14 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import FromPath, FromQuery
 
 from scribe.formats import render
 from scribe.settings import Settings
 from store import repo
 from store.db import create_pool
 
+ROMANIZATIONS = ("jyutping", "yale", "both")
 FORMAT_MEDIA = {
     "json": "application/json",
     "srt": "application/x-subrip",
@@ -35,7 +37,7 @@ async def healthz(state: State) -> str:
 
 
 @get("/v1/jobs/{job_id:str}")
-async def job_status(state: State, job_id: str) -> dict[str, object]:
+async def job_status(state: State, job_id: FromPath[str]) -> dict[str, object]:
     job = await repo.get_job(state.pool, job_id)
     if job is None:
         raise NotFoundException(f"no job {job_id}")
@@ -50,9 +52,13 @@ async def job_status(state: State, job_id: str) -> dict[str, object]:
 
 
 @get("/v1/jobs/{job_id:str}/transcript")
-async def job_transcript(state: State, job_id: str, format: str = "json", romanization: str = "both") -> Response[str]:
+async def job_transcript(
+    state: State, job_id: FromPath[str], format: FromQuery[str] = "json", romanization: FromQuery[str] = "both"
+) -> Response[str]:
     if format not in FORMAT_MEDIA:
         raise ValidationException(f"format must be one of {', '.join(FORMAT_MEDIA)}")
+    if romanization not in ROMANIZATIONS:
+        raise ValidationException(f"romanization must be one of {', '.join(ROMANIZATIONS)}")
     transcript = await repo.transcript(state.pool, job_id)
     if transcript is None:
         raise NotFoundException(f"job {job_id} has no finished transcript (unknown, running or failed)")

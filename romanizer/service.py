@@ -2,8 +2,10 @@
 
 State lives in PostgreSQL, not in memory: each message is handled in one transaction
 holding the job's row lock, so several romanizers can run and a redelivery changes
-nothing. Events are published before the commit with message ids, so a crash between
-the two is repaired by the redelivery and JetStream drops the repeated events.
+nothing. Partial events are published before the commit with message ids, so a crash
+between the two is repaired by the redelivery and JetStream drops the repeated events;
+the final event goes out after the commit (readers of it find the job done) and again on
+any redelivery that finds the job done.
 """
 
 from __future__ import annotations
@@ -79,7 +81,24 @@ class RomanizerService:
             handler=self.handle,
             stop=stop,
             concurrency=2,
+            on_exhausted=self.exhausted,
         )
+
+    async def exhausted(self, data: bytes, deliveries: int) -> None:
+        """A message this service failed on every time: fail its job rather than leave it waiting."""
+        event = segments_event_decoder.decode(data)
+        reason = "The transcript could not be put together because of an internal error; try again later."
+        await repo.record_dead_letter(
+            self.pool,
+            subject=subjects.segments(event.job_id),
+            job_id=event.job_id,
+            seq=getattr(event, "seq", None),
+            deliveries=deliveries,
+            reason="romanizer failed on every delivery",
+        )
+        await repo.fail_job(self.pool, event.job_id, reason)
+        failed = Failed(job_id=event.job_id, reason=reason)
+        await bus.publish(self.js, subjects.events(event.job_id), failed, msg_id=f"{event.job_id}:failed")
 
     async def handle(self, msg: Msg) -> None:
         event = segments_event_decoder.decode(msg.data)

@@ -55,6 +55,7 @@ class Settings:
     allow_private_urls: bool = False  # tests on loopback only
     max_duration_s: float = 3 * 3600.0
     max_download_bytes: int = 2 * 1024**3
+    max_download_s: float = 3600.0  # wall clock for one download: a trickling server cannot hold a streamer
     # 40-60 s chunks: within a chunk faster-whisper packs speech into full 30 s windows, so
     # longer chunks waste less padding (bench: 10 minutes in 30.5 s of ASR against 51.7 s
     # with 20-30 s chunks, on 2 one-thread workers); the short first chunk keeps latency.

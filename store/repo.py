@@ -1,7 +1,8 @@
 """Reads and writes of jobs, chunks, segments, transcripts and usage.
 
 Every write a redelivered message can repeat is idempotent (``ON CONFLICT``), so
-at-least-once delivery on the bus gives exactly-once effect here.
+at-least-once delivery on the bus gives exactly-once effect here. The usage ledger is the
+exception on purpose: a redelivered chunk calls the ASR again, and that call is billed again.
 """
 
 from __future__ import annotations

@@ -72,6 +72,7 @@ def _decode(job: JobSubmitted, settings: Settings, max_payload: int, cancel: thr
         allow_private=settings.allow_private_urls,
         max_duration_s=settings.max_duration_s,
         max_bytes=settings.max_download_bytes,
+        max_seconds=settings.max_download_s,
     )
     try:
         reader = open_media(source, max_duration_s=settings.max_duration_s)
@@ -133,12 +134,15 @@ async def _in_thread(iterator_factory: Any, *args: Any) -> Any:
 class Streamer:
     """Consumes ``scribe.jobs.submitted`` and publishes chunks, progress and the end of input."""
 
-    def __init__(self, settings: Settings, nc: NATS, pool: asyncpg.Pool, *, max_deliver: int = 3) -> None:
+    def __init__(self, settings: Settings, nc: NATS, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.nc = nc
         self.js = nc.jetstream()
         self.pool = pool
-        self.max_deliver = max_deliver
+        # The streamer consumer's own limits, as defined in nats/streams.json.
+        _, consumer = bus.load_topology(settings).consumers[subjects.CONSUMER_STREAMER]
+        self.ack_wait = float(consumer.ack_wait or 60.0)
+        self.max_deliver = int(consumer.max_deliver or 3)
 
     async def run(self, stop: asyncio.Event, concurrency: int = 2) -> None:
         await consume(
@@ -168,15 +172,19 @@ class Streamer:
 
     async def handle(self, msg: Msg) -> None:
         job = job_submitted_decoder.decode(msg.data)
+        # Integrators may publish jobs straight to NATS: the row is made here if need be.
+        await repo.create_job(self.pool, job.job_id, job.source, user_id=job.user_id, options=job.options)
         existing = await repo.get_job(self.pool, job.job_id)
         if existing is not None and existing.finished:
-            await msg.ack()  # a redelivery of a job that already ended
+            if existing.status == "failed":  # its Failed event may not have gone out
+                await self.publish_failed(job.job_id, existing.reason or "the job failed")
+            await msg.ack()
             return
         log = {"job_id": job.job_id}
         logger.info("job started", extra=log)
         await repo.mark_running(self.pool, job.job_id)
         try:
-            async with heartbeat(msg, every=max(1.0, self.settings.ack_wait_s / 4)):
+            async with heartbeat(msg, every=max(1.0, self.ack_wait / 4)):
                 await self.stream(job)
         except InputError as exc:
             logger.info("input refused", extra={**log, "reason": exc.reason})
@@ -194,24 +202,25 @@ class Streamer:
         seq = 0
         seconds = 0.0
         duration: float | None = None
-        async for decoded in _in_thread(_decode, job, self.settings, self.nc.max_payload):
-            seconds, duration = decoded.seconds, decoded.duration_hint
-            if decoded.piece is not None:
-                piece = decoded.piece
-                chunk = AudioChunk(
-                    job_id=job.job_id,
-                    seq=seq,
-                    offset=round(piece.offset, 3),
-                    duration=round(piece.duration, 3),
-                    codec=piece.codec,
-                    audio=piece.audio,
-                )
-                await bus.publish(self.js, subjects.CHUNKS, chunk, msg_id=f"{job.job_id}:{seq}")
-                seq += 1
-            await self.progress(job.job_id, seq, seconds, duration, ended=False)
+        # aclosing: on an error the decoding thread is told to stop at once, not at garbage collection.
+        async with contextlib.aclosing(_in_thread(_decode, job, self.settings, self.nc.max_payload)) as decoded_pieces:
+            async for decoded in decoded_pieces:
+                seconds, duration = decoded.seconds, decoded.duration_hint
+                if decoded.piece is not None:
+                    piece = decoded.piece
+                    chunk = AudioChunk(
+                        job_id=job.job_id,
+                        seq=seq,
+                        offset=round(piece.offset, 3),
+                        duration=round(piece.duration, 3),
+                        codec=piece.codec,
+                        audio=piece.audio,
+                    )
+                    await bus.publish(self.js, subjects.CHUNKS, chunk, msg_id=f"{job.job_id}:{seq}")
+                    seq += 1
+                await self.progress(job.job_id, seq, seconds, duration, ended=False)
         if seq == 0:
             raise InputError(SILENCE_ONLY)
-        await repo.set_input_ended(self.pool, job.job_id, total_chunks=seq, duration=seconds)
         ended = InputEnded(job_id=job.job_id, total_chunks=seq, duration=round(seconds, 3))
         await bus.publish(self.js, subjects.segments(job.job_id), ended, msg_id=f"{job.job_id}:end")
         await self.progress(job.job_id, seq, seconds, seconds, ended=True)
@@ -228,8 +237,11 @@ class Streamer:
         await bus.publish(self.js, subjects.events(job_id), event)
 
     async def fail(self, job_id: str, reason: str) -> None:
-        if await repo.fail_job(self.pool, job_id, reason):
-            with contextlib.suppress(Exception):
-                await bus.publish(
-                    self.js, subjects.events(job_id), Failed(job_id=job_id, reason=reason), msg_id=f"{job_id}:failed"
-                )
+        """Mark the job failed (the first outcome wins) and tell its subscribers why."""
+        await repo.fail_job(self.pool, job_id, reason)
+        job = await repo.get_job(self.pool, job_id)
+        await self.publish_failed(job_id, job.reason if job and job.reason else reason)
+
+    async def publish_failed(self, job_id: str, reason: str) -> None:
+        failed = Failed(job_id=job_id, reason=reason)
+        await bus.publish(self.js, subjects.events(job_id), failed, msg_id=f"{job_id}:failed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ import pytest
 
 from scribe import bus, subjects
 from scribe.cli import Display, run_job
-from scribe.messages import AudioChunk, Failed, Final, JobOptions
+from scribe.messages import AudioChunk, Failed, Final, JobOptions, JobSubmitted, job_event_decoder
 from scribe.runtime import SERVICES, Runtime, runtime
 from scribe.settings import Settings
 from store import repo
@@ -25,14 +26,14 @@ from tests.paths import AUDIO
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
-CLIP = AUDIO / "sherpa_yue-6.wav"  # 30.6 s: two chunks with the default 15-30 s cuts
+CLIP = AUDIO / "sherpa_yue-6.wav"  # 30.6 s: at least two chunks with the tests' 8-16 s cuts
 
 
 class Lines(Display):
     """Collects what the CLI would print, with the time each line arrived."""
 
     def __init__(self) -> None:
-        super().__init__(open(os.devnull, "w"), "both", quiet=True)  # noqa: SIM115
+        super().__init__(io.StringIO(), "both", quiet=True)
         self.lines: list[str] = []
 
     def line(self, text: str) -> None:
@@ -144,7 +145,7 @@ async def _kill_while_it_holds_a_chunk(rt: Runtime, victim: subprocess.Popen[byt
     else:
         pytest.fail("the transcriber never took a chunk")
     victim.send_signal(signal.SIGKILL)
-    victim.wait(10)
+    await asyncio.to_thread(victim.wait, 10)
 
 
 async def test_transcriber_killed_mid_chunk_loses_nothing_and_duplicates_nothing(
@@ -194,3 +195,21 @@ async def test_chunk_whose_last_delivery_dies_fails_the_job_instead_of_hanging(
     assert "stopped responding" in outcome.reason
     dead = await pool.fetch("SELECT deliveries, reason FROM dead_letters WHERE job_id = $1", job_id)
     assert len(dead) >= 1 and dead[0]["deliveries"] == 1
+
+
+async def test_job_published_straight_to_nats_is_transcribed(settings, nats_url, database_url, pool) -> None:
+    cfg = _settings(settings, nats_url, database_url)
+    job_id = uuid.uuid4().hex
+    async with runtime(cfg) as rt:
+        await rt.start(SERVICES)
+        sub = await rt.js.subscribe(subjects.events(job_id), ordered_consumer=True)
+        submitted = JobSubmitted(job_id=job_id, source=str(AUDIO / "sherpa_yue-4.wav"))
+        await bus.publish(rt.js, subjects.JOBS_SUBMITTED, submitted, msg_id=job_id)
+        while True:
+            event = job_event_decoder.decode((await sub.next_msg(timeout=120)).data)
+            if isinstance(event, Final | Failed):
+                break
+        await sub.unsubscribe()
+    assert isinstance(event, Final) and event.segment_count >= 1
+    transcript = await repo.transcript(pool, job_id)
+    assert transcript is not None and "香港" in "".join(s.text for s in transcript.segments)
