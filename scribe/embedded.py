@@ -165,9 +165,13 @@ async def infrastructure(settings: Settings) -> AsyncIterator[Settings]:
             stack.callback(pg.stop)
             starting["database_url"] = asyncio.ensure_future(asyncio.to_thread(pg.start))
         # Both start at once; a failure of either is raised after both have settled.
-        results = await asyncio.gather(*starting.values(), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        settings = settings.with_(**dict(zip(starting, results, strict=True)))
+        tasks = list(starting.values())
+        if tasks:
+            try:
+                await asyncio.wait(tasks)
+            except asyncio.CancelledError:
+                # Ctrl-C while starting: let the starts finish, so the exit stack can stop them.
+                await asyncio.wait(tasks)
+                raise
+        settings = settings.with_(**{name: task.result() for name, task in starting.items()})
         yield settings

@@ -111,11 +111,15 @@ async def watch_exhausted(nc: NATS, *, stream: str, durable: str, handler: Exhau
             stored = await js.get_msg(stream, seq)
         except NotFoundError:
             return  # acked or removed meanwhile
-        try:
-            await handler(stored.data or b"", int(advisory.get("deliveries", 0)))
-            await js.delete_msg(stream, seq)  # a work queue would otherwise keep it forever
-        except Exception:
-            logger.exception("dead-letter handling failed", extra={"stream": stream, "stream_seq": seq})
+        # The advisory comes once: retry the handling (the database may be restarting).
+        for attempt in range(1, 6):
+            try:
+                await handler(stored.data or b"", int(advisory.get("deliveries", 0)))
+                await js.delete_msg(stream, seq)  # a work queue would otherwise keep it forever
+                return
+            except Exception:
+                logger.exception("dead-letter handling failed", extra={"stream": stream, "stream_seq": seq})
+                await asyncio.sleep(backoff(attempt))
 
     subject = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}"
     return await nc.subscribe(subject, queue=f"{durable}-exhausted", cb=on_advisory)

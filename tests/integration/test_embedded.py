@@ -68,3 +68,29 @@ async def test_migrations_apply_once(database_url: str) -> None:
         assert versions == [v for v, _, _ in migrations()]
     finally:
         await conn.close()
+
+
+async def test_infrastructure_starts_both_servers_and_stops_them() -> None:
+    import shutil
+    import socket
+    import tempfile
+
+    import nats
+
+    from scribe.embedded import infrastructure
+
+    data_dir = Path(tempfile.mkdtemp(prefix="scribe-test-infra-"))  # reachable by the postgres user
+    try:
+        async with infrastructure(Settings(data_dir=data_dir)) as running:
+            nc = await nats.connect(running.nats_url)
+            assert nc.max_payload == 8 * 1024 * 1024  # our server config, not the 1 MB default
+            await nc.close()
+            conn = await asyncpg.connect(running.database_url)
+            assert await conn.fetchval("SELECT 1") == 1
+            await conn.close()
+        port = int(running.nats_url.rsplit(":", 1)[1])
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
+        assert not (data_dir / "postgres" / "postmaster.pid").exists()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
