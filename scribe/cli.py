@@ -36,10 +36,9 @@ ROMANIZATIONS = ("jyutping", "yale", "both")
 class Display:
     """Progress bar and live lines on stderr; plain lines when stderr is not a terminal."""
 
-    def __init__(self, stream: TextIO, romanization: str, quiet: bool = False) -> None:
+    def __init__(self, stream: TextIO, quiet: bool = False) -> None:
         self.stream = stream
         self.tty = stream.isatty()
-        self.romanization = romanization
         self.quiet = quiet
         self.status = ""
         self.started = time.monotonic()
@@ -132,7 +131,7 @@ async def run_job(
 
 
 async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
-    display = Display(sys.stderr, args.romanization, quiet=args.quiet)
+    display = Display(sys.stderr, quiet=args.quiet)
     source = args.input
     display.progress("starting…")
     async with runtime(settings, name="scribe-cli") as rt:

@@ -72,12 +72,10 @@ async def get_job(db: Executor, job_id: str, *, for_update: bool = False) -> Job
     return JobRow.from_record(record) if record else None
 
 
-async def mark_running(db: Executor, job_id: str, *, duration: float | None = None) -> None:
+async def mark_running(db: Executor, job_id: str) -> None:
     await db.execute(
-        "UPDATE jobs SET status = 'running', duration = COALESCE($2, duration), updated_at = now()"
-        " WHERE id = $1 AND status IN ('queued', 'running')",
+        "UPDATE jobs SET status = 'running', updated_at = now() WHERE id = $1 AND status IN ('queued', 'running')",
         job_id,
-        duration,
     )
 
 

@@ -262,16 +262,18 @@ def _has_encoder(name: str) -> bool:
     return True
 
 
-def _encode(
+def encode_samples(
     samples: np.ndarray,
+    target: str | BinaryIO,
     *,
     container_format: str,
     codec: str,
-    bit_rate: int | None,
+    bit_rate: int | None = None,
     options: dict[str, str] | None = None,
-) -> bytes:
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format=container_format) as out:
+    container_options: dict[str, str] | None = None,
+) -> None:
+    """Encode 16 kHz float32 mono samples into ``target`` (a path or a writable file object)."""
+    with av.open(target, "w", format=container_format, container_options=container_options or {}) as out:
         stream = cast(
             av.audio.stream.AudioStream, out.add_stream(codec, rate=SAMPLE_RATE, layout="mono", options=options or {})
         )
@@ -287,6 +289,11 @@ def _encode(
             out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+
+
+def _encode(samples: np.ndarray, **kwargs: Any) -> bytes:
+    buffer = io.BytesIO()
+    encode_samples(samples, buffer, **kwargs)
     return buffer.getvalue()
 
 

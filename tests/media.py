@@ -6,13 +6,12 @@ returns the path. Samples are float32 mono at 16 kHz throughout, like the stream
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
-from typing import cast
 
 import av
 import numpy as np
 
+from streamer.audio import encode_samples
 from tests.paths import AUDIO
 
 RATE = 16000
@@ -65,20 +64,15 @@ def write_audio(path: Path, samples: np.ndarray, *, bit_rate: int | None = None,
     """
     fmt, codec, options = _AUDIO_FORMATS[path.suffix]
     container_options = {"movflags": "+faststart"} if fmt == "ipod" and faststart else {}
-    with av.open(str(path), "w", format=fmt, container_options=container_options) as out:
-        stream = cast(av.audio.stream.AudioStream, out.add_stream(codec, rate=RATE, layout="mono", options=options))
-        if bit_rate is not None:
-            stream.bit_rate = bit_rate
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1), format="flt", layout="mono"
-        )
-        frame.sample_rate = RATE
-        frame.time_base = Fraction(1, RATE)
-        frame.pts = 0
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    encode_samples(
+        samples,
+        str(path),
+        container_format=fmt,
+        codec=codec,
+        bit_rate=bit_rate,
+        options=options,
+        container_options=container_options,
+    )
     return path
 
 

@@ -33,7 +33,7 @@ class Lines(Display):
     """Collects what the CLI would print, with the time each line arrived."""
 
     def __init__(self) -> None:
-        super().__init__(io.StringIO(), "both", quiet=True)
+        super().__init__(io.StringIO(), quiet=True)
         self.lines: list[str] = []
 
     def line(self, text: str) -> None:
