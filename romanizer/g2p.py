@@ -19,11 +19,15 @@ How a line is read:
    marks. Latin words and other scripts are kept with no romanization; punctuation and
    spaces get none either.
 3. A Chinese run is segmented into lexicon words (:mod:`romanizer.lexicon`) by dynamic
-   programming: fewest words, then the most even word lengths. Each word takes its
-   preferred reading.
-4. Context rules (:mod:`romanizer.rules`) then re-read polyphonic characters that stand
-   alone as one-character words (行, 長, 重, 好, 覺, 會, sentence-final particles ...)
-   from their neighbours.
+   programming: fewest words, then the words commonest in conversation (HKCanCor), then
+   the most even word lengths. Each word takes its preferred reading.
+   Lexicon words that speech almost always keeps apart (都會 in 我都會去) are not used
+   (:mod:`romanizer.context`).
+4. A model learnt from HKCanCor re-reads a few polyphonic characters that stand alone
+   as one-character words (下 haa5/haa6, 着, 轉) from their neighbours
+   (:mod:`romanizer.context`); then context rules (:mod:`romanizer.rules`), which state
+   grammatical facts, re-read those and others (行, 長, 重, 好, 覺, 會, sentence-final
+   particles ...) where they apply.
 5. Numbers, dates, times, money and percentages are read the Cantonese way by
    :mod:`romanizer.numbers` (``2024年`` -> ``ji6 ling4 ji6 sei3 nin4``).
 """
@@ -38,6 +42,7 @@ from typing import Literal
 import opencc
 
 from romanizer import lexicon as lexicon_module
+from romanizer.context import ContextModel
 from romanizer.numbers import DIGITS, NUMBER, read_money, read_number
 from romanizer.rules import apply_rules
 from romanizer.script import WIDTH, simplified_only
@@ -109,15 +114,27 @@ class Token:
 class G2P:
     """Reads Cantonese text. Loads the lexicon (about 0.2 s); thread-safe once built."""
 
-    def __init__(self, lexicon: lexicon_module.Lexicon | None = None, *, read_numbers: bool = True) -> None:
-        """Load the lexicon and OpenCC.
+    def __init__(
+        self,
+        lexicon: lexicon_module.Lexicon | None = None,
+        *,
+        context: ContextModel | None = None,
+        read_numbers: bool = True,
+    ) -> None:
+        """Load the lexicon, the context model and OpenCC.
 
         Args:
             lexicon: Word -> readings; the packaged lexicon when ``None``.
+            context: Words to split and per-character weights; the packaged model when
+                ``None``, ``ContextModel()`` for none.
             read_numbers: Read digits the Cantonese way; when ``False`` they stay as written
                 with no romanization.
         """
-        self.lexicon = lexicon if lexicon is not None else lexicon_module.load()
+        lexicon = lexicon if lexicon is not None else lexicon_module.load()
+        self.context = context if context is not None else ContextModel.load()
+        if self.context.splits:
+            lexicon = {word: readings for word, readings in lexicon.items() if word not in self.context.splits}
+        self.lexicon = lexicon
         self.read_numbers = read_numbers
         self._prefixes = frozenset(word[:end] for word in self.lexicon for end in range(1, min(len(word), _MAX_WORD)))
         self.s2hk = opencc.OpenCC("s2hk")
@@ -197,34 +214,46 @@ class G2P:
         key = run + "\0" + after
         cached = self._cache.get(key)
         if cached is None:
-            cached = tuple(apply_rules(self._segment(run), after))
+            read = self.context.apply(self.segment(run), after, self.lexicon)
+            cached = tuple(apply_rules(read, after, self.context.tags))
             if len(self._cache) < 200_000:
                 self._cache[key] = cached
         return cached
 
-    def _segment(self, run: str) -> list[tuple[str, str | None]]:
-        """Fewest lexicon words; among those, the largest sum of squared lengths."""
+    def segment(self, run: str) -> list[tuple[str, str | None]]:
+        """Segment a run into lexicon words, each with its preferred reading.
+
+        Fewest words; among those, the words commonest in HKCanCor (成為/咗 rather than
+        成/為咗); among those, the largest sum of squared lengths (the most even lengths).
+
+        Args:
+            run: Chinese characters only (Traditional).
+
+        Returns:
+            ``(word, jyutping)`` pairs spelling ``run`` (``None`` for a character the
+            lexicon lacks).
+        """
         size = len(run)
-        # best[i]: (words, -sum of squares, start of the last word) for run[:i]
-        best: list[tuple[int, int, int]] = [(0, 0, 0)] + [(size + 1, 0, 0)] * size
-        lexicon, prefixes = self.lexicon, self._prefixes
+        # best[i]: (words, -frequency, -sum of squares, start of the last word) for run[:i]
+        best: list[tuple[int, float, int, int]] = [(0, 0.0, 0, 0)] + [(size + 1, 0.0, 0, 0)] * size
+        lexicon, prefixes, frequency = self.lexicon, self._prefixes, self.context.frequency
         for start in range(size):
-            words, squares, _ = best[start]
+            words, common, squares, _ = best[start]
             if words > size:
                 continue
             for end in range(start + 1, min(size, start + _MAX_WORD) + 1):
                 piece = run[start:end]
                 if end - start == 1 or piece in lexicon:
                     length = end - start
-                    candidate = (words + 1, squares - length * length, start)
-                    if candidate[:2] < best[end][:2]:
+                    candidate = (words + 1, common - frequency.get(piece, 0.0), squares - length * length, start)
+                    if candidate[:3] < best[end][:3]:
                         best[end] = candidate
                 if piece not in prefixes:
                     break
         out: list[tuple[str, str | None]] = []
         end = size
         while end:
-            start = best[end][2]
+            start = best[end][3]
             piece = run[start:end]
             readings = lexicon.get(piece)
             out.append((piece, readings[0] if readings else None))

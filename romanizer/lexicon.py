@@ -9,6 +9,10 @@ the preferred reading first. It merges two openly licensed sources (see
 - rime-cantonese-upstream (CC BY 4.0, CanCLID): its word list, for words ToJyutping lacks
   and for extra readings of words it has.
 
+Both write the OpenCC standard forms (因爲, 衛生, 裏面); each word is also entered under
+the spellings Hong Kong and Taiwan text use (因為, 衞生, 裡面, 著數 for 着數), so text
+written either way is read by whole words.
+
 Nothing from words.hk or CantoMap goes into it. Rebuild with::
 
     python -m romanizer.lexicon RIME_WORDS_TSV   # needs ToJyutping installed
@@ -19,6 +23,8 @@ from __future__ import annotations
 import gzip
 import sys
 from pathlib import Path
+
+import opencc
 
 LEXICON_PATH = Path(__file__).resolve().parent / "data" / "lexicon.tsv.gz"
 
@@ -68,6 +74,12 @@ def build(rime_words: Path, path: Path = LEXICON_PATH) -> int:
         readings = merged.setdefault(word, [])
         if reading not in readings:
             readings.append(reading)
+    converters = [opencc.OpenCC(name) for name in ("t2hk", "t2tw")]
+    for word, readings in list(merged.items()):
+        variants = {converter.convert(word) for converter in converters} | {word.replace("着", "著")}
+        for variant in variants:
+            if len(variant) == len(word) and variant not in merged:
+                merged[variant] = readings
     text = "".join(f"{word}\t{'|'.join(readings)}\n" for word, readings in sorted(merged.items()))
     with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as handle:
         handle.write(text)

@@ -27,6 +27,7 @@ _AFTER_TURN = frozenset("彎左右身頭圈涼凍熱暖冷壞")
 _BEFORE_STILL = frozenset("有係要喺未唔會可以為想話")
 _BEFORE_HEAVY = frozenset("好太咁幾好真")
 _AFTER_COUNT = frozenset("到下吓一清錢埋")
+_NEXT_UNITS = frozenset("個次一星禮週周月年堂屆季任期半班站場代輩集章回層格")
 _LITERARY_AS = frozenset("以化成作視稱列認")
 
 
@@ -38,6 +39,7 @@ class Context:
     after: str  # the run after the character, then what follows the run (punctuation)
     previous_word: str
     next_word: str
+    previous_tag: str = ""  # HKCanCor's part of speech for the previous word (v verb, n noun ...)
 
     @property
     def prev(self) -> str:
@@ -82,14 +84,16 @@ def _aa(c: Context) -> str | None:  # 呀: a yes/no question without a question 
     return None
 
 
-def _haa(c: Context) -> str | None:  # 下 after a verb, "a bit" (睇下佢, 幫下我), is haa5
+def _haa(c: Context) -> str | None:  # 下 "next" (下個星期) is haa6; after a verb, "a bit" (睇下佢), haa5
+    if c.next in _NEXT_UNITS:
+        return "haa6"
     if c.before and c.prev not in DEMONSTRATIVES and c.prev not in "樓地天底鄉手以" and (c.ends or c.next in PRONOUNS):
         return "haa5"
     return None
 
 
-def _soeng(c: Context) -> str | None:  # 上 as a verb "go up, get on" is soeng5
-    if c.prev in _VERBS_BEFORE_UP or c.prev in "會要去想" or c.next in _PLACES_AFTER_UP:
+def _soeng(c: Context) -> str | None:  # 上 as a verb "go up, get on", or right after a verb (浮上水面), is soeng5
+    if c.previous_tag == "v" or c.prev in _VERBS_BEFORE_UP or c.prev in "會要去想" or c.next in _PLACES_AFTER_UP:
         return "soeng5"
     return None
 
@@ -106,12 +110,18 @@ def _zyun(c: Context) -> str | None:  # 轉 "turn" is zyun3
     return "zyun3" if c.next in _AFTER_TURN else None
 
 
-def _wai(c: Context) -> str | None:  # 為 in 以X為Y, 化X為Y is wai4
-    return "wai4" if _LITERARY_AS.intersection(c.before[-4:]) or c.next in "人生善主止榮" else None
+def _wai(c: Context) -> str | None:  # 為 "be, become, as" (以X為Y, 選佢為班長, 少飲為妙) is wai4
+    if _LITERARY_AS.intersection(c.before[-4:]) or c.next in "人生善主止榮妙":
+        return "wai4"
+    if c.previous_tag == "v" and c.next not in PRONOUNS and c.next not in "咗佢":
+        return "wai4"
+    return None
 
 
-def _wui(c: Context) -> str | None:  # 會 after a measure word is the noun "meeting": wui2
-    return "wui2" if c.prev in "個" or c.next in "議" else None
+def _wui(c: Context) -> str | None:  # 會 the noun "meeting, society" (個會, 開會, 遊艇會) is wui2
+    if c.prev in "個開" or c.next in "議" or c.previous_word in ("開緊", "緊"):
+        return "wui2"
+    return "wui2" if c.ends and c.previous_tag == "n" else None
 
 
 def _zeng(c: Context) -> str | None:  # 正 "great, straight" closing a clause is zeng3
@@ -183,12 +193,15 @@ WORDS: dict[str, str] = {
 """Words whose everyday Hong Kong reading is not the lexicon's first."""
 
 
-def apply_rules(words: list[tuple[str, str | None]], after: str = "") -> list[tuple[str, str | None]]:
+def apply_rules(
+    words: list[tuple[str, str | None]], after: str = "", tags: dict[str, str] | None = None
+) -> list[tuple[str, str | None]]:
     """Re-read one-character polyphonic words from their neighbours.
 
     Args:
         words: ``(word, jyutping)`` pairs of one Chinese run, as segmented.
         after: The text right after the run (its first characters), e.g. ``"？"``.
+        tags: Word -> part of speech (:attr:`romanizer.context.ContextModel.tags`).
 
     Returns:
         The pairs with some readings changed.
@@ -204,6 +217,7 @@ def apply_rules(words: list[tuple[str, str | None]], after: str = "") -> list[tu
                 after=run[position + 1 :] + after,
                 previous_word=words[index - 1][0] if index else "",
                 next_word=words[index + 1][0] if index + 1 < len(words) else "",
+                previous_tag=(tags or {}).get(words[index - 1][0], "") if index else "",
             )
             out[index] = (word, rule(context) or reading)
         elif word in WORDS:

@@ -104,6 +104,41 @@ def test_polyphones_in_sentences(g2p: G2P, sentence: str, char: str, reading: st
     assert _jyutping(g2p, sentence)[sentence.index(char)] == reading
 
 
+@pytest.mark.parametrize(
+    ("sentence", "char", "reading"),
+    [
+        # a lexicon word that speech keeps apart: 都會 "metropolis" vs 都 + 會 "will"
+        ("我哋聽日都會去", "會", "wui5"),
+        ("香港係國際大都會", "會", "wui6"),
+        # the HKCanCor model: 下 "a bit" after a verb, "next" before a measure word
+        ("你試下加冰", "下", "haa5"),
+        ("我哋下個星期再傾", "下", "haa6"),
+        ("我要着件外套先出得街", "着", "zoek3"),
+        ("我要著件外套先出得街", "著", "zoek3"),  # 著 written for 着 "wear"
+        ("呢個行業嘅著作好多", "著", "zyu3"),
+        # rules that use HKCanCor's parts of speech
+        ("個氣球慢慢浮上水面", "上", "soeng5"),
+        ("本書放咗喺枱上", "上", "soeng6"),
+        ("呢種酒少飲為妙", "為", "wai4"),
+        ("公司嘅高層而家開緊會", "會", "wui2"),
+    ],
+)
+def test_context_model_and_splits(g2p: G2P, sentence: str, char: str, reading: str) -> None:
+    assert _jyutping(g2p, sentence)[sentence.index(char)] == reading
+
+
+@pytest.mark.parametrize(
+    ("text", "word"), [("因為我唔得閒", "因為"), ("佢成日以為自己好叻", "以為"), ("入面好衞生", "衞生")]
+)
+def test_hong_kong_spellings_are_lexicon_words(g2p: G2P, text: str, word: str) -> None:
+    assert word in [token.text for token in g2p.tokens(text)]
+
+
+def test_segmentation_prefers_words_common_in_speech(g2p: G2P) -> None:
+    words = [token.text for token in g2p.tokens("佢終於成為咗教師")]
+    assert words[:3] == ["佢", "終於", "成為"]
+
+
 def test_same_character_two_readings_in_one_sentence(g2p: G2P) -> None:
     text = "佢行咗去銀行"
     readings = _jyutping(g2p, text)
