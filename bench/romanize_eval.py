@@ -7,7 +7,9 @@ Usage::
 For every ``*.tsv`` file of sentences in the shared romanization data it prints
 per-character Jyutping accuracy (CJK characters of rows whose syllable count matches)
 for the G2P and for ``pycantonese.characters_to_jyutping``, on all rows and on the
-held-out rows. ``polyphone_selection.tsv`` is scored on its target characters only.
+held-out rows. ``polyphone_selection.tsv`` is scored on its target characters only; the
+other files are also scored on every occurrence of the selection's 37 polyphonic
+characters ("its 37 polyphones"), a larger sample of polyphones in context.
 
 Held-out split: a row is held out when the first 8 hex digits of the SHA-256 of its text,
 as an integer, are divisible by 5 (:func:`held_out`, about 20 %). The rules in
@@ -56,17 +58,21 @@ def load(path: Path) -> list[list[str]]:
     return rows[1:] if rows and rows[0][0] == "text" else rows
 
 
-def score(rows: list[list[str]], read: Reader, *, targets: bool) -> tuple[int, int]:
-    """Correct and total characters; ``targets`` scores only the target character of a row."""
+def score(rows: list[list[str]], read: Reader, *, targets: bool, only: frozenset[str] = frozenset()) -> tuple[int, int]:
+    """Correct and total characters.
+
+    ``targets`` scores only the target character of a row (the polyphone selection);
+    ``only`` scores only these characters.
+    """
     correct = total = 0
     for row in rows:
         text, gold = row[0], row[1].split()
         positions = [index for index, char in enumerate(text) if CJK.match(char)]
-        if len(positions) != len(gold):
+        if len(positions) != len(gold) or (only and not only.intersection(text)):
             continue
         predicted = read(text)
         for index, syllable in zip(positions, gold, strict=True):
-            if targets and text[index] != row[2]:
+            if (targets and text[index] != row[2]) or (only and text[index] not in only):
                 continue
             expected = row[3] if targets else syllable
             total += 1
@@ -124,16 +130,22 @@ def main() -> None:
     if not args.no_baseline:
         readers["pycantonese"] = pycantonese_reader()
     print(f"{'file':34} {'split':9} {'chars':>7} " + " ".join(f"{name:>12}" for name in readers))
+    selection = args.data / "polyphone_selection.tsv"
+    polyphones = frozenset(row[2] for row in load(selection)) if selection.exists() else frozenset()
     for name in SENTENCE_FILES:
         path = args.data / name
         if not path.exists():
             continue
         rows = load(path)
-        for split, subset in (("all", rows), ("held-out", [row for row in rows if held_out(row[0])])):
-            results = {key: score(subset, read, targets=name.startswith("polyphone")) for key, read in readers.items()}
-            total = next(iter(results.values()))[1]
-            cells = " ".join(f"{correct / max(count, 1):12.4f}" for correct, count in results.values())
-            print(f"{name:34} {split:9} {total:7d} {cells}", flush=True)
+        scorings = [(name, {"targets": name.startswith("polyphone")})]
+        if polyphones and not name.startswith("polyphone"):
+            scorings.append((f"  its {len(polyphones)} polyphones", {"targets": False, "only": polyphones}))
+        for label, how in scorings:
+            for split, subset in (("all", rows), ("held-out", [row for row in rows if held_out(row[0])])):
+                results = {key: score(subset, read, **how) for key, read in readers.items()}  # type: ignore[arg-type]
+                total = next(iter(results.values()))[1]
+                cells = " ".join(f"{correct / max(count, 1):12.4f}" for correct, count in results.values())
+                print(f"{label:34} {split:9} {total:7d} {cells}", flush=True)
     if args.speed_lines:
         chars, seconds = speed(args.data, args.speed_lines)
         print(
