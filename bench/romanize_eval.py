@@ -137,12 +137,12 @@ def main() -> None:
         if not path.exists():
             continue
         rows = load(path)
-        scorings = [(name, {"targets": name.startswith("polyphone")})]
+        scorings: list[tuple[str, bool, frozenset[str]]] = [(name, name.startswith("polyphone"), frozenset())]
         if polyphones and not name.startswith("polyphone"):
-            scorings.append((f"  its {len(polyphones)} polyphones", {"targets": False, "only": polyphones}))
-        for label, how in scorings:
+            scorings.append((f"  its {len(polyphones)} polyphones", False, polyphones))
+        for label, targets, only in scorings:
             for split, subset in (("all", rows), ("held-out", [row for row in rows if held_out(row[0])])):
-                results = {key: score(subset, read, **how) for key, read in readers.items()}  # type: ignore[arg-type]
+                results = {key: score(subset, read, targets=targets, only=only) for key, read in readers.items()}
                 total = next(iter(results.values()))[1]
                 cells = " ".join(f"{correct / max(count, 1):12.4f}" for correct, count in results.values())
                 print(f"{label:34} {split:9} {total:7d} {cells}", flush=True)

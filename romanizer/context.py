@@ -1,7 +1,7 @@
 """Context model for polyphonic characters, learnt from the Hong Kong Cantonese Corpus.
 
-Two things learnt from HKCanCor (conversational Hong Kong Cantonese with human Jyutping,
-CC BY 4.0, shipped inside PyCantonese) live in ``romanizer/data/context.json.gz``:
+What is learnt from HKCanCor (conversational Hong Kong Cantonese with human Jyutping,
+CC BY 4.0, shipped inside PyCantonese) lives in ``romanizer/data/context.json.gz``:
 
 - **Splits**: lexicon words that, in running speech, are almost always two words read
   differently. ``都會`` is "metropolis" (dou1 wui6) in the lexicon, but ``我都會去`` is
@@ -9,16 +9,19 @@ CC BY 4.0, shipped inside PyCantonese) live in ``romanizer/data/context.json.gz`
   A lexicon word is split when HKCanCor has it as separate words at least three times as
   often as whole, and the separate words are mostly read otherwise than the lexicon reads
   the whole.
+- **Parts of speech and word frequencies**: each word's commonest HKCanCor tag (``v``
+  verb, ``n`` noun, ``q`` measure word ...) for the rules and the model, and its count, so
+  that among equally short segmentations the one with words common in speech wins.
 - **Readings in context**: an averaged perceptron per character, for the characters in
   :data:`CHARACTERS`, that chooses among the lexicon's readings of a character standing
   alone as a one-character word, from its neighbours (characters and words on each side,
-  and the words' parts of speech in HKCanCor). The rules of :mod:`romanizer.rules` have
-  the last word. ``睇下佢`` -> 下 haa5 "a bit";
-  ``着咗件衫`` -> 着 zoek3 "wear".
+  and their parts of speech). ``睇下佢`` -> 下 haa5 "a bit"; ``着咗件衫`` -> 着 zoek3
+  "wear". The rules of :mod:`romanizer.rules` run after it and have the last word.
 
 :data:`CHARACTERS` holds the characters where the model beat the lexicon and rules on the
-development rows of the shared words.hk data: on other characters HKCanCor's transcription
-conventions (難 laan6, 間 gaan3) differ from dictionary readings and the model does harm.
+development rows of the shared words.hk data (the others were tried): elsewhere
+HKCanCor's transcription conventions (難 laan6, 間 gaan3) differ from dictionary readings,
+or it has too few examples, and the model does harm.
 No words.hk or CantoMap text goes into the model, and the held-out rows of
 ``bench/romanize_eval.py`` informed nothing.
 
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
     from romanizer.g2p import G2P
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "context.json.gz"
-CHARACTERS = "下着轉"
+CHARACTERS = "下着轉朝應"
 """Characters read by the model (chosen on development rows; see the module text)."""
 ALIASES = {"著": "着"}
 """Characters read with another's weights: Hong Kong text writes 着 "wear" as 著 too."""

@@ -188,7 +188,7 @@ RULES: dict[str, Rule] = {
 WORDS: dict[str, str] = {
     "嗰陣": "go2 zan2",
     "今晚": "gam1 maan1",
-    "隨便": "ceoi4 pin2",
+    "隨便": "ceoi4 bin2",
 }
 """Words whose everyday Hong Kong reading is not the lexicon's first."""
 
