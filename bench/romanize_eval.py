@@ -94,6 +94,15 @@ def pycantonese_reader() -> Reader:
     return read
 
 
+def tojyutping_reader() -> Reader | None:
+    """Per-character Jyutping from ToJyutping 3.2 (BSD-2), when it is installed (``make bench-romanize``)."""
+    try:
+        import ToJyutping  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return None
+    return lambda text: [jyutping for _, jyutping in ToJyutping.get_jyutping_list(text)]
+
+
 def g2p_reader() -> Reader:
     """Per-character Jyutping from :class:`romanizer.g2p.G2P`."""
     from romanizer.g2p import G2P, jyutping_per_char
@@ -124,11 +133,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--speed-lines", type=int, default=20_000)
-    parser.add_argument("--no-baseline", action="store_true", help="skip PyCantonese (faster)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip PyCantonese and ToJyutping (faster)")
     args = parser.parse_args()
     readers: dict[str, Reader] = {"g2p": g2p_reader()}
     if not args.no_baseline:
         readers["pycantonese"] = pycantonese_reader()
+        tojyutping = tojyutping_reader()
+        if tojyutping is not None:
+            readers["tojyutping"] = tojyutping
     print(f"{'file':34} {'split':9} {'chars':>7} " + " ".join(f"{name:>12}" for name in readers))
     selection = args.data / "polyphone_selection.tsv"
     polyphones = frozenset(row[2] for row in load(selection)) if selection.exists() else frozenset()

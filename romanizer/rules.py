@@ -28,6 +28,8 @@ _BEFORE_STILL = frozenset("有係要喺未唔會可以為想話")
 _BEFORE_HEAVY = frozenset("好太咁幾好真")
 _AFTER_COUNT = frozenset("到下吓一清錢埋")
 _NEXT_UNITS = frozenset("個次一星禮週周月年堂屆季任期半班站場代輩集章回層格")
+_PLACE_NOUNS = frozenset("方角面邊底部層游")
+_DIRECTIONS = frozenset("向左右正最至往偏以")
 _LITERARY_AS = frozenset("以化成作視稱列認")
 
 
@@ -84,8 +86,8 @@ def _aa(c: Context) -> str | None:  # 呀: a yes/no question without a question 
     return None
 
 
-def _haa(c: Context) -> str | None:  # 下 "next" (下個星期) is haa6; after a verb, "a bit" (睇下佢), haa5
-    if c.next in _NEXT_UNITS:
+def _haa(c: Context) -> str | None:  # 下 "next, below" (下個星期, 右下角) is haa6; after a verb, "a bit" (睇下佢), haa5
+    if c.next in _NEXT_UNITS or c.next in _PLACE_NOUNS or c.prev in _DIRECTIONS:
         return "haa6"
     if c.before and c.prev not in DEMONSTRATIVES and c.prev not in "樓地天底鄉手以" and (c.ends or c.next in PRONOUNS):
         return "haa5"

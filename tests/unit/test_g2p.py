@@ -113,6 +113,8 @@ def test_polyphones_in_sentences(g2p: G2P, sentence: str, char: str, reading: st
         # the HKCanCor model: 下 "a bit" after a verb, "next" before a measure word
         ("你試下加冰", "下", "haa5"),
         ("我哋下個星期再傾", "下", "haa6"),
+        ("個車站喺地圖嘅右下角", "下", "haa6"),
+        ("你向下行就見到", "下", "haa6"),
         ("我要着件外套先出得街", "着", "zoek3"),
         ("我要著件外套先出得街", "著", "zoek3"),  # 著 written for 着 "wear"
         ("呢個行業嘅著作好多", "著", "zyu3"),
