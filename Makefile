@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INPUT ?= ../shared/data/audio/sherpa_yue-6.wav
 ARGS ?=
 
-.PHONY: setup transcribe test lint bench-asr bench-pipeline
+.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-romanize
 
 $(BIN)/scribe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,8 @@ bench-asr: setup
 
 bench-pipeline: setup
 	$(BIN)/python -m bench.pipeline --runs 2
+
+# ToJyutping is a baseline of the benchmark only (and what romanizer/lexicon.py rebuilds from).
+bench-romanize: setup
+	$(BIN)/pip install --quiet ToJyutping==3.2.0
+	$(BIN)/python bench/romanize_eval.py

@@ -17,7 +17,7 @@ from tests.paths import AUDIO
 from transcriber import model as model_module
 from transcriber.backends import LocalBackend
 from transcriber.errors import ModelError, PermanentAsrError
-from transcriber.model import EMBEDDED_SHA256, ensure_model
+from transcriber.model import EMBEDDED_SHA256, WRITTEN_CHINESE_CHARS, ensure_model
 
 pytestmark = pytest.mark.integration
 
@@ -133,12 +133,14 @@ async def test_suppressing_written_chinese_tokens_removes_them_from_the_output(
     whisper_model: WhisperModel, clip_opus: tuple[bytes, float]
 ) -> None:
     audio, duration = clip_opus
+    written = set(WRITTEN_CHINESE_CHARS)
     plain = await LocalBackend(whisper_model, Settings(asr_threads=2)).transcribe(audio, duration=duration)
-    assert "的" in "".join(s.text for s in plain.segments)  # the clip makes the base model write 的
+    # The clip makes the base model write some of them (的 or 說, depending on the run).
+    assert written.intersection("".join(s.text for s in plain.segments))
     backend = LocalBackend(whisper_model, Settings(asr_threads=2, asr_suppress_written=True))
     suppressed = await backend.transcribe(audio, duration=duration)
     text = "".join(s.text for s in suppressed.segments)
-    assert "的" not in text and "廣東話" in text
+    assert not written.intersection(text) and "廣東話" in text
 
 
 async def test_local_backend_serves_concurrent_calls_without_mixing_them(
