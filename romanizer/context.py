@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from romanizer.g2p import G2P
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "context.json.gz"
-CHARACTERS = "下着轉朝應"
+CHARACTERS = "下着轉朝應返成位房聲女當到嘞吓樣"
 """Characters read by the model (chosen on development rows; see the module text)."""
 ALIASES = {"著": "着"}
 """Characters read with another's weights: Hong Kong text writes 着 "wear" as 著 too."""

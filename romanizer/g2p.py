@@ -24,7 +24,7 @@ How a line is read:
    Lexicon words that speech almost always keeps apart (都會 in 我都會去) are not used
    (:mod:`romanizer.context`).
 4. A model learnt from HKCanCor re-reads a few polyphonic characters that stand alone
-   as one-character words (下 haa5/haa6, 着, 轉, 朝, 應) from their neighbours
+   as one-character words (下 haa5/haa6, 着, 返, 到 ...) from their neighbours
    (:mod:`romanizer.context`); then context rules (:mod:`romanizer.rules`), which state
    grammatical facts, re-read those and others (行, 長, 重, 好, 覺, 會, sentence-final
    particles ...) where they apply.

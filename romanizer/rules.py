@@ -86,6 +86,14 @@ def _aa(c: Context) -> str | None:  # 呀: a yes/no question without a question 
     return None
 
 
+def _ne(c: Context) -> str:  # 呢 closing a clause is the particle ne1; before a word it is "this", ni1
+    return "ne1" if c.ends else "ni1"
+
+
+def _gam(c: Context) -> str | None:  # 咁 closing a clause (係咁, 就咁) is gam2 "like this"
+    return "gam2" if c.ends else None
+
+
 def _haa(c: Context) -> str | None:  # 下 "next, below" (下個星期, 右下角) is haa6; after a verb, "a bit" (睇下佢), haa5
     if c.next in _NEXT_UNITS or c.next in _PLACE_NOUNS or c.prev in _DIRECTIONS:
         return "haa6"
@@ -167,6 +175,8 @@ RULES: dict[str, Rule] = {
     "覺": _gaau,
     "長": _coeng,
     "呀": _aa,
+    "呢": _ne,
+    "咁": _gam,
     "下": _haa,
     "上": _soeng,
     "着": _zoek,

@@ -118,6 +118,14 @@ def test_polyphones_in_sentences(g2p: G2P, sentence: str, char: str, reading: st
         ("我要着件外套先出得街", "着", "zoek3"),
         ("我要著件外套先出得街", "著", "zoek3"),  # 著 written for 着 "wear"
         ("呢個行業嘅著作好多", "著", "zyu3"),
+        ("我聽日返工", "返", "faan1"),
+        ("時間到嘞。", "嘞", "laak3"),
+        ("佢個樣好得意", "樣", "joeng2"),
+        # particles closing a clause
+        ("呢間餐廳好好食", "呢", "ni1"),
+        ("你去唔去呢？", "呢", "ne1"),
+        ("唔好咁", "咁", "gam2"),
+        ("今日好咁熱", "咁", "gam3"),
         # rules that use HKCanCor's parts of speech
         ("個氣球慢慢浮上水面", "上", "soeng5"),
         ("本書放咗喺枱上", "上", "soeng6"),
