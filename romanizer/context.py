@@ -18,10 +18,12 @@ CC BY 4.0, shipped inside PyCantonese) lives in ``romanizer/data/context.json.gz
   and their parts of speech). ``睇下佢`` -> 下 haa5 "a bit"; ``着咗件衫`` -> 着 zoek3
   "wear". The rules of :mod:`romanizer.rules` run after it and have the last word.
 
-:data:`CHARACTERS` holds the characters where the model beat the lexicon and rules on the
-development rows of the shared words.hk data (the others were tried): elsewhere
-HKCanCor's transcription conventions (難 laan6, 間 gaan3) differ from dictionary readings,
-or it has too few examples, and the model does harm.
+:data:`CHARACTERS` holds the characters with at least ten HKCanCor examples where the
+model beat the lexicon and rules on the development rows of the shared words.hk data (the
+others were tried): elsewhere HKCanCor's transcription conventions (難 laan6, 間 gaan3,
+嚟 lai4) differ from dictionary readings and the model does harm. For 返, 位, 聲 and 嘞
+HKCanCor has one reading only, so the model just sets their reading when they stand
+alone (返 faan1, not faan2).
 No words.hk or CantoMap text goes into the model, and the held-out rows of
 ``bench/romanize_eval.py`` informed nothing.
 
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from romanizer.g2p import G2P
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "context.json.gz"
-CHARACTERS = "下着轉朝應返成位房聲女當到嘞吓樣"
+CHARACTERS = "下着轉返成位房聲女當到嘞吓樣"
 """Characters read by the model (chosen on development rows; see the module text)."""
 ALIASES = {"著": "着"}
 """Characters read with another's weights: Hong Kong text writes 着 "wear" as 著 too."""
@@ -327,6 +329,9 @@ def train(seed: int = 0) -> ContextModel:
     splits = learn_splits(sentences, lexicon)
     g2p = G2P(lexicon, context=ContextModel(splits, tags=tags, frequency=frequency))
     examples = _examples(g2p, sentences)
+    seen = Counter(char for char, *_ in examples)
+    if thin := [char for char in CHARACTERS if seen[char] < 10]:
+        raise ValueError(f"too few HKCanCor examples to learn {''.join(thin)}")
     models = {char: _Perceptron() for char in CHARACTERS}
     shuffle = random.Random(seed)
     for _ in range(_EPOCHS):

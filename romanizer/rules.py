@@ -42,6 +42,7 @@ class Context:
     previous_word: str
     next_word: str
     previous_tag: str = ""  # HKCanCor's part of speech for the previous word (v verb, n noun ...)
+    next_tag: str = ""  # and for the next word (r pronoun, y particle ...)
 
     @property
     def prev(self) -> str:
@@ -90,8 +91,8 @@ def _ne(c: Context) -> str:  # 呢 closing a clause is the particle ne1; before 
     return "ne1" if c.ends else "ni1"
 
 
-def _gam(c: Context) -> str | None:  # 咁 closing a clause (係咁, 就咁) is gam2 "like this"
-    return "gam2" if c.ends else None
+def _gam(c: Context) -> str | None:  # 咁 "like this, then" closing a clause or before a pronoun or particle is gam2
+    return "gam2" if c.ends or c.next_tag in ("r", "y") else None
 
 
 def _haa(c: Context) -> str | None:  # 下 "next, below" (下個星期, 右下角) is haa6; after a verb, "a bit" (睇下佢), haa5
@@ -166,6 +167,10 @@ def _gaang(c: Context) -> str | None:  # 更 "night watch, shift" is gaang1
     return "gaang1" if c.prev in "夜當輪打返三五" else None
 
 
+def _ziu(c: Context) -> str | None:  # 朝 "morning" (每朝, 成朝) is ziu1; "dynasty, towards" is ciu4
+    return "ziu1" if c.prev in "每成" or c.next in "早頭" else None
+
+
 def _co(c: Context) -> str | None:  # 坐 alone is the colloquial co5 ("sit"); zo6 is literary
     return "co5"
 
@@ -194,6 +199,7 @@ RULES: dict[str, Rule] = {
     "差": _caai,
     "更": _gaang,
     "坐": _co,
+    "朝": _ziu,
 }
 """Character -> rule; a rule returns the reading, or ``None`` to keep the default."""
 
@@ -230,6 +236,7 @@ def apply_rules(
                 previous_word=words[index - 1][0] if index else "",
                 next_word=words[index + 1][0] if index + 1 < len(words) else "",
                 previous_tag=(tags or {}).get(words[index - 1][0], "") if index else "",
+                next_tag=(tags or {}).get(words[index + 1][0], "") if index + 1 < len(words) else "",
             )
             out[index] = (word, rule(context) or reading)
         elif word in WORDS:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from romanizer import context
 from romanizer.context import CHARACTERS, ContextModel, train
 from romanizer.lexicon import load
 
@@ -24,6 +27,12 @@ def test_model_covers_its_characters_and_splits_only_lexicon_words() -> None:
     assert model.splits <= set(lexicon)
     assert model.tags["睇"] == "v"
     assert model.frequency["咗"] > model.frequency.get("為咗", 0.0)
+
+
+def test_training_refuses_characters_without_enough_examples(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(context, "CHARACTERS", "下朝")  # HKCanCor has 朝 alone once
+    with pytest.raises(ValueError, match="朝"):
+        context.train()
 
 
 def test_choose_keeps_the_current_reading_without_evidence() -> None:

@@ -125,6 +125,9 @@ def test_polyphones_in_sentences(g2p: G2P, sentence: str, char: str, reading: st
         ("呢間餐廳好好食", "呢", "ni1"),
         ("你去唔去呢？", "呢", "ne1"),
         ("唔好咁", "咁", "gam2"),
+        ("咁你去唔去？", "咁", "gam2"),
+        ("我每朝都跑步", "朝", "ziu1"),
+        ("朝住目標進發", "朝", "ciu4"),
         ("今日好咁熱", "咁", "gam3"),
         # rules that use HKCanCor's parts of speech
         ("個氣球慢慢浮上水面", "上", "soeng5"),
