@@ -38,7 +38,7 @@ bench-asr: setup
 bench-pipeline: setup
 	$(BIN)/python -m bench.pipeline --runs 2
 
-# ToJyutping is a baseline of the benchmark only (and what romanizer/lexicon.py rebuilds from).
+# Baselines of the benchmark only (ToJyutping is also what romanizer/lexicon.py rebuilds from).
 bench-romanize: setup
-	$(BIN)/pip install --quiet ToJyutping==3.2.0
+	$(BIN)/pip install --quiet ToJyutping==3.2.0 canto-hk-g2p==2.6.1 xjyutping==1.3.1
 	$(BIN)/python bench/romanize_eval.py

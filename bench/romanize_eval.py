@@ -103,6 +103,45 @@ def tojyutping_reader() -> Reader | None:
     return lambda text: [jyutping for _, jyutping in ToJyutping.get_jyutping_list(text)]
 
 
+def xjyutping_reader() -> Reader | None:
+    """Per-character Jyutping from xjyutping 1.3 (MIT, CC BY-SA data), when installed."""
+    try:
+        from xjyutping import Jyutping  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return None
+    reader = Jyutping()
+    return lambda text: [jyutping for _, jyutping in reader.annotate(text)]
+
+
+def canto_hk_g2p_reader() -> Reader | None:
+    """Per-character Jyutping from canto-hk-g2p 2.6 (Apache-2.0), when installed.
+
+    It rewrites digits and some punctuation before reading, so its tokens are matched back
+    to the input: a token found at the current position gives its characters their
+    syllables; input it rewrote gets none.
+    """
+    try:
+        from canto_hk_g2p import Pipeline  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return None
+    pipeline = Pipeline()
+
+    def read(text: str) -> list[str | None]:
+        out: list[str | None] = [None] * len(text)
+        position = 0
+        for token, jyutping, *_ in pipeline.convert_detailed(text):
+            found = text.find(token, position)
+            if found < 0 or (found > position and CJK.match(text[position])):
+                continue
+            syllables = jyutping.split()
+            if len(syllables) == len(token):
+                out[found : found + len(token)] = syllables
+            position = found + len(token)
+        return out
+
+    return read
+
+
 def g2p_reader() -> Reader:
     """Per-character Jyutping from :class:`romanizer.g2p.G2P`."""
     from romanizer.g2p import G2P, jyutping_per_char
@@ -133,14 +172,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--speed-lines", type=int, default=20_000)
-    parser.add_argument("--no-baseline", action="store_true", help="skip PyCantonese and ToJyutping (faster)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the other tools (faster)")
     args = parser.parse_args()
     readers: dict[str, Reader] = {"g2p": g2p_reader()}
     if not args.no_baseline:
         readers["pycantonese"] = pycantonese_reader()
-        tojyutping = tojyutping_reader()
-        if tojyutping is not None:
-            readers["tojyutping"] = tojyutping
+        optional = {"tojyutping": tojyutping_reader, "canto-hk-g2p": canto_hk_g2p_reader, "xjyutping": xjyutping_reader}
+        for name, make in optional.items():
+            reader = make()
+            if reader is not None:
+                readers[name] = reader
     print(f"{'file':34} {'split':9} {'chars':>7} " + " ".join(f"{name:>12}" for name in readers))
     selection = args.data / "polyphone_selection.tsv"
     polyphones = frozenset(row[2] for row in load(selection)) if selection.exists() else frozenset()
