@@ -15,7 +15,7 @@ CC BY 4.0, shipped inside PyCantonese) lives in ``romanizer/data/context.json.gz
 - **Readings in context**: an averaged perceptron per character, for the characters in
   :data:`CHARACTERS`, that chooses among the lexicon's readings of a character standing
   alone as a one-character word, from its neighbours (characters and words on each side,
-  and their parts of speech). ``睇下佢`` -> 下 haa5 "a bit"; ``着咗件衫`` -> 着 zoek3
+  and their parts of speech). ``你試下加冰`` -> 下 haa5 "a bit"; ``我要着件外套`` -> 着 zoek3
   "wear". The rules of :mod:`romanizer.rules` run after it and have the last word.
 
 :data:`CHARACTERS` holds the characters with at least ten HKCanCor examples where the
@@ -77,9 +77,8 @@ def features(
         Feature names: the current reading, the characters one and two to each side, the
         words on each side and their parts of speech.
     """
-    before = "".join(word for word, _ in words[:index])
-    rest = "".join(word for word, _ in words[index + 1 :]) + (after or "$")
-    before = "^" + before
+    before = "^" + "".join(word for word, _ in words[max(0, index - 2) : index])  # two words hold two characters
+    rest = "".join(word for word, _ in words[index + 1 : index + 3]) + (after or "$")
     p1, p2 = before[-1:], before[-2:]
     n1, n2 = rest[:1], rest[:2]
     previous_word = words[index - 1][0] if index else "^"
@@ -301,7 +300,7 @@ def _examples(
             for index, (word, reading) in enumerate(read):
                 gold = syllables[position]
                 position += len(word)
-                if word not in CHARACTERS or reading is None or gold is None:
+                if len(word) != 1 or word not in CHARACTERS or reading is None or gold is None:
                     continue
                 candidates = _candidates(reading, g2p.lexicon.get(word, ()))
                 if gold in candidates and len(candidates) > 1:  # HKCanCor's own variants (laan6) are not learnt

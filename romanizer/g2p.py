@@ -20,7 +20,8 @@ How a line is read:
    spaces get none either.
 3. A Chinese run is segmented into lexicon words (:mod:`romanizer.lexicon`) by dynamic
    programming: fewest words, then the words commonest in conversation (HKCanCor), then
-   the most even word lengths. Each word takes its preferred reading.
+   the longest words (the largest sum of squared lengths). Each word takes its preferred
+   reading.
    Lexicon words that speech almost always keeps apart (都會 in 我都會去) are not used
    (:mod:`romanizer.context`).
 4. A model learnt from HKCanCor re-reads a few polyphonic characters that stand alone
@@ -224,7 +225,7 @@ class G2P:
         """Segment a run into lexicon words, each with its preferred reading.
 
         Fewest words; among those, the words commonest in HKCanCor (成為/咗 rather than
-        成/為咗); among those, the largest sum of squared lengths (the most even lengths).
+        成/為咗); among those, the largest sum of squared lengths (the longest words).
 
         Args:
             run: Chinese characters only (Traditional).

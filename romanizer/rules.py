@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-PUNCT_END = frozenset("，。！？、；：…,.!?;: ")
+_WINDOW = 16  # characters a rule sees on each side: rules look at the clause, not the line
 QUESTION_WORDS = frozenset("咩乜點邊幾誰未唔冇定")
 PRONOUNS = frozenset("我你佢")
 MEASURES = frozenset("個隻條本件張架位次份間座枝支對雙杯碗樣種部頁封句包盒套把層場餐粒啲幅")
@@ -37,8 +37,8 @@ _LITERARY_AS = frozenset("以化成作視稱列認")
 class Context:
     """What a rule may look at around a one-character word."""
 
-    before: str  # the run before the character, and nothing before the run
-    after: str  # the run after the character, then what follows the run (punctuation)
+    before: str  # up to 16 characters of the run before the character, and nothing before the run
+    after: str  # up to 16 characters of the run after it, then what follows the run (punctuation)
     previous_word: str
     next_word: str
     previous_tag: str = ""  # HKCanCor's part of speech for the previous word (v verb, n noun ...)
@@ -56,8 +56,8 @@ class Context:
 
     @property
     def ends(self) -> bool:
-        """Whether the character ends its clause."""
-        return self.next == "\0" or self.next in PUNCT_END
+        """Whether the character ends its clause: nothing follows but marks, spaces or emoji."""
+        return not self.next.isalnum()
 
 
 Rule = Callable[[Context], str | None]
@@ -121,18 +121,14 @@ def _zyun(c: Context) -> str | None:  # 轉 "turn" is zyun3
     return "zyun3" if c.next in _AFTER_TURN else None
 
 
-def _wai(c: Context) -> str | None:  # 為 "be, become, as" (以X為Y, 選佢為班長, 少飲為妙) is wai4
-    if _LITERARY_AS.intersection(c.before[-4:]) or c.next in "人生善主止榮妙":
-        return "wai4"
-    if c.previous_tag == "v" and c.next not in PRONOUNS and c.next not in "咗佢":
-        return "wai4"
-    return None
+def _wai(c: Context) -> str | None:  # 為 "be, become, as" (以X為Y, 少飲為妙) is wai4
+    return "wai4" if _LITERARY_AS.intersection(c.before[-4:]) or c.next in "人生善主止榮妙" else None
 
 
-def _wui(c: Context) -> str | None:  # 會 the noun "meeting, society" (個會, 開會, 遊艇會) is wui2
-    if c.prev in "個開" or c.next in "議" or c.previous_word in ("開緊", "緊"):
+def _wui(c: Context) -> str | None:  # 會 the noun "meeting" (呢個會, 開會, 開緊會) is wui2; 邊個會 is "who will"
+    if c.prev == "個" and not c.before.endswith("邊個"):
         return "wui2"
-    return "wui2" if c.ends and c.previous_tag == "n" else None
+    return "wui2" if c.prev == "開" or c.next == "議" or c.previous_word in ("開緊", "緊") else None
 
 
 def _zeng(c: Context) -> str | None:  # 正 "great, straight" closing a clause is zeng3
@@ -231,8 +227,8 @@ def apply_rules(
         rule = RULES.get(word) if len(word) == 1 else None
         if rule is not None:
             context = Context(
-                before=run[:position],
-                after=run[position + 1 :] + after,
+                before=run[max(0, position - _WINDOW) : position],
+                after=run[position + 1 : position + 1 + _WINDOW] + after,
                 previous_word=words[index - 1][0] if index else "",
                 next_word=words[index + 1][0] if index + 1 < len(words) else "",
                 previous_tag=(tags or {}).get(words[index - 1][0], "") if index else "",

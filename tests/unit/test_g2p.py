@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from romanizer.context import ContextModel
 from romanizer.g2p import G2P
 from romanizer.yale import to_yale, to_yale_numeric, yale_parts
 from scribe.cli import build_parser, romanize
@@ -104,52 +105,88 @@ def test_polyphones_in_sentences(g2p: G2P, sentence: str, char: str, reading: st
     assert _jyutping(g2p, sentence)[sentence.index(char)] == reading
 
 
+@pytest.fixture(scope="module")
+def without_context(g2p: G2P) -> G2P:
+    """The same reader with the HKCanCor splits, word frequencies and weights left out."""
+    return G2P(context=ContextModel(tags=g2p.context.tags))
+
+
 @pytest.mark.parametrize(
     ("sentence", "char", "reading"),
     [
-        # a lexicon word that speech keeps apart: 都會 "metropolis" vs 都 + 會 "will"
+        # lexicon words that speech keeps apart: 都會 "metropolis" vs 都 + 會 "will"
         ("我哋聽日都會去", "會", "wui5"),
-        ("香港係國際大都會", "會", "wui6"),
-        # the HKCanCor model: 下 "a bit" after a verb, "next" before a measure word
+        ("佢哋會同你傾", "會", "wui5"),
+        # the perceptron, from the neighbours of a character standing alone
         ("你試下加冰", "下", "haa5"),
-        ("我哋下個星期再傾", "下", "haa6"),
-        ("個車站喺地圖嘅右下角", "下", "haa6"),
-        ("你向下行就見到", "下", "haa6"),
+        ("睇吓先", "吓", "haa5"),
         ("我要着件外套先出得街", "着", "zoek3"),
         ("我要著件外套先出得街", "著", "zoek3"),  # 著 written for 着 "wear"
-        ("呢個行業嘅著作好多", "著", "zyu3"),
-        ("我聽日返工", "返", "faan1"),
-        ("時間到嘞。", "嘞", "laak3"),
+        ("我聽日返學校", "返", "faan1"),
+        ("我哋遲到嘞", "嘞", "laak3"),
         ("佢個樣好得意", "樣", "joeng2"),
-        # particles closing a clause
-        ("呢間餐廳好好食", "呢", "ni1"),
+        ("佢喺房瞓覺", "房", "fong2"),
+        ("呢位先生", "位", "wai2"),
+    ],
+)
+def test_context_model_reads_what_the_lexicon_alone_misreads(
+    g2p: G2P, without_context: G2P, sentence: str, char: str, reading: str
+) -> None:
+    index = sentence.index(char)
+    assert _jyutping(g2p, sentence)[index] == reading
+    assert _jyutping(without_context, sentence)[index] != reading
+
+
+@pytest.mark.parametrize(
+    ("sentence", "char", "reading"),
+    [
+        ("香港係國際大都會", "會", "wui6"),  # the lexicon word still stands where it is one
+        ("呢個行業嘅著作好多", "著", "zyu3"),
+        # 下 "next, below" whatever the model says
+        ("我哋下個星期再傾", "下", "haa6"),
+        ("個車站喺地圖嘅右下角", "下", "haa6"),
+        ("你向下望", "下", "haa6"),
+        # particles closing a clause, whatever closes it
+        ("呢三日好熱", "呢", "ni1"),
         ("你去唔去呢？", "呢", "ne1"),
+        ("你去唔去呢～", "呢", "ne1"),
+        ("佢話「你呢」", "呢", "ne1"),
         ("唔好咁", "咁", "gam2"),
         ("咁你去唔去？", "咁", "gam2"),
+        ("今日好咁熱", "咁", "gam3"),
         ("我每朝都跑步", "朝", "ziu1"),
         ("朝住目標進發", "朝", "ciu4"),
-        ("今日好咁熱", "咁", "gam3"),
         # rules that use HKCanCor's parts of speech
         ("個氣球慢慢浮上水面", "上", "soeng5"),
         ("本書放咗喺枱上", "上", "soeng6"),
         ("呢種酒少飲為妙", "為", "wai4"),
-        ("公司嘅高層而家開緊會", "會", "wui2"),
+        ("我哋要為將來打算", "為", "wai6"),
+        ("老闆而家開緊會", "會", "wui2"),
+        ("呢個會開咗三個鐘", "會", "wui2"),
+        ("邊個會煮飯", "會", "wui5"),
+        ("媽媽會。", "會", "wui5"),
     ],
 )
-def test_context_model_and_splits(g2p: G2P, sentence: str, char: str, reading: str) -> None:
+def test_rules_in_context(g2p: G2P, sentence: str, char: str, reading: str) -> None:
     assert _jyutping(g2p, sentence)[sentence.index(char)] == reading
 
 
-@pytest.mark.parametrize(
-    ("text", "word"), [("因為我唔得閒", "因為"), ("佢成日以為自己好叻", "以為"), ("入面好衞生", "衞生")]
-)
-def test_hong_kong_spellings_are_lexicon_words(g2p: G2P, text: str, word: str) -> None:
+@pytest.mark.parametrize(("text", "word"), [("因為我唔得閒", "因為"), ("櫃裡面有嘢", "裡面"), ("有著數", "著數")])
+def test_hong_kong_and_taiwan_spellings_are_lexicon_words(g2p: G2P, text: str, word: str) -> None:
     assert word in [token.text for token in g2p.tokens(text)]
 
 
-def test_segmentation_prefers_words_common_in_speech(g2p: G2P) -> None:
-    words = [token.text for token in g2p.tokens("佢終於成為咗教師")]
-    assert words[:3] == ["佢", "終於", "成為"]
+def test_segmentation_prefers_words_common_in_speech(g2p: G2P, without_context: G2P) -> None:
+    text = "佢琴日成為咗會長"
+    assert [token.text for token in g2p.tokens(text)][:4] == ["佢", "琴日", "成為", "咗"]
+    assert "為咗" in [token.text for token in without_context.tokens(text)]  # as many words, rarer ones
+
+
+def test_long_line_without_punctuation_is_read_whole(g2p: G2P) -> None:
+    line = "我哋睇下佢點講呢個會" * 5_000  # 50,000 characters, one Chinese run
+    readings = _jyutping(g2p, line)
+    assert len(readings) == len(line)
+    assert readings[:10] == readings[-10:]
 
 
 def test_same_character_two_readings_in_one_sentence(g2p: G2P) -> None:
