@@ -135,17 +135,7 @@ class ContextModel:
 
     def choose(self, char: str, feats: Sequence[str], candidates: Sequence[str]) -> str:
         """The highest-scoring reading; ties go to the first candidate (the current reading)."""
-        table = self.weights.get(ALIASES.get(char, char))
-        if not table:
-            return candidates[0]
-        scores = dict.fromkeys(candidates, 0.0)
-        for feature in feats:
-            row = table.get(feature)
-            if row:
-                for reading, weight in row.items():
-                    if reading in scores:
-                        scores[reading] += weight
-        return max(candidates, key=scores.__getitem__)
+        return _best(self.weights.get(ALIASES.get(char, char), {}), feats, candidates)
 
     def apply(self, words: Words, after: str, lexicon: dict[str, tuple[str, ...]]) -> Words:
         """Re-read the model's characters where they stand alone as words.
@@ -171,6 +161,16 @@ class ContextModel:
         return out
 
 
+def _best(table: dict[str, dict[str, float]], feats: Sequence[str], candidates: Sequence[str]) -> str:
+    """The candidate with the highest summed weight; the first wins ties."""
+    scores = dict.fromkeys(candidates, 0.0)
+    for feature in feats:
+        for reading, weight in table.get(feature, {}).items():
+            if reading in scores:
+                scores[reading] += weight
+    return max(candidates, key=scores.__getitem__)
+
+
 def _candidates(reading: str, readings: Sequence[str]) -> list[str]:
     return [reading, *(other for other in readings if other != reading)]
 
@@ -185,12 +185,7 @@ class _Perceptron:
         self._step = 0
 
     def predict(self, feats: Sequence[str], candidates: Sequence[str]) -> str:
-        scores = dict.fromkeys(candidates, 0.0)
-        for feature in feats:
-            for reading, weight in self.weights.get(feature, {}).items():
-                if reading in scores:
-                    scores[reading] += weight
-        return max(candidates, key=scores.__getitem__)
+        return _best(self.weights, feats, candidates)
 
     def update(self, feats: Sequence[str], gold: str, guess: str) -> None:
         self._step += 1
