@@ -24,10 +24,12 @@ transcribe: setup
 /usr/bin/docker-compose:
 	(apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null) || sudo sh -c 'apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null'
 
+# lint-imports checks the layers declared in pyproject.toml ([tool.importlinter]).
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy scribe streamer transcriber romanizer store gateway
+	$(BIN)/mypy core scribe streamer transcriber romanizer store gateway
+	$(BIN)/lint-imports
 
 test: setup /usr/bin/docker-compose lint
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
@@ -38,7 +40,7 @@ bench-asr: setup
 bench-pipeline: setup
 	$(BIN)/python -m bench.pipeline --runs 2
 
-# Baselines of the benchmark only (ToJyutping is also what romanizer/lexicon.py rebuilds from).
+# Baselines of the benchmark only (ToJyutping is also what romanizer/build/lexicon.py rebuilds from).
 bench-romanize: setup
 	$(BIN)/pip install --quiet ToJyutping==3.2.0 canto-hk-g2p==2.6.1 xjyutping==1.3.1
 	$(BIN)/python bench/romanize_eval.py

@@ -2,13 +2,13 @@
 
 import uvicorn
 
+from core import logs
+from core.settings import Settings
 from gateway.app import create_app
-from scribe import logs
-from scribe.settings import Settings
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = Settings.for_program("python -m gateway")
     logs.configure(settings.log_level, settings.log_format)
     uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port, log_config=None)
 

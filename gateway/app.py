@@ -14,12 +14,12 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 
-from scribe.formats import render
-from scribe.settings import Settings
+from core.messages import ROMANIZATIONS
+from core.settings import Settings
+from scribe.formats import FORMATS, render
 from store import repo
 from store.db import create_pool
 
-ROMANIZATIONS = ("jyutping", "yale", "both")
 FORMAT_MEDIA = {
     "json": "application/json",
     "srt": "application/x-subrip",
@@ -55,8 +55,8 @@ async def job_status(state: State, job_id: FromPath[str]) -> dict[str, object]:
 async def job_transcript(
     state: State, job_id: FromPath[str], format: FromQuery[str] = "json", romanization: FromQuery[str] = "both"
 ) -> Response[str]:
-    if format not in FORMAT_MEDIA:
-        raise ValidationException(f"format must be one of {', '.join(FORMAT_MEDIA)}")
+    if format not in FORMATS:
+        raise ValidationException(f"format must be one of {', '.join(FORMATS)}")
     if romanization not in ROMANIZATIONS:
         raise ValidationException(f"romanization must be one of {', '.join(ROMANIZATIONS)}")
     transcript = await repo.transcript(state.pool, job_id)

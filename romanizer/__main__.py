@@ -1,6 +1,8 @@
-"""`python -m romanizer`: run the romanizer service until SIGTERM."""
+"""`python -m romanizer`: run the romanizer service until SIGTERM (needs SCRIBE_NATS_URL and SCRIBE_DATABASE_URL)."""
 
-from scribe.runtime import main
+from core.process import main
+from romanizer.service import RomanizerService
+from store.db import create_pool
 
 if __name__ == "__main__":
-    main(["romanizer"])
+    main("romanizer", RomanizerService.open, create_pool)

@@ -13,35 +13,66 @@ import logging
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import TextIO
 
-from nats.aio.msg import Msg
-from nats.js import api as js_api
+import msgspec
 
-from scribe import bus, logs, subjects
-from scribe.formats import render
-from scribe.messages import Failed, Final, JobOptions, JobSubmitted, Partial, Progress, job_event_decoder
-from scribe.runtime import SERVICES, Runtime, runtime, serve
-from scribe.settings import Settings, SettingsError
+from core import logs
+from core.messages import ROMANIZATIONS, Char, Failed, Final, JobEvent, JobOptions, Partial, Progress
+from core.settings import Settings
+from romanizer.romanize import Romanizer
+from scribe import client
+from scribe.formats import FORMATS, clock, render
 from store import repo
+
+SERVICE_NAMES = ("streamer", "transcriber", "romanizer")
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("txt", "json", "srt", "vtt", "csv")
-ROMANIZATIONS = ("jyutping", "yale", "both")
-
 
 class Display:
-    """Progress bar and live lines on stderr; plain lines when stderr is not a terminal."""
+    """Draws a job's events on stderr: a progress bar and the lines as they come.
 
-    def __init__(self, stream: TextIO, quiet: bool = False) -> None:
+    On a terminal the bar is redrawn in place under the lines; elsewhere only the lines
+    are written.
+    """
+
+    def __init__(self, stream: TextIO, *, romanization: str = "both", quiet: bool = False) -> None:
         self.stream = stream
         self.tty = stream.isatty()
         self.quiet = quiet
-        self.status = ""
+        self.romanization = romanization
         self.started = time.monotonic()
+        self.status = "starting…"
+        self.duration: float | None = None
+        self.decoded = 0.0
+        self.published = 0
+        self.done = 0
+        self.ended = False
+
+    def show(self, event: JobEvent) -> None:
+        """Draw one event."""
+        match event:
+            case Progress():
+                self.duration = event.duration or self.duration
+                self.decoded, self.published, self.ended = (
+                    event.seconds_decoded,
+                    event.chunks_published,
+                    event.input_ended,
+                )
+            case Partial():
+                self.done = event.chunks_done
+                for segment in event.segments:
+                    self.line(f"[{clock(segment.start)}] {segment.text}")
+                    if self.romanization in ("jyutping", "both"):
+                        self.line(f"        {segment.jyutping}")
+                    if self.romanization in ("yale", "both"):
+                        self.line(f"        {segment.yale}")
+            case Final() | Failed():
+                self.finish()
+                return
+        self.progress()
 
     def line(self, text: str) -> None:
         if self.quiet:
@@ -49,26 +80,28 @@ class Display:
         if self.tty:
             self.stream.write("\r\x1b[2K")
         self.stream.write(text + "\n")
-        self._draw()
+        self.draw()
 
-    def progress(self, status: str) -> None:
-        self.status = status
-        self._draw()
+    def progress(self) -> None:
+        total = f"{self.published}" if self.ended else f"{self.published}+"
+        fraction = 0.0
+        if self.duration:
+            fraction = (self.decoded / self.duration) * 0.5 + (self.done / max(self.published, 1)) * 0.5
+        self.status = (
+            f"{_bar(fraction)} audio {clock(self.decoded)}/{clock(self.duration or self.decoded)}"
+            f"  chunks {self.done}/{total}  {time.monotonic() - self.started:.0f}s"
+        )
+        self.draw()
 
-    def _draw(self) -> None:
+    def draw(self) -> None:
         if self.tty and not self.quiet and self.status:
             self.stream.write("\r\x1b[2K" + self.status)
         self.stream.flush()
 
-    def done(self) -> None:
+    def finish(self) -> None:
         if self.tty and not self.quiet:
             self.stream.write("\r\x1b[2K")
             self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes:02d}:{secs:02d}"
 
 
 def _bar(fraction: float, width: int = 24) -> str:
@@ -76,69 +109,20 @@ def _bar(fraction: float, width: int = 24) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
-async def run_job(
-    rt: Runtime, source: str, *, options: JobOptions, display: Display, job_id: str | None = None
-) -> tuple[str, Final | Failed]:
-    """Submit one job and follow its events until it ends."""
-    job_id = job_id or uuid.uuid4().hex
-    await repo.create_job(rt.pool, job_id, source, user_id=None, options=options)
-    events: asyncio.Queue[bytes] = asyncio.Queue()
-
-    async def on_event(msg: Msg) -> None:
-        await events.put(msg.data)
-
-    # Subscribe before submitting: the events stream also replays anything already sent.
-    sub = await rt.js.subscribe(
-        subjects.events(job_id),
-        cb=on_event,
-        ordered_consumer=True,
-        deliver_policy=js_api.DeliverPolicy.ALL,
-    )
-    await bus.publish(
-        rt.js, subjects.JOBS_SUBMITTED, JobSubmitted(job_id=job_id, source=source, options=options), msg_id=job_id
-    )
-    duration: float | None = None
-    decoded = 0.0
-    published: int = 0
-    done = 0
-    ended = False
-    try:
-        while True:
-            event = job_event_decoder.decode(await events.get())
-            match event:
-                case Progress():
-                    duration = event.duration or duration
-                    decoded, published, ended = event.seconds_decoded, event.chunks_published, event.input_ended
-                case Partial():
-                    done = event.chunks_done
-                    for segment in event.segments:
-                        display.line(f"[{_clock(segment.start)}] {segment.text}")
-                        if options.romanization in ("jyutping", "both"):
-                            display.line(f"        {segment.jyutping}")
-                        if options.romanization in ("yale", "both"):
-                            display.line(f"        {segment.yale}")
-                case Final() | Failed():
-                    display.done()
-                    return job_id, event
-            total = f"{published}" if ended else f"{published}+"
-            fraction = (decoded / duration) * 0.5 + (done / max(published, 1)) * 0.5 if duration else 0.0
-            display.progress(
-                f"{_bar(fraction)} audio {_clock(decoded)}/{_clock(duration or decoded)}"
-                f"  chunks {done}/{total}  {time.monotonic() - display.started:.0f}s"
-            )
-    finally:
-        await sub.unsubscribe()
-
-
 async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
-    display = Display(sys.stderr, quiet=args.quiet)
-    source = args.input
-    display.progress("starting…")
+    # Imported here: loading the services (faster-whisper, PyAV, yt-dlp) takes about a second
+    # that `scribe romanize` should not pay.
+    from scribe.runtime import SERVICES, runtime
+
+    display = Display(sys.stderr, romanization=args.romanization, quiet=args.quiet)
+    display.draw()
     async with runtime(settings, name="scribe-cli") as rt:
         await rt.start(SERVICES)
-        job_id, outcome = await run_job(rt, source, options=JobOptions(romanization=args.romanization), display=display)
-        if isinstance(outcome, Failed):
-            print(f"scribe: {outcome.reason}", file=sys.stderr)
+        job_id = await client.submit(rt.js, args.input, options=JobOptions(romanization=args.romanization))
+        async for event in client.follow(rt.js, job_id):
+            display.show(event)
+        if isinstance(event, Failed):
+            print(f"scribe: {event.reason}", file=sys.stderr)
             return 1
         transcript = await repo.transcript(rt.pool, job_id)
     assert transcript is not None
@@ -167,21 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
     r = commands.add_parser("romanize", help="romanize text lines from stdin, one JSON object per line")
     r.add_argument("--digits", action="store_true", help="keep digits as written instead of reading them")
 
-    for name in (*SERVICES, "all"):
+    for name in (*SERVICE_NAMES, "all"):
         commands.add_parser(name, help=f"run the {name} service(s) until SIGTERM")
     return parser
 
 
+class RomanizedLine(msgspec.Struct):
+    """What ``scribe romanize`` writes for one input line."""
+
+    text: str
+    chars: list[Char]
+
+
 def romanize(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
     """``scribe romanize``: one JSON object per input line, one entry per character."""
-    import msgspec
-
-    from romanizer.g2p import G2P, read_line
-
-    g2p = G2P(read_numbers=not args.digits)
+    romanizer = Romanizer(read_numbers=not args.digits)
     encode = msgspec.json.Encoder().encode
     for line in stdin:
-        stdout.write(encode(read_line(g2p, line.rstrip("\r\n"))).decode("utf-8") + "\n")
+        text = line.rstrip("\r\n")
+        stdout.write(encode(RomanizedLine(text, romanizer.read(text).chars)).decode("utf-8") + "\n")
     stdout.flush()
     return 0
 
@@ -191,19 +179,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "romanize":  # needs no settings, bus or database
         raise SystemExit(romanize(args, sys.stdin, sys.stdout))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"scribe: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+    settings = Settings.for_program("scribe")
     if args.command == "transcribe":
         if "://" not in args.input:  # the streamer may run elsewhere: send an absolute path
             args.input = str(Path(args.input).expanduser().resolve())
-        logs.configure("INFO" if args.verbose else "WARNING", settings.log_format or "text")
+        logs.configure(
+            "INFO" if args.verbose else "WARNING", "text" if settings.log_format == "auto" else settings.log_format
+        )
         try:
             code = asyncio.run(transcribe(args, settings))
         except KeyboardInterrupt:
             code = 130
         raise SystemExit(code)
+    from scribe.runtime import serve
+
     logs.configure(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings, SERVICES if args.command == "all" else [args.command]))
+    asyncio.run(serve(settings, SERVICE_NAMES if args.command == "all" else [args.command]))

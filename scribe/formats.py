@@ -1,11 +1,8 @@
-"""Transcript downloads (TXT, JSON, SRT, VTT, CSV) and romanization lines built from words.
+"""Transcript downloads: TXT, JSON, SRT, VTT and CSV.
 
-``render`` turns a whole :class:`~scribe.messages.Transcript` into one of the download
-formats. ``join_words`` builds a Jyutping or Yale line from :class:`~scribe.messages.Word`s;
-the romanizer uses it for ``Segment.jyutping``/``Segment.yale`` and the subtitle formats use
-it for the pieces of a long segment, so both read the same way:
-``ngo5 hai6 Peter, nei5 ne1?`` (syllables and Latin words spaced, punctuation attached,
-Chinese punctuation written as its ASCII counterpart).
+``render`` turns a whole :class:`~core.messages.Transcript` into one of the download
+formats. The romanization lines of subtitle pieces are joined by
+:func:`core.text.join_words`, as the romanizer joins whole lines.
 
 Subtitle cues hold at most ``MAX_CUE_CHARS`` characters (learners expect about 18): longer
 segments are cut at word boundaries, preferring the end of a clause, and the segment's
@@ -18,110 +15,16 @@ import csv
 import io
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import msgspec
 
-from scribe.messages import Segment, Transcript, Usage, Word
+from core.messages import ROMANIZATIONS, Char, Segment, Transcript, Usage, Word
+from core.text import System, join_words
 
-System = Literal["jyutping", "yale"]
 FORMATS = ("txt", "json", "srt", "vtt", "csv")
-ROMANIZATIONS = ("jyutping", "yale", "both")
 MAX_CUE_CHARS = 18
 
-# How punctuation sits in a romanization line: closing marks stick to the word before,
-# opening marks to the word after, joiners to both (e-mail, R&D); anything else stands alone.
-_ASCII = str.maketrans(
-    {
-        "，": ",",
-        "、": ",",
-        "。": ".",
-        "？": "?",
-        "！": "!",
-        "：": ":",
-        "；": ";",
-        "（": "(",
-        "）": ")",
-        "「": '"',
-        "」": '"',
-        "『": '"',
-        "』": '"',
-        "《": '"',
-        "》": '"',
-        "〈": '"',
-        "〉": '"',
-        "“": '"',
-        "”": '"',
-    }
-)
-_CLOSING = frozenset(",.?!:;)]}”’…，、。？！：；）」』》〉％%")
-_OPENING = frozenset("([{“‘（「『《〈")
-_JOINERS = frozenset("-‐‑/·・&+_@#'’")
-_INNER = frozenset(".,:")  # joiners between two Latin words
 _CLAUSE_END = frozenset("，、。？！：；,.?!:;…")
-_OPENING_ASCII = frozenset(ch.translate(_ASCII) for ch in _OPENING)
-
-
-def join_words(words: Sequence[Word], system: System) -> str:
-    """Build one romanization line from words.
-
-    Romanized words contribute their syllables; words without romanization (Latin text,
-    unknown characters) contribute their text as is; punctuation attaches to its
-    neighbours; whitespace words only separate.
-
-    Args:
-        words: The words of a line, in order.
-        system: ``"jyutping"`` or ``"yale"``.
-
-    Returns:
-        The line, e.g. ``"ngo5 hai6 Peter, nei5 ne1?"``.
-    """
-    out: list[str] = []
-    glue = True  # no space before the next token
-    spaced = False  # the previous word was whitespace
-    for index, word in enumerate(words):
-        romanized = word.jyutping if system == "jyutping" else word.yale
-        text = word.text
-        if romanized is None and (not text or text.isspace()):
-            spaced = True
-            continue
-        kind = "token" if romanized is not None else _kind(text)
-        if (
-            text in _INNER
-            and 0 < index < len(words) - 1
-            and _is_latin(words[index - 1])
-            and _is_latin(words[index + 1])
-        ):
-            kind = "join"  # Amara.org, U.S.A
-        token = romanized if romanized is not None else text.translate(_ASCII)
-        if kind == "close":
-            out.append(token)
-            glue = False
-        elif kind == "join" and not spaced:
-            out.append(token)
-            glue = True
-        else:
-            if out and (not glue or (spaced and out[-1] not in _OPENING_ASCII)):
-                out.append(" ")
-            out.append(token)
-            glue = kind == "open"
-        spaced = False
-    return "".join(out)
-
-
-def _is_latin(word: Word) -> bool:
-    return word.jyutping is None and word.text[:1].isascii() and word.text[:1].isalnum()
-
-
-def _kind(text: str) -> str:
-    first = text[0]
-    if first in _CLOSING:
-        return "close"
-    if first in _OPENING:
-        return "open"
-    if first in _JOINERS:
-        return "join"
-    return "token"
 
 
 # --- render ---------------------------------------------------------------------------
@@ -165,14 +68,14 @@ def _romanized(segment: Segment, system: System) -> str:
 def _txt(transcript: Transcript, systems: tuple[System, ...]) -> str:
     blocks = []
     for segment in transcript.segments:
-        stamp = f"[{_clock(segment.start)}] "
+        stamp = f"[{clock(segment.start)}] "
         lines = [stamp + segment.text]
         lines += [" " * len(stamp) + _romanized(segment, system) for system in systems]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n" if blocks else ""
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     """``mm:ss``, or ``h:mm:ss`` from an hour on."""
     total = int(max(seconds, 0.0))
     hours, rest = divmod(total, 3600)
@@ -193,6 +96,7 @@ class _JsonSegment(msgspec.Struct):
     jyutping: str
     yale: str
     words: list[Word]
+    chars: list[Char]
 
 
 class _JsonTranscript(msgspec.Struct):
@@ -212,7 +116,8 @@ def _json(transcript: Transcript, systems: tuple[System, ...]) -> str:
         source=transcript.source,
         duration=transcript.duration,
         segments=[
-            _JsonSegment(s.seq, s.start, s.end, s.text, s.jyutping, s.yale, list(s.words)) for s in transcript.segments
+            _JsonSegment(s.seq, s.start, s.end, s.text, s.jyutping, s.yale, list(s.words), list(s.chars))
+            for s in transcript.segments
         ],
         usage=transcript.usage,
     )
@@ -353,4 +258,4 @@ _RENDERERS: dict[str, Callable[[Transcript, tuple[System, ...]], str]] = {
     "csv": _csv,
 }
 
-__all__ = ["FORMATS", "MAX_CUE_CHARS", "ROMANIZATIONS", "Cue", "System", "cues", "join_words", "render"]
+__all__ = ["FORMATS", "MAX_CUE_CHARS", "Cue", "clock", "cues", "render"]

@@ -1,4 +1,4 @@
-"""Reads and writes of jobs, chunks, segments, transcripts and usage.
+"""Reads and writes of jobs, chunks, segments and usage, and the one way a job fails.
 
 Every write a redelivered message can repeat is idempotent (``ON CONFLICT``), so
 at-least-once delivery on the bus gives exactly-once effect here. The usage ledger is the
@@ -7,20 +7,25 @@ exception on purpose: a redelivered chunk calls the ASR again, and that call is 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import asyncpg
 import msgspec
 
-from scribe.messages import JobOptions, RawSegment, Segment, Transcript, Usage, Word
+from core.messages import Char, Failed, JobOptions, RawSegment, Segment, Transcript, Usage, Word
 
 # Either works: a pool for one statement, a connection inside a transaction.
 Executor: TypeAlias = "asyncpg.Connection[Any] | asyncpg.Pool[Any]"
 
 _raw_segments = msgspec.json.Decoder(list[RawSegment])
 _words = msgspec.json.Decoder(list[Word])
+_chars = msgspec.json.Decoder(list[Char])
 _json = msgspec.json.Encoder()
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,15 +84,74 @@ async def mark_running(db: Executor, job_id: str) -> None:
     )
 
 
-async def fail_job(db: Executor, job_id: str, reason: str) -> bool:
-    """Mark a job failed; False when it had already finished (the first outcome wins)."""
-    status = await db.fetchval(
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message given up on, kept for operators.
+
+    Attributes:
+        subject: Where it was published.
+        seq: The chunk's number, when it was a chunk.
+        deliveries: How many times it was delivered.
+        reason: Why it was given up on.
+    """
+
+    subject: str
+    seq: int | None
+    deliveries: int
+    reason: str
+
+
+PublishFailed = Callable[[Failed], Awaitable[object]]
+"""Publishes a ``Failed`` event on the bus (``core.bus.publish_event`` bound to a JetStream context)."""
+
+
+async def fail_job(
+    db: Executor, job_id: str, reason: str, *, publish: PublishFailed, dead_letter: DeadLetter | None = None
+) -> str | None:
+    """Fail a job: the one way every service does it.
+
+    Keeps the dead letter, if any; marks the job failed unless it has already finished (the
+    first outcome wins: an earlier failure keeps its reason, a done job stays done); then, if
+    the job is failed, publishes its ``Failed`` event with the reason that won. Publishing again
+    for a job already failed is safe, and repairs a crash between the two steps: the event's
+    message id makes JetStream drop a repeat.
+
+    Args:
+        db: A pool, or a connection (inside the caller's transaction, if it holds one).
+        job_id: The job.
+        reason: What happened and what to do, for the user.
+        publish: Publishes the ``Failed`` event.
+        dead_letter: The message given up on, when there is one.
+
+    Returns:
+        The job's status afterwards: ``"failed"`` (now or before), ``"done"`` (the failure came
+        too late and changed nothing), or ``None`` for a job the store does not know.
+    """
+    if dead_letter is not None:
+        await record_dead_letter(
+            db,
+            subject=dead_letter.subject,
+            job_id=job_id,
+            seq=dead_letter.seq,
+            deliveries=dead_letter.deliveries,
+            reason=dead_letter.reason,
+        )
+    row = await db.fetchrow(
         "UPDATE jobs SET status = 'failed', reason = $2, updated_at = now(), finished_at = now()"
-        " WHERE id = $1 AND status IN ('queued', 'running') RETURNING status",
+        " WHERE id = $1 AND status IN ('queued', 'running') RETURNING status, reason",
         job_id,
         reason,
     )
-    return status is not None
+    if row is None:  # finished already, or unknown: a new statement sees what others committed
+        row = await db.fetchrow("SELECT status, reason FROM jobs WHERE id = $1", job_id)
+    if row is None:
+        logger.warning("failure of an unknown job not recorded", extra={"job_id": job_id, "reason": reason})
+        return None
+    if row["status"] == "failed":
+        await publish(Failed(job_id=job_id, reason=row["reason"] or reason))
+    else:
+        logger.info("late failure ignored", extra={"job_id": job_id, "status": row["status"], "reason": reason})
+    return str(row["status"])
 
 
 async def set_input_ended(db: Executor, job_id: str, *, total_chunks: int, duration: float) -> None:
@@ -130,10 +194,21 @@ async def last_segment_texts(db: Executor, job_id: str, limit: int = 3) -> list[
 
 async def insert_segments(db: Executor, job_id: str, segments: list[Segment]) -> None:
     await db.executemany(
-        "INSERT INTO segments (job_id, seq, chunk_seq, start_s, end_s, text, jyutping, yale, words)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_id, seq) DO NOTHING",
+        "INSERT INTO segments (job_id, seq, chunk_seq, start_s, end_s, text, jyutping, yale, words, chars)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (job_id, seq) DO NOTHING",
         [
-            (job_id, s.seq, s.chunk_seq, s.start, s.end, s.text, s.jyutping, s.yale, _json.encode(s.words).decode())
+            (
+                job_id,
+                s.seq,
+                s.chunk_seq,
+                s.start,
+                s.end,
+                s.text,
+                s.jyutping,
+                s.yale,
+                _json.encode(s.words).decode(),
+                _json.encode(s.chars).decode(),
+            )
             for s in segments
         ],
     )
@@ -148,24 +223,13 @@ async def advance(db: Executor, job_id: str, *, next_chunk: int, next_segment: i
     )
 
 
-async def finish_job(db: Executor, job_id: str) -> int:
-    """Write the transcript row and mark the job done; returns the segment count."""
-    count, text = await db.fetchrow(
-        "SELECT count(*), COALESCE(string_agg(text, E'\\n' ORDER BY seq), '') FROM segments WHERE job_id = $1", job_id
-    )
-    await db.execute(
-        "INSERT INTO transcripts (job_id, segment_count, duration, text)"
-        " SELECT id, $2, COALESCE(duration, 0), $3 FROM jobs WHERE id = $1 ON CONFLICT (job_id) DO NOTHING",
-        job_id,
-        count,
-        text,
-    )
+async def finish_job(db: Executor, job_id: str) -> None:
+    """Mark the job done, unless it has already finished (the first outcome wins)."""
     await db.execute(
         "UPDATE jobs SET status = 'done', updated_at = now(), finished_at = now()"
         " WHERE id = $1 AND status IN ('queued', 'running')",
         job_id,
     )
-    return int(count)
 
 
 async def record_usage(
@@ -229,6 +293,7 @@ def _segment(r: Any) -> Segment:
         jyutping=r["jyutping"],
         yale=r["yale"],
         words=_words.decode(r["words"]),
+        chars=_chars.decode(r["chars"]),
     )
 
 

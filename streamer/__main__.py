@@ -1,6 +1,8 @@
-"""`python -m streamer`: run the streamer service until SIGTERM."""
+"""`python -m streamer`: run the streamer service until SIGTERM (needs SCRIBE_NATS_URL and SCRIBE_DATABASE_URL)."""
 
-from scribe.runtime import main
+from core.process import main
+from store.db import create_pool
+from streamer.service import Streamer
 
 if __name__ == "__main__":
-    main(["streamer"])
+    main("streamer", Streamer.open, create_pool)

@@ -17,8 +17,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from core.settings import Settings
 from scribe.embedded import EmbeddedNats, EmbeddedPostgres
-from scribe.settings import Settings
 from store.db import create_pool
 
 

@@ -43,7 +43,7 @@ import av
 import numpy as np
 from faster_whisper import WhisperModel, decode_audio
 
-from scribe.settings import Settings
+from core.settings import Settings
 from tests.paths import REPO
 from transcriber.model import load_model
 

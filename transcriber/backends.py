@@ -23,8 +23,8 @@ import httpx
 import openai
 from faster_whisper import WhisperModel, decode_audio
 
-from scribe.messages import RawSegment, Usage
-from scribe.settings import Settings
+from core.messages import RawSegment, Usage
+from core.settings import Settings
 from transcriber.errors import (
     AsrError,
     BackendConfigError,
@@ -114,17 +114,12 @@ def create_backend(settings: Settings, *, http_client: httpx.AsyncClient | None 
         A ready backend.
 
     Raises:
-        BackendConfigError: Unknown backend name or missing OpenAI API key.
+        BackendConfigError: The OpenAI backend without an API key.
         ModelError: The local model cannot be assembled or loaded.
     """
-    if settings.asr_backend == "local":
-        return LocalBackend.from_settings(settings)
     if settings.asr_backend == "openai":
         return OpenAIBackend(settings, http_client=http_client)
-    raise BackendConfigError(
-        f"unknown ASR backend {settings.asr_backend!r}: set SCRIBE_ASR_BACKEND to 'local' or 'openai'",
-        setting="SCRIBE_ASR_BACKEND",
-    )
+    return LocalBackend.from_settings(settings)
 
 
 def usage_for(result: AsrResult, settings: Settings) -> Usage:

@@ -9,7 +9,7 @@ Hierarchy::
     │   └── PermanentAsrError         retrying cannot help: bad key, bad request,
     │                                 undecodable audio (consumer: term + ChunkFailed)
     ├── ModelError                    the local model cannot be assembled, verified or loaded
-    └── BackendConfigError            settings name an unknown backend or lack what it needs
+    └── BackendConfigError            settings lack what the backend needs (an API key)
 
 Every error carries its cause as structured fields; ``reason`` is written for the user or
 operator who has to act on it.
@@ -74,7 +74,7 @@ class ModelError(TranscriberError):
 
 
 class BackendConfigError(TranscriberError):
-    """The settings cannot make a backend (unknown name, missing API key).
+    """The settings cannot make a backend (a missing API key).
 
     Attributes:
         reason: Which setting to change.

@@ -25,7 +25,7 @@ from typing import Any
 import tokenizers
 from faster_whisper import WhisperModel
 
-from scribe.settings import Settings
+from core.settings import Settings
 from transcriber.errors import ModelError
 
 logger = logging.getLogger(__name__)

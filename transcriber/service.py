@@ -1,25 +1,28 @@
 """The transcriber: audio chunks from the work queue in, timed segments out.
 
 Errors map to acks: a transient ASR error naks with backoff (or the server's
-Retry-After), a permanent one terms the message and reports the chunk failed, and the
-last allowed delivery of anything reports it failed too, so a job never waits forever.
+Retry-After), a permanent one terms the message and fails the job, and the last allowed
+delivery of anything fails the job too, so a job never waits forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import asyncpg
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from scribe import bus, subjects
-from scribe.messages import AudioChunk, ChunkFailed, ChunkTranscribed, RawSegment, audio_chunk_decoder
-from scribe.settings import Settings
-from scribe.worker import backoff, consume, heartbeat
+from core import bus, subjects
+from core.messages import AudioChunk, ChunkTranscribed, RawSegment, audio_chunk_decoder
+from core.process import Runtime
+from core.settings import Settings
+from core.topology import Topology
+from core.worker import backoff, consume, heartbeat
 from store import repo
-from transcriber.backends import AsrBackend, usage_for
+from transcriber.backends import AsrBackend, create_backend, filename_for_codec, usage_for
 from transcriber.errors import PermanentAsrError, TransientAsrError
 
 logger = logging.getLogger(__name__)
@@ -34,17 +37,27 @@ class Transcriber:
         self.js = nc.jetstream()
         self.pool = pool
         self.backend = backend
+        self.consumer = Topology.from_settings(settings).transcriber
+
+    @classmethod
+    async def open(cls, rt: Runtime) -> Transcriber:
+        """The transcriber on a process's connections; loads the ASR model (in a thread) first."""
+        backend = await asyncio.to_thread(create_backend, rt.settings)
+        return cls(rt.settings, rt.nc, rt.pool, backend)
 
     async def run(self, stop: asyncio.Event) -> None:
         await consume(
             self.nc,
-            stream=subjects.STREAM_CHUNKS,
-            durable=subjects.CONSUMER_TRANSCRIBER,
+            self.consumer,
             handler=self.handle,
             stop=stop,
             concurrency=self.settings.in_flight,
             on_exhausted=self.exhausted,
         )
+
+    async def close(self) -> None:
+        """Release the ASR backend (the model's memory, the API client)."""
+        await self.backend.close()
 
     async def exhausted(self, data: bytes, deliveries: int) -> None:
         """A chunk JetStream gave up on: every worker that took it died or hung."""
@@ -62,10 +75,11 @@ class Transcriber:
             await msg.ack()
             return
         try:
-            async with heartbeat(msg, every=max(1.0, self.settings.ack_wait_s / 4)):
-                result = await self.backend.transcribe(chunk.audio, duration=chunk.duration, filename=_filename(chunk))
+            async with heartbeat(msg, every=self.consumer.heartbeat_s):
+                filename = filename_for_codec(chunk.codec, f"{chunk.job_id}-{chunk.seq}")
+                result = await self.backend.transcribe(chunk.audio, duration=chunk.duration, filename=filename)
         except TransientAsrError as exc:
-            if attempt >= self.settings.max_deliver:
+            if attempt >= self.consumer.max_deliver:
                 await self.give_up(msg, chunk, f"{exc.reason} (gave up after {attempt} attempts)")
                 return
             delay = exc.retry_after if exc.retry_after is not None else backoff(attempt)
@@ -76,7 +90,7 @@ class Transcriber:
             await self.give_up(msg, chunk, exc.reason)
             return
         except Exception:
-            if attempt < self.settings.max_deliver:
+            if attempt < self.consumer.max_deliver:
                 raise  # nak'ed with backoff by the consumer loop
             logger.exception("chunk failed on its last delivery", extra=log)
             await self.give_up(msg, chunk, "The transcriber failed on this part of the audio; try again later.")
@@ -105,14 +119,12 @@ class Transcriber:
         await msg.term()
 
     async def report_failed(self, chunk: AudioChunk, reason: str, *, deliveries: int, subject: str) -> None:
-        """Keep a dead-letter row and tell the romanizer, which fails the job."""
-        await repo.record_dead_letter(
-            self.pool, subject=subject, job_id=chunk.job_id, seq=chunk.seq, deliveries=deliveries, reason=reason
-        )
-        failed = ChunkFailed(job_id=chunk.job_id, seq=chunk.seq, reason=reason)
-        await bus.publish(self.js, subjects.segments(chunk.job_id), failed, msg_id=f"{chunk.job_id}:{chunk.seq}:failed")
+        """Fail the chunk's job, keeping a dead-letter row for the chunk."""
         logger.warning("chunk given up", extra={"job_id": chunk.job_id, "chunk_seq": chunk.seq, "reason": reason})
-
-
-def _filename(chunk: AudioChunk) -> str:
-    return f"{chunk.job_id}-{chunk.seq}.{'ogg' if chunk.codec == 'opus' else chunk.codec}"
+        await repo.fail_job(
+            self.pool,
+            chunk.job_id,
+            f"Part of the audio (chunk {chunk.seq}) could not be transcribed: {reason}",
+            publish=functools.partial(bus.publish_event, self.js),
+            dead_letter=repo.DeadLetter(subject, chunk.seq, deliveries, reason),
+        )

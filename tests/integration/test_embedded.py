@@ -10,8 +10,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from scribe import bus
-from scribe.settings import Settings
+from core import bus
+from core.settings import Settings
+from core.topology import Topology
+from scribe import embedded
+from scribe.embedded import EmbeddedError, EmbeddedNats
 from store.db import migrate, migrations
 
 pytestmark = pytest.mark.integration
@@ -48,15 +51,45 @@ async def test_topology_is_created_idempotently(nats_url: str) -> None:
     nc = await bus.connect(nats_url, name="test")
     try:
         js = nc.jetstream()
-        topology = bus.load_topology(Settings(max_deliver=7, ack_wait_s=12))
+        topology = Topology.from_settings(Settings(max_deliver=7, ack_wait_s=12))
         await bus.ensure_topology(js, topology)
         await bus.ensure_topology(js, topology)  # a second process starting up
         names = {s.config.name for s in await js.streams_info()}
         assert {"SCRIBE_JOBS", "SCRIBE_CHUNKS", "SCRIBE_SEGMENTS", "SCRIBE_EVENTS"} <= names
         info = await js.consumer_info("SCRIBE_CHUNKS", "transcriber")
         assert info.config.max_deliver == 7 and info.config.ack_wait == 12
+        # A later process with other limits brings the consumer to its own definition.
+        await bus.ensure_topology(js, Topology.from_settings(Settings(max_deliver=4, ack_wait_s=20)))
+        info = await js.consumer_info("SCRIBE_CHUNKS", "transcriber")
+        assert info.config.max_deliver == 4 and info.config.ack_wait == 20
     finally:
         await nc.close()
+
+
+async def test_a_consumer_the_server_will_not_change_stops_the_start(nats_url: str) -> None:
+    nc = await bus.connect(nats_url, name="test")
+    try:
+        js = nc.jetstream()
+        topology = Topology.from_settings(Settings())
+        await bus.ensure_topology(js, topology)
+        # Someone made the durable a push consumer: a pull consumer cannot be made of it.
+        streamer = topology.streamer
+        await js.delete_consumer(streamer.stream.name, streamer.durable)
+        await js.add_consumer(streamer.stream.name, durable_name=streamer.durable, deliver_subject="elsewhere")
+        with pytest.raises(bus.TopologyError, match="consumer streamer on SCRIBE_JOBS"):
+            await bus.ensure_topology(js, topology)
+    finally:
+        await nc.close()
+
+
+def test_embedded_nats_refuses_to_start_without_its_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded.importlib.resources, "files", lambda package: tmp_path)
+    server = EmbeddedNats(tmp_path / "jetstream")
+    with pytest.raises(EmbeddedError, match="nats-server.conf is missing"):
+        server.spawn()
+    assert server._process is None
 
 
 async def test_migrations_apply_once(database_url: str) -> None:
@@ -96,3 +129,25 @@ async def test_infrastructure_starts_both_servers_and_stops_them(monkeypatch: py
         assert not (data_dir / "postgres" / "postmaster.pid").exists()
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_the_wheel_carries_the_nats_server_configuration(tmp_path: Path) -> None:
+    """An installed wheel finds the configuration the embedded launcher needs (a copy, not the checkout's link)."""
+    import zipfile
+
+    from tests.paths import REPO
+
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("cantonesescribe-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        conf = archive.read("scribe/nats-server.conf")
+        names = set(archive.namelist())
+    assert conf == (REPO / "nats" / "nats-server.conf").read_bytes()
+    assert b"max_payload: 8MB" in conf
+    assert "core/topology.py" in names and not any(name.startswith("nats/") for name in names)

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from litestar.testing import AsyncTestClient
 
+from core.messages import JobOptions, Segment, Usage, Word
+from core.settings import Settings
 from gateway.app import create_app
-from scribe.messages import JobOptions, Segment, Usage, Word
-from scribe.settings import Settings
 from store import repo
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from faster_whisper import WhisperModel
 
-from scribe.settings import Settings
+from core.settings import Settings
 from tests.fake_openai import encode_ogg_opus, whisper_model_for_tests
 from tests.paths import AUDIO
 from transcriber import model as model_module

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from scribe.settings import Settings
+from core.settings import Settings
 from tests.fake_openai import FakeOpenAITranscriptionServer, encode_ogg_opus, whisper_model_for_tests
 from tests.paths import AUDIO
 from transcriber.backends import OpenAIBackend, create_backend, usage_for

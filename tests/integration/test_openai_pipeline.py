@@ -11,12 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from scribe.cli import run_job
-from scribe.messages import Failed, Final, JobOptions
+from core.messages import Failed, Final
+from core.settings import Settings
 from scribe.runtime import SERVICES, runtime
-from scribe.settings import Settings
 from tests.fake_openai import FAKE_OPENAI_API_KEY, FakeOpenAITranscriptionServer, whisper_model_for_tests
-from tests.integration.test_pipeline import Lines
+from tests.helpers import run_job
 from tests.paths import AUDIO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,7 +52,8 @@ async def test_fake_openai_backend_job_records_billed_cost_and_survives_a_429(
     cfg = _openai_settings(settings, nats_url, database_url, fake_openai)
     async with runtime(cfg) as rt:
         await rt.start(SERVICES)
-        job_id, outcome = await asyncio.wait_for(run_job(rt, str(CLIP), options=JobOptions(), display=Lines()), 180)
+        job = await asyncio.wait_for(run_job(rt, str(CLIP)), 180)
+    job_id, outcome = job.job_id, job.outcome
     assert isinstance(outcome, Final), outcome
     assert outcome.usage.backend == "openai" and outcome.usage.model == "whisper-1"
     # 30.6 s billed at $0.006 a minute, whole seconds per call.
@@ -72,7 +72,8 @@ async def test_fake_openai_rejecting_the_key_fails_the_job_with_a_reason(
     cfg = _openai_settings(settings, nats_url, database_url, fake_openai).with_(openai_api_key="sk-wrong")
     async with runtime(cfg) as rt:
         await rt.start(SERVICES)
-        job_id, outcome = await asyncio.wait_for(run_job(rt, str(CLIP), options=JobOptions(), display=Lines()), 120)
+        job = await asyncio.wait_for(run_job(rt, str(CLIP)), 120)
+    job_id, outcome = job.job_id, job.outcome
     assert isinstance(outcome, Failed)
     assert "SCRIBE_OPENAI_API_KEY" in outcome.reason
     dead = await pool.fetchval("SELECT count(*) FROM dead_letters WHERE job_id = $1", job_id)

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import os
 import re
-import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from scribe import bus, subjects
-from scribe.cli import Display, run_job
-from scribe.messages import AudioChunk, Failed, Final, JobOptions, JobSubmitted, job_event_decoder
-from scribe.runtime import SERVICES, Runtime, runtime
-from scribe.settings import Settings
+from core import bus, subjects
+from core.messages import AudioChunk, Failed, Final, JobSubmitted, Partial, job_event_decoder
+from core.settings import Settings
+from scribe.runtime import SERVICES, runtime, services
 from store import repo
 from tests import media
+from tests.helpers import kill_while_it_holds_a_chunk, run_job, service_process
 from tests.paths import AUDIO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -29,37 +24,25 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 CLIP = AUDIO / "sherpa_yue-6.wav"  # 30.6 s: at least two chunks with the tests' 8-16 s cuts
 
 
-class Lines(Display):
-    """Collects what the CLI would print, with the time each line arrived."""
-
-    def __init__(self) -> None:
-        super().__init__(io.StringIO(), quiet=True)
-        self.lines: list[str] = []
-
-    def line(self, text: str) -> None:
-        self.lines.append(text)
-
-
 def _settings(settings: Settings, nats_url: str, database_url: str, **changes: object) -> Settings:
     return settings.with_(nats_url=nats_url, database_url=database_url, **changes)
 
 
 async def test_file_becomes_romanized_transcript_streamed_in_order(settings, nats_url, database_url, pool) -> None:
     cfg = _settings(settings, nats_url, database_url, chunk_min_s=8.0, chunk_max_s=16.0)
-    display = Lines()
     async with runtime(cfg) as rt:
         await rt.start(SERVICES)
-        job_id, outcome = await asyncio.wait_for(
-            run_job(rt, str(CLIP), options=JobOptions(), display=display), timeout=180
-        )
+        job = await asyncio.wait_for(run_job(rt, str(CLIP)), timeout=180)
+    outcome = job.outcome
     assert isinstance(outcome, Final), outcome
-    transcript = await repo.transcript(pool, job_id)
+    transcript = await repo.transcript(pool, job.job_id)
     assert transcript is not None
     assert outcome.segment_count == len(transcript.segments) > 0
-    # At least two chunks, and partial lines arrived before the final event.
+    # At least two chunks, and the lines were streamed before the final event, as stored.
     chunk_seqs = [s.chunk_seq for s in transcript.segments]
     assert chunk_seqs == sorted(chunk_seqs) and chunk_seqs[-1] >= 1
-    assert display.lines, "no partial lines were streamed"
+    assert sum(isinstance(event, Partial) for event in job.events) >= 2
+    assert job.lines == transcript.segments
     starts = [s.start for s in transcript.segments]
     assert starts == sorted(starts) and transcript.segments[-1].end <= 31.5
     text = "".join(s.text for s in transcript.segments)
@@ -79,7 +62,7 @@ async def test_duplicate_publish_is_dropped_by_msg_id(settings, nats_url, databa
         chunk = AudioChunk(job_id=uuid.uuid4().hex, seq=0, offset=0.0, duration=1.0, codec="opus", audio=b"x")
         first = await bus.publish(rt.js, subjects.CHUNKS, chunk, msg_id=f"{chunk.job_id}:0")
         second = await bus.publish(rt.js, subjects.CHUNKS, chunk, msg_id=f"{chunk.job_id}:0")
-        info = await rt.js.stream_info(subjects.STREAM_CHUNKS)
+        info = await rt.js.stream_info(rt.topology.transcriber.stream.name)
     assert not first.duplicate and second.duplicate
     assert info.state.messages == 1
 
@@ -99,16 +82,14 @@ async def test_bad_inputs_fail_with_reasons_and_leave_a_good_job_alone(
     }
     async with runtime(cfg) as rt:
         await rt.start(SERVICES)
-        good = asyncio.create_task(run_job(rt, str(AUDIO / "sherpa_yue-3.wav"), options=JobOptions(), display=Lines()))
-        results = await asyncio.wait_for(
-            asyncio.gather(*(run_job(rt, src, options=JobOptions(), display=Lines()) for src in bad.values())),
-            timeout=120,
-        )
-        good_id, good_outcome = await asyncio.wait_for(good, timeout=120)
+        good = asyncio.create_task(run_job(rt, str(AUDIO / "sherpa_yue-3.wav")))
+        results = await asyncio.wait_for(asyncio.gather(*(run_job(rt, src) for src in bad.values())), timeout=120)
+        good_outcome = (await asyncio.wait_for(good, timeout=120)).outcome
     reasons = {}
-    for name, (job_id, outcome) in zip(bad, results, strict=True):
+    for name, followed in zip(bad, results, strict=True):
+        outcome = followed.outcome
         assert isinstance(outcome, Failed), (name, outcome)
-        job = await repo.get_job(pool, job_id)
+        job = await repo.get_job(pool, followed.job_id)
         assert job is not None and job.status == "failed" and job.reason == outcome.reason
         reasons[name] = outcome.reason.lower()
     assert "could not be found" in reasons["missing"]
@@ -119,51 +100,24 @@ async def test_bad_inputs_fail_with_reasons_and_leave_a_good_job_alone(
     assert isinstance(good_outcome, Final) and good_outcome.segment_count > 0
 
 
-def _transcriber_process(nats_url: str, database_url: str, data_dir: Path, **settings: str) -> subprocess.Popen[bytes]:
-    """A transcriber in its own process; its settings must match the test's (it updates the consumer)."""
-    env = {
-        **os.environ,
-        "SCRIBE_NATS_URL": nats_url,
-        "SCRIBE_DATABASE_URL": database_url,
-        "SCRIBE_DATA_DIR": str(data_dir),
-        "SCRIBE_ACK_WAIT_S": "4",
-        "SCRIBE_ASR_THREADS": "1",
-        "SCRIBE_MAX_IN_FLIGHT": "1",
-        "HF_HUB_OFFLINE": "1",
-        **{f"SCRIBE_{name.upper()}": value for name, value in settings.items()},
-    }
-    return subprocess.Popen([sys.executable, "-m", "transcriber"], env=env, stderr=subprocess.DEVNULL)
-
-
-async def _kill_while_it_holds_a_chunk(rt: Runtime, victim: subprocess.Popen[bytes]) -> None:
-    """Wait until the worker holds a chunk (delivered, not acked), then kill it hard."""
-    for _ in range(600):
-        info = await rt.js.consumer_info(subjects.STREAM_CHUNKS, subjects.CONSUMER_TRANSCRIBER)
-        if info.num_ack_pending >= 1:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the transcriber never took a chunk")
-    victim.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(victim.wait, 10)
-
-
 async def test_transcriber_killed_mid_chunk_loses_nothing_and_duplicates_nothing(
     settings, nats_url, database_url, pool, data_dir
 ) -> None:
     cfg = _settings(settings, nats_url, database_url, ack_wait_s=4.0, chunk_min_s=8.0, chunk_max_s=16.0)
     async with runtime(cfg) as rt:
-        await rt.start(["streamer", "romanizer"])
-        victim = _transcriber_process(nats_url, database_url, data_dir)
+        await rt.start(services("streamer", "romanizer"))
+        victim = service_process("transcriber", nats_url, database_url, data_dir, ack_wait_s="4")
         try:
-            job = asyncio.create_task(run_job(rt, str(CLIP), options=JobOptions(), display=Lines()))
-            await _kill_while_it_holds_a_chunk(rt, victim)
-            await rt.start(["transcriber"])
-            job_id, outcome = await asyncio.wait_for(job, timeout=180)
-            info = await rt.js.consumer_info(subjects.STREAM_CHUNKS, subjects.CONSUMER_TRANSCRIBER)
+            job = asyncio.create_task(run_job(rt, str(CLIP)))
+            await kill_while_it_holds_a_chunk(rt, victim)
+            await rt.start(services("transcriber"))
+            followed = await asyncio.wait_for(job, timeout=180)
+            consumer = rt.topology.transcriber
+            info = await rt.js.consumer_info(consumer.stream.name, consumer.durable)
         finally:
             if victim.poll() is None:
                 victim.kill()
+    job_id, outcome = followed.job_id, followed.outcome
     assert isinstance(outcome, Final), outcome
     job_row = await repo.get_job(pool, job_id)
     assert job_row is not None and job_row.total_chunks is not None
@@ -181,16 +135,17 @@ async def test_chunk_whose_last_delivery_dies_fails_the_job_instead_of_hanging(
     # One delivery allowed: when its worker dies, JetStream gives up and says so in an advisory.
     cfg = _settings(settings, nats_url, database_url, ack_wait_s=3.0, max_deliver=1, chunk_min_s=8.0, chunk_max_s=16.0)
     async with runtime(cfg) as rt:
-        await rt.start(["streamer", "romanizer"])
-        victim = _transcriber_process(nats_url, database_url, data_dir, ack_wait_s="3", max_deliver="1")
+        await rt.start(services("streamer", "romanizer"))
+        victim = service_process("transcriber", nats_url, database_url, data_dir, ack_wait_s="3", max_deliver="1")
         try:
-            job = asyncio.create_task(run_job(rt, str(CLIP), options=JobOptions(), display=Lines()))
-            await _kill_while_it_holds_a_chunk(rt, victim)
-            await rt.start(["transcriber"])
-            job_id, outcome = await asyncio.wait_for(job, timeout=60)
+            job = asyncio.create_task(run_job(rt, str(CLIP)))
+            await kill_while_it_holds_a_chunk(rt, victim)
+            await rt.start(services("transcriber"))
+            followed = await asyncio.wait_for(job, timeout=60)
         finally:
             if victim.poll() is None:
                 victim.kill()
+    job_id, outcome = followed.job_id, followed.outcome
     assert isinstance(outcome, Failed)
     assert "stopped responding" in outcome.reason
     dead = await pool.fetch("SELECT deliveries, reason FROM dead_letters WHERE job_id = $1", job_id)

@@ -5,20 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nats.js import api as js_api
 
-from scribe import subjects
-from scribe.cli import run_job
-from scribe.messages import Final, JobOptions, Progress, job_event_decoder
+from core.messages import Final, Progress
+from scribe import client
 from scribe.runtime import SERVICES, runtime
 from tests import media
-from tests.integration.test_pipeline import Lines
+from tests.helpers import scribe_cli
 from tests.paths import AUDIO
 from tests.webserver import Route, Site, serve
 
@@ -44,28 +40,23 @@ async def test_url_first_chunk_is_published_before_the_download_completes(
     total = len(site.routes["/talk.ogg"].body)
     async with runtime(cfg) as rt:
         await rt.start(SERVICES)
-        job = asyncio.create_task(run_job(rt, url, options=JobOptions(), display=Lines()))
-        sub = await rt.js.subscribe(
-            f"{subjects.EVENTS_PREFIX}.>", ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.ALL
-        )
+        job_id = await client.submit(rt.js, url)
         sent_at_first_chunk = None
-        while sent_at_first_chunk is None:
-            event = job_event_decoder.decode((await sub.next_msg(timeout=30)).data)
-            if isinstance(event, Progress) and event.chunks_published >= 1:
-                sent_at_first_chunk = site.sent[-1]
-        await sub.unsubscribe()
-        job_id, outcome = await asyncio.wait_for(job, timeout=240)
-    assert sent_at_first_chunk < total * 0.6, (sent_at_first_chunk, total)
+
+        async def follow() -> Final:
+            nonlocal sent_at_first_chunk
+            async for event in client.follow(rt.js, job_id):
+                if isinstance(event, Progress) and event.chunks_published >= 1 and sent_at_first_chunk is None:
+                    sent_at_first_chunk = site.sent[-1]
+            assert isinstance(event, Final), event
+            return event
+
+        outcome = await asyncio.wait_for(follow(), timeout=240)
+    assert sent_at_first_chunk is not None and sent_at_first_chunk < total * 0.6, (sent_at_first_chunk, total)
     assert site.sent[-1] >= total  # and then the whole file was read
     assert isinstance(outcome, Final) and outcome.segment_count > 0
     transcript_row = await pool.fetchrow("SELECT source, duration FROM jobs WHERE id = $1", job_id)
     assert transcript_row["source"] == url and transcript_row["duration"] == pytest.approx(60.0, abs=1.0)
-
-
-def _scribe(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scribe", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture
@@ -81,32 +72,33 @@ def cli_env(nats_url: str, database_url: str, data_dir: Path) -> dict[str, str]:
 
 def test_cli_writes_json_with_characters_jyutping_and_yale(cli_env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    done = _scribe("transcribe", str(AUDIO / "sherpa_yue-15.wav"), "--format", "json", "-o", str(out), env=cli_env)
+    done = scribe_cli("transcribe", str(AUDIO / "sherpa_yue-15.wav"), "--format", "json", "-o", str(out), env=cli_env)
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text(encoding="utf-8"))
     assert set(data) == {"job_id", "source", "duration", "segments", "usage"}
-    assert data["segments"] and set(data["segments"][0]) == {
-        "seq",
-        "start",
-        "end",
-        "text",
-        "jyutping",
-        "yale",
-        "words",
-    }
+    keys = {"seq", "start", "end", "text", "jyutping", "yale", "words", "chars"}
+    assert data["segments"] and all(set(segment) == keys for segment in data["segments"])
+    assert all(len(segment["chars"]) == len(segment["text"]) for segment in data["segments"])
     assert "廣東話" in "".join(s["text"] for s in data["segments"])
     assert data["usage"]["backend"] == "local" and data["usage"]["cost_usd"] == 0
     # The partial lines were shown live on stderr, then the summary.
     assert "[00:00]" in done.stderr and "wrote" in done.stderr
+    # Every line reads exactly as `scribe romanize` reads it: one front end.
+    texts = "".join(segment["text"] + "\n" for segment in data["segments"])
+    romanized = scribe_cli("romanize", env=cli_env, stdin=texts, timeout=60)
+    assert romanized.returncode == 0, romanized.stderr
+    assert [json.loads(line)["chars"] for line in romanized.stdout.splitlines()] == [
+        segment["chars"] for segment in data["segments"]
+    ]
 
 
 def test_cli_bad_input_exits_non_zero_with_a_reason(cli_env: dict[str, str], tmp_path: Path) -> None:
-    done = _scribe("transcribe", str(tmp_path / "missing.mp3"), env=cli_env)
+    done = scribe_cli("transcribe", str(tmp_path / "missing.mp3"), env=cli_env)
     assert done.returncode == 1
     assert "could not be found" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
 def test_cli_unknown_format_is_a_usage_error(cli_env: dict[str, str]) -> None:
-    done = _scribe("transcribe", "x.wav", "--format", "docx", env=cli_env, timeout=60)
+    done = scribe_cli("transcribe", "x.wav", "--format", "docx", env=cli_env, timeout=60)
     assert done.returncode == 2 and "invalid choice" in done.stderr

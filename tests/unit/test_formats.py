@@ -9,8 +9,9 @@ import re
 import msgspec
 import pytest
 
-from scribe.formats import MAX_CUE_CHARS, join_words, render
-from scribe.messages import Segment, Transcript, Usage, Word, transcript_decoder
+from core.messages import Segment, Transcript, Usage, Word, transcript_decoder
+from core.text import join_words
+from scribe.formats import MAX_CUE_CHARS, clock, render
 
 W = Word
 
@@ -251,7 +252,7 @@ def test_json_has_exactly_the_documented_keys(transcript: Transcript) -> None:
     text = render(transcript, "json")
     document = msgspec.json.decode(text)
     assert list(document) == ["job_id", "source", "duration", "segments", "usage"]
-    assert list(document["segments"][0]) == ["seq", "start", "end", "text", "jyutping", "yale", "words"]
+    assert list(document["segments"][0]) == ["seq", "start", "end", "text", "jyutping", "yale", "words", "chars"]
     assert list(document["segments"][0]["words"][0]) == ["text", "jyutping", "yale"]
     assert list(document["usage"]) == ["backend", "model", "billed_seconds", "cost_usd"]
     assert "我係Peter" in text and "\\u" not in text  # UTF-8, not ASCII escapes
@@ -267,10 +268,27 @@ def test_json_round_trips(transcript: Transcript) -> None:
     assert decoded == expected
 
 
-@pytest.mark.parametrize("fmt", ["txt", "json", "srt", "vtt", "csv", "SRT", ".vtt"])
-def test_every_format_renders_an_empty_transcript(transcript: Transcript, fmt: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("txt", ""),
+        ("srt", ""),
+        ("SRT", ""),
+        ("vtt", "WEBVTT\n"),
+        (".vtt", "WEBVTT\n"),
+        ("csv", "id,start,end,chinese,jyutping,yale\n"),
+    ],
+)
+def test_every_format_renders_an_empty_transcript(transcript: Transcript, fmt: str, expected: str) -> None:
     empty = msgspec.structs.replace(transcript, segments=[])
-    out = render(empty, fmt)
-    assert isinstance(out, str)
-    if fmt.lower().lstrip(".") == "vtt":
-        assert out == "WEBVTT\n"
+    assert render(empty, fmt) == expected
+
+
+def test_an_empty_transcript_downloads_as_json_with_no_segments(transcript: Transcript) -> None:
+    empty = msgspec.structs.replace(transcript, segments=[])
+    assert transcript_decoder.decode(render(empty, "json")) == empty
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0.0, "00:00"), (59.9, "00:59"), (61.0, "01:01"), (3725.0, "1:02:05")])
+def test_clock_shows_hours_from_an_hour_on(seconds: float, shown: str) -> None:
+    assert clock(seconds) == shown

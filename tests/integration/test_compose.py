@@ -27,6 +27,8 @@ import yaml
 
 from tests.paths import REPO
 
+pytestmark = pytest.mark.integration
+
 COMPOSE = REPO / "compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 NATS_CONF = REPO / "nats" / "nats-server.conf"

@@ -36,16 +36,16 @@ class TextFormatter(logging.Formatter):
         return base + ("".join(f" {k}={v}" for k, v in extras.items()) if extras else "")
 
 
-def configure(level: str = "INFO", fmt: str = "", stream: Any = None) -> None:
+def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
     """Configure the root logger once.
 
     Args:
         level: a logging level name.
-        fmt: "json", "text", or "" for JSON lines unless the stream is a TTY.
+        fmt: "json", "text", or "auto" for JSON lines unless the stream is a TTY.
         stream: where to write (default stderr).
     """
     stream = stream or sys.stderr
-    use_json = fmt == "json" or (fmt == "" and not stream.isatty())
+    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
         JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

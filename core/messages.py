@@ -3,7 +3,7 @@
 This module is the integration contract documented in the README. Evolve it only by
 adding fields with defaults; never retype, rename or reorder a field.
 
-Subjects (see ``scribe.subjects``) and what they carry:
+Subjects (see ``core.subjects``) and what they carry:
 
 - ``scribe.jobs.submitted``          JobSubmitted
 - ``scribe.chunks``                  AudioChunk
@@ -13,9 +13,12 @@ Subjects (see ``scribe.subjects``) and what they carry:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
+
+Romanization = Literal["jyutping", "yale", "both"]
+ROMANIZATIONS: tuple[str, ...] = get_args(Romanization)
 
 
 class Base(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,7 +35,7 @@ class Base(msgspec.Struct, frozen=True, kw_only=True):
 class JobOptions(Base, frozen=True):
     """What the submitter asked for."""
 
-    romanization: Literal["jyutping", "yale", "both"] = "both"
+    romanization: Romanization = "both"
 
 
 class JobSubmitted(Base, frozen=True):
@@ -114,13 +117,34 @@ SegmentsEvent = ChunkTranscribed | ChunkFailed | InputEnded
 
 
 class Word(Base, frozen=True):
+    """A word of a line (a lexicon word, number, Latin word, space or mark) and its reading."""
+
     text: str
     jyutping: str | None
     yale: str | None
 
 
+class Char(Base, frozen=True):
+    """One character of a line and its reading, for ruby over each character.
+
+    All three are ``None`` for punctuation, spaces, Latin letters and characters without a
+    reading. A number's whole reading sits on its first digit (``100``: ``jat1 baak3``, then
+    ``None``, ``None``). Yale has tone marks (``hēung``); ``yale_numeric`` has tone numbers
+    1-6, as Jyutping does (``heung1``).
+    """
+
+    char: str
+    jyutping: str | None
+    yale: str | None
+    yale_numeric: str | None
+
+
 class Segment(Base, frozen=True):
-    """A romanized transcript line. ``seq`` counts lines over the whole job, from 0."""
+    """A romanized transcript line. ``seq`` counts lines over the whole job, from 0.
+
+    ``chars`` has one entry per character of ``text``, exactly what ``scribe romanize``
+    writes for that text.
+    """
 
     seq: int
     start: float
@@ -130,6 +154,7 @@ class Segment(Base, frozen=True):
     yale: str
     words: list[Word]
     chunk_seq: int = 0
+    chars: list[Char] = []
 
 
 class Progress(Base, frozen=True, tag="progress"):

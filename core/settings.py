@@ -1,16 +1,26 @@
 """Settings, read once from ``SCRIBE_*`` environment variables into a frozen object.
 
 Nothing reads the environment at import time: ``Settings.from_env()`` is called by each
-entry point and the result is passed down.
+entry point and the result is passed down. Every value is checked when the object is made,
+so a bad one stops the process at start with the variable's name and what it may be
+(``SettingsError``; the entry points exit with status 2), not deep in a worker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+AsrBackend = Literal["local", "openai"]
+ChunkCodec = Literal["flac", "opus"]
+LogFormat = Literal["auto", "json", "text"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 # USD per minute of audio sent (OpenAI's price list); override with SCRIBE_PRICES.
 DEFAULT_PRICES: dict[str, float] = {
@@ -63,10 +73,10 @@ class Settings:
     chunk_max_s: float = 60.0
     chunk_first_max_s: float = 10.0  # a short first chunk: the first line comes back sooner
     silence_dbfs: float = -45.0
-    chunk_codec: str = "flac"  # flac | opus: see streamer.audio.encode_chunk
+    chunk_codec: ChunkCodec = "flac"  # see streamer.encode.encode_chunk
 
     # ASR
-    asr_backend: str = "local"  # local | openai
+    asr_backend: AsrBackend = "local"
     asr_model: str = "base"  # "base" = the embedded model, or a CTranslate2 model folder
     # Chunks are independent: on 2 cores, two one-thread decodes beat one two-thread
     # decode by about a fifth (README, Benchmarks). 0 means: workers = cores, and
@@ -91,19 +101,52 @@ class Settings:
     gateway_host: str = "0.0.0.0"
     gateway_port: int = 8000
 
-    log_level: str = "INFO"
-    log_format: str = ""  # "json" | "text"; empty: JSON lines off a TTY
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "auto"  # auto: JSON lines off a TTY, text on one
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise SettingsError(
+                    f"{_variable(name)}={getattr(self, name)!r} is not allowed: choose one of {', '.join(allowed)}"
+                )
+        for name in _POSITIVE:
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{_variable(name)}={getattr(self, name)!r} must be above 0")
+        for name in _NOT_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{_variable(name)}={getattr(self, name)!r} must not be negative")
+        if self.chunk_min_s > self.chunk_max_s:
+            raise SettingsError(
+                f"{_variable('chunk_min_s')}={self.chunk_min_s} must not be above "
+                f"{_variable('chunk_max_s')}={self.chunk_max_s}"
+            )
+        if not 0 <= self.gateway_port <= 65535:
+            raise SettingsError(f"{_variable('gateway_port')}={self.gateway_port} is not a port (0-65535)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``SCRIBE_*`` variable that is set; the rest keep their defaults.
+
+        Raises:
+            SettingsError: A value of the wrong type or out of range, naming the variable.
+        """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for f in cls.__dataclass_fields__.values():
-            raw = env.get(f"SCRIBE_{f.name.upper()}")
-            if raw is None:
-                continue
-            values[f.name] = _convert(f.name, raw, f.type)
+        for name, type_ in _TYPES.items():
+            raw = env.get(_variable(name))
+            if raw is not None:
+                values[name] = _convert(name, raw, type_)
         return cls(**values)
+
+    @classmethod
+    def for_program(cls, program: str) -> Settings:
+        """Settings for an entry point: a bad value ends the process with its message and status 2."""
+        try:
+            return cls.from_env()
+        except SettingsError as exc:
+            print(f"{program}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from exc
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -126,23 +169,45 @@ class Settings:
         return self.local_workers if self.asr_backend == "local" else 8
 
 
+def _variable(name: str) -> str:
+    return f"SCRIBE_{name.upper()}"
+
+
 def _convert(name: str, raw: str, type_: Any) -> Any:
-    type_name = type_ if isinstance(type_, str) else getattr(type_, "__name__", str(type_))
+    if typing.get_origin(type_) is Literal:
+        allowed = typing.get_args(type_)
+        value = raw.strip().upper() if name == "log_level" else raw.strip().lower()
+        if value not in allowed:
+            raise SettingsError(f"{_variable(name)}={raw!r} is not allowed: choose one of {', '.join(allowed)}")
+        return value
+    if typing.get_origin(type_) is Mapping:
+        return _parse_prices(raw)
     try:
-        if type_name == "bool":
+        if type_ is bool:
             if raw.lower() in {"1", "true", "yes", "on"}:
                 return True
             if raw.lower() in {"0", "false", "no", "off", ""}:
                 return False
             raise ValueError(raw)
-        if type_name == "int":
+        if type_ is int:
             return int(raw)
-        if type_name == "float":
+        if type_ is float:
             return float(raw)
-        if type_name == "Path":
+        if type_ is Path:
             return Path(raw).expanduser()
-        if type_name.startswith("Mapping"):
-            return _parse_prices(raw)
     except ValueError as exc:
-        raise SettingsError(f"SCRIBE_{name.upper()}={raw!r} is not a valid {type_name}") from exc
+        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(type_, "valid")
+        raise SettingsError(f"{_variable(name)}={raw!r} is not {kind}") from exc
     return raw
+
+
+_TYPES: dict[str, Any] = typing.get_type_hints(Settings)
+_CHOICES: dict[str, tuple[str, ...]] = {
+    name: typing.get_args(type_) for name, type_ in _TYPES.items() if typing.get_origin(type_) is Literal
+}
+_POSITIVE = (
+    *("chunk_min_s", "chunk_max_s", "max_duration_s", "max_download_bytes", "max_download_s"),
+    *("ack_wait_s", "max_deliver", "asr_beam_size", "openai_timeout_s"),
+)
+_NOT_NEGATIVE = ("chunk_first_max_s", "asr_workers", "asr_threads", "max_in_flight")
+assert {f.name for f in dataclasses.fields(Settings)} == set(_TYPES)

@@ -15,6 +15,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.errors import NotFoundError
 
+from core.topology import Consumer
+
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Msg], Awaitable[None]]
@@ -47,16 +49,15 @@ async def heartbeat(msg: Msg, every: float) -> AsyncIterator[None]:
 
 async def consume(
     nc: NATS,
+    consumer: Consumer,
     *,
-    stream: str,
-    durable: str,
     handler: Handler,
     stop: asyncio.Event,
     concurrency: int = 1,
     poll: float = 1.0,
     on_exhausted: Exhausted | None = None,
 ) -> None:
-    """Run ``concurrency`` fetch loops on a durable pull consumer until ``stop`` is set.
+    """Run ``concurrency`` fetch loops on ``consumer`` until ``stop`` is set.
 
     Each loop finishes the message in hand before it returns, so setting ``stop`` and
     then draining the connection loses nothing. A handler that raises gets its message
@@ -67,6 +68,7 @@ async def consume(
     its job can be failed instead of waiting forever.
     """
     js = nc.jetstream()
+    stream, durable = consumer.stream.name, consumer.durable
     sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
     watcher = await watch_exhausted(nc, stream=stream, durable=durable, handler=on_exhausted) if on_exhausted else None
 

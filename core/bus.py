@@ -1,0 +1,107 @@
+"""The NATS connection, the JetStream topology brought up to its definition, and publishing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import nats
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+
+from core import subjects
+from core.messages import Failed, Final, JobEvent, Partial, encoder
+from core.topology import Consumer, Topology
+
+logger = logging.getLogger(__name__)
+
+
+class TopologyError(RuntimeError):
+    """A stream or consumer exists on the server with settings it refuses to change to ours."""
+
+
+async def connect(url: str, name: str) -> NATS:
+    """Connect with endless reconnects: a NATS restart pauses work, it does not end it."""
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        connect_timeout=5,
+    )
+
+
+async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
+    """Create or update every stream and durable consumer; safe to call from every process.
+
+    Raises:
+        TopologyError: The server refused a definition, or kept a consumer with other limits
+            than ours; the message names what to change.
+    """
+    for stream in topology.streams:
+        config = stream.config()
+        try:
+            await js.stream_info(stream.name)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(config)
+            logger.info("stream created", extra={"stream": stream.name})
+            continue
+        try:
+            await js.update_stream(config)
+        except nats.js.errors.APIError as exc:
+            raise TopologyError(
+                f"stream {stream.name} exists with settings that cannot be changed to ours ({exc.description}); "
+                f"remove it (nats stream rm {stream.name}) or point SCRIBE_NATS_URL at another server"
+            ) from exc
+    for consumer in topology.consumers:
+        await _ensure_consumer(js, consumer)
+
+
+async def _ensure_consumer(js: JetStreamContext, consumer: Consumer) -> None:
+    """Create the consumer, or update it where it exists: the server updates what it can."""
+    try:
+        info = await js.add_consumer(consumer.stream.name, consumer.config())
+    except nats.js.errors.APIError as exc:  # 400 for most refusals, 500 for a push consumer made pull
+        raise TopologyError(
+            f"consumer {consumer.durable} on {consumer.stream.name} exists with settings that cannot be changed to "
+            f"ours ({exc.description}); remove it (nats consumer rm {consumer.stream.name} {consumer.durable}) "
+            "and start again"
+        ) from exc
+    got = info.config
+    wanted = (consumer.filter_subject, consumer.ack_wait_s, consumer.max_deliver, consumer.max_ack_pending)
+    have = (got.filter_subject, got.ack_wait, got.max_deliver, got.max_ack_pending)
+    if have != wanted:
+        raise TopologyError(
+            f"consumer {consumer.durable} on {consumer.stream.name} kept (filter, ack_wait, max_deliver, "
+            f"max_ack_pending) = {have} instead of {wanted}; remove it and start again"
+        )
+
+
+async def publish(
+    js: JetStreamContext, subject: str, message: Any, *, msg_id: str | None = None, ack_timeout: float = 10.0
+) -> js_api.PubAck:
+    """Publish a Struct as JSON; ``msg_id`` makes JetStream drop duplicates within the stream's window."""
+    headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+    return await js.publish(subject, encoder.encode(message), headers=headers, timeout=ack_timeout)
+
+
+def event_msg_id(event: JobEvent) -> str | None:
+    """The ``Nats-Msg-Id`` of a job event: one final, one failure and one partial per chunk per job.
+
+    Progress events carry none: a repeated one is harmless.
+    """
+    match event:
+        case Final():
+            return f"{event.job_id}:final"
+        case Failed():
+            return f"{event.job_id}:failed"
+        case Partial():
+            return f"{event.job_id}:partial:{event.chunk_seq}"
+    return None
+
+
+async def publish_event(js: JetStreamContext, event: JobEvent) -> js_api.PubAck:
+    """Publish a job event on ``scribe.events.<job_id>``, with its message id."""
+    return await publish(js, subjects.events(event.job_id), event, msg_id=event_msg_id(event))

@@ -1,0 +1,16 @@
+"""Subject names: the bus half of the integration contract (streams and consumers: ``core.topology``)."""
+
+JOBS_SUBMITTED = "scribe.jobs.submitted"
+CHUNKS = "scribe.chunks"
+SEGMENTS_PREFIX = "scribe.segments"
+EVENTS_PREFIX = "scribe.events"
+
+
+def segments(job_id: str) -> str:
+    """The subject of one job's transcribed chunks (transcriber -> romanizer)."""
+    return f"{SEGMENTS_PREFIX}.{job_id}"
+
+
+def events(job_id: str) -> str:
+    """The subject of one job's events (romanizer and streamer -> clients)."""
+    return f"{EVENTS_PREFIX}.{job_id}"

@@ -1,0 +1,154 @@
+"""JetStream streams and durable consumers, defined once, in code.
+
+Every process brings the server up to these definitions on start
+(:func:`core.bus.ensure_topology`), and each service reads its own consumer's limits from
+here: the streamer's heartbeat and last-delivery check, the transcriber's redelivery. Only
+the transcriber's ``ack_wait`` and ``max_deliver`` are settings (``SCRIBE_ACK_WAIT_S``,
+``SCRIBE_MAX_DELIVER``), because how long one ASR call may take depends on the backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import api as js_api
+
+from core import subjects
+from core.settings import Settings
+
+_DAY_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One JetStream stream.
+
+    Attributes:
+        name: The stream's name.
+        subjects: The subjects it stores.
+        work_queue: Messages are removed once acked (work queue) rather than kept until
+            ``max_age_s`` (limits: replayable).
+        max_age_s: How long a message is kept at most.
+        duplicate_window_s: How long a ``Nats-Msg-Id`` is remembered to drop a repeated publish.
+        max_msg_size: The largest message the stream accepts, in bytes.
+    """
+
+    name: str
+    subjects: tuple[str, ...]
+    work_queue: bool
+    max_age_s: float
+    duplicate_window_s: float
+    max_msg_size: int
+
+    def config(self) -> js_api.StreamConfig:
+        """The configuration nats-py sends to the server."""
+        return js_api.StreamConfig(
+            name=self.name,
+            subjects=list(self.subjects),
+            retention=js_api.RetentionPolicy.WORK_QUEUE if self.work_queue else js_api.RetentionPolicy.LIMITS,
+            storage=js_api.StorageType.FILE,
+            max_age=self.max_age_s,
+            duplicate_window=self.duplicate_window_s,
+            max_msg_size=self.max_msg_size,
+        )
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """One durable pull consumer, shared by every process of a service.
+
+    Attributes:
+        stream: The stream it reads.
+        durable: Its durable name.
+        filter_subject: What it takes from the stream.
+        ack_wait_s: How long a delivered message may go without an ack or a heartbeat
+            before JetStream delivers it again.
+        max_deliver: Deliveries before JetStream gives up on a message (and says so in an
+            advisory, which fails the message's job).
+        max_ack_pending: Messages delivered and not yet acked, over all processes.
+    """
+
+    stream: Stream
+    durable: str
+    filter_subject: str
+    ack_wait_s: float
+    max_deliver: int
+    max_ack_pending: int
+
+    @property
+    def heartbeat_s(self) -> float:
+        """How often a long handler tells JetStream it is still working on a message."""
+        return max(1.0, self.ack_wait_s / 4)
+
+    def config(self) -> js_api.ConsumerConfig:
+        """The configuration nats-py sends to the server."""
+        return js_api.ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject=self.filter_subject,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            deliver_policy=js_api.DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_s,
+            max_deliver=self.max_deliver,
+            max_ack_pending=self.max_ack_pending,
+        )
+
+
+JOBS = Stream(
+    name="SCRIBE_JOBS",
+    subjects=(subjects.JOBS_SUBMITTED,),
+    work_queue=True,
+    max_age_s=7 * _DAY_S,
+    duplicate_window_s=600.0,
+    max_msg_size=64 * 1024,
+)
+CHUNKS = Stream(
+    name="SCRIBE_CHUNKS",
+    subjects=(subjects.CHUNKS,),
+    work_queue=True,
+    max_age_s=_DAY_S,
+    duplicate_window_s=1800.0,
+    max_msg_size=8 * 1024 * 1024,  # a 60 s FLAC chunk is about 1.3 MB in base64 JSON
+)
+SEGMENTS = Stream(
+    name="SCRIBE_SEGMENTS",
+    subjects=(f"{subjects.SEGMENTS_PREFIX}.>",),
+    work_queue=True,
+    max_age_s=_DAY_S,
+    duplicate_window_s=1800.0,
+    max_msg_size=1024 * 1024,
+)
+EVENTS = Stream(
+    name="SCRIBE_EVENTS",
+    subjects=(f"{subjects.EVENTS_PREFIX}.>",),
+    work_queue=False,  # kept for a week: late subscribers replay a job from its start
+    max_age_s=7 * _DAY_S,
+    duplicate_window_s=600.0,
+    max_msg_size=1024 * 1024,
+)
+STREAMS = (JOBS, CHUNKS, SEGMENTS, EVENTS)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The streams and the three services' consumers, for one set of settings."""
+
+    streamer: Consumer
+    transcriber: Consumer
+    romanizer: Consumer
+    streams: tuple[Stream, ...] = STREAMS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topology:
+        """The topology every process of a deployment must agree on."""
+        return cls(
+            streamer=Consumer(JOBS, "streamer", subjects.JOBS_SUBMITTED, 60.0, 3, 64),
+            transcriber=Consumer(
+                CHUNKS, "transcriber", subjects.CHUNKS, settings.ack_wait_s, settings.max_deliver, 256
+            ),
+            romanizer=Consumer(SEGMENTS, "romanizer", f"{subjects.SEGMENTS_PREFIX}.>", 30.0, 10, 1024),
+        )
+
+    @property
+    def consumers(self) -> tuple[Consumer, ...]:
+        """Every durable consumer."""
+        return (self.streamer, self.transcriber, self.romanizer)

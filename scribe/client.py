@@ -1,0 +1,86 @@
+"""Submitting a job and following its events: what the terminal, the gateway and integrations share.
+
+::
+
+    job_id = await submit(js, "clip.mp3")
+    async for event in follow(js, job_id):
+        ...   # Progress, Partial (its new lines), and last Final or Failed
+
+Everything goes through NATS: the job is published on ``scribe.jobs.submitted`` (the
+streamer makes its row) and its events are read back from ``scribe.events.<job_id>``,
+which JetStream keeps for a week, so a follower that starts late, or again after a lost
+connection, sees the job from its first event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+
+from core import bus, subjects
+from core.messages import Failed, Final, JobEvent, JobOptions, JobSubmitted, Partial, job_event_decoder
+
+
+async def submit(
+    js: JetStreamContext,
+    source: str,
+    *,
+    options: JobOptions | None = None,
+    job_id: str | None = None,
+    user_id: str | None = None,
+) -> str:
+    """Submit a job.
+
+    Args:
+        js: A JetStream context.
+        source: An http(s) URL, or a path the streamer can read.
+        options: What the submitter asked for.
+        job_id: The job's id; a new random one when ``None``. Submitting the same id again
+            within the stream's duplicate window is dropped, so a retried submit is safe.
+        user_id: Who the job is for, when known.
+
+    Returns:
+        The job's id.
+    """
+    job_id = job_id or uuid.uuid4().hex
+    job = JobSubmitted(job_id=job_id, source=source, user_id=user_id, options=options or JobOptions())
+    await bus.publish(js, subjects.JOBS_SUBMITTED, job, msg_id=job_id)
+    return job_id
+
+
+async def follow(js: JetStreamContext, job_id: str, *, after: int = -1) -> AsyncIterator[JobEvent]:
+    """The job's events in order, from its first one to its ``Final`` or ``Failed`` (yielded last).
+
+    Args:
+        js: A JetStream context.
+        job_id: The job.
+        after: The ``seq`` of the last line already seen: ``Partial`` events come without the
+            lines up to it, so a follower that resumes sees every line once. ``-1``: none seen.
+
+    Yields:
+        ``Progress``, ``Partial`` and, last, ``Final`` or ``Failed``.
+    """
+    events: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_event(msg: Msg) -> None:
+        await events.put(msg.data)
+
+    sub = await js.subscribe(
+        subjects.events(job_id), cb=on_event, ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.ALL
+    )
+    try:
+        while True:
+            event = job_event_decoder.decode(await events.get())
+            if isinstance(event, Partial) and event.segments and event.segments[0].seq <= after:
+                event = msgspec.structs.replace(event, segments=[s for s in event.segments if s.seq > after])
+            yield event
+            if isinstance(event, Final | Failed):
+                return
+    finally:
+        await sub.unsubscribe()

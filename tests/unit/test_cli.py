@@ -1,0 +1,52 @@
+"""The terminal: what `scribe transcribe` draws from a job's events, and its commands."""
+
+from __future__ import annotations
+
+import io
+
+from core.messages import Char, Final, Partial, Progress, Segment, Usage, Word
+from scribe.cli import SERVICE_NAMES, Display, build_parser
+
+
+def _line(seq: int, start: float, text: str, jyutping: str, yale: str) -> Segment:
+    word = Word(text=text, jyutping=jyutping, yale=yale)
+    chars = [Char(char=c, jyutping=None, yale=None, yale_numeric=None) for c in text]
+    return Segment(
+        seq=seq, start=start, end=start + 1, text=text, jyutping=jyutping, yale=yale, words=[word], chars=chars
+    )
+
+
+def test_lines_are_drawn_as_they_come_with_the_romanization_asked_for() -> None:
+    out = io.StringIO()  # not a terminal: lines only, no progress bar
+    display = Display(out, romanization="yale")
+    display.show(Progress(job_id="j", chunks_published=1, seconds_decoded=10.0, duration=3700.0))
+    display.show(
+        Partial(job_id="j", chunk_seq=0, chunks_done=1, segments=[_line(0, 3661.0, "你好", "nei5 hou2", "néih hóu")])
+    )
+    display.show(
+        Final(
+            job_id="j",
+            duration=3700.0,
+            segment_count=1,
+            usage=Usage(backend="local", model="m", billed_seconds=1, cost_usd=0),
+        )
+    )
+    assert out.getvalue() == "[1:01:01] 你好\n        néih hóu\n"
+
+
+def test_quiet_draws_nothing() -> None:
+    out = io.StringIO()
+    display = Display(out, quiet=True)
+    display.show(
+        Partial(job_id="j", chunk_seq=0, chunks_done=1, segments=[_line(0, 0.0, "你好", "nei5 hou2", "néih hóu")])
+    )
+    assert out.getvalue() == ""
+
+
+def test_every_service_has_its_command() -> None:
+    from scribe.runtime import SERVICES
+
+    assert set(SERVICE_NAMES) == set(SERVICES)
+    parser = build_parser()
+    for name in (*SERVICES, "all"):
+        assert parser.parse_args([name]).command == name
