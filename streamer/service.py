@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Iterator
@@ -15,18 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import numpy as np
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from scribe import bus, subjects
-from scribe.messages import AudioChunk, Failed, InputEnded, JobSubmitted, Progress, job_submitted_decoder
-from scribe.settings import Settings
-from scribe.worker import consume, heartbeat
+from core import bus, subjects
+from core.messages import AudioChunk, InputEnded, JobSubmitted, Progress, job_submitted_decoder
+from core.process import Runtime
+from core.settings import Settings
+from core.topology import Topology
+from core.worker import consume, heartbeat
 from store import repo
-from streamer.audio import encode_chunk, open_media
+from streamer.encode import encode_for_bus
 from streamer.errors import InputError
-from streamer.fetch import open_source
+from streamer.media import open_media
+from streamer.source import open_source
 
 logger = logging.getLogger(__name__)
 
@@ -51,18 +54,6 @@ class Decoded:
     piece: EncodedPiece | None
     seconds: float
     duration_hint: float | None
-
-
-def encode_for_bus(samples: np.ndarray, codec: str, max_payload: int) -> tuple[str, bytes]:
-    """Encode a piece so that its message fits the server's ``max_payload``.
-
-    FLAC is the default; on a server with a small limit (NATS defaults to 1 MB, and a
-    60 s FLAC chunk is about 1.3 MB in base64) the piece goes as Opus instead.
-    """
-    codec, audio = encode_chunk(samples, codec=codec)
-    if codec == "flac" and len(audio) * 4 // 3 + 4096 > max_payload:
-        codec, audio = encode_chunk(samples, codec="opus")
-    return codec, audio
 
 
 def _decode(job: JobSubmitted, settings: Settings, max_payload: int, cancel: threading.Event) -> Iterator[Decoded]:
@@ -139,36 +130,27 @@ class Streamer:
         self.nc = nc
         self.js = nc.jetstream()
         self.pool = pool
-        # The streamer consumer's own limits, as defined in nats/streams.json.
-        _, consumer = bus.load_topology(settings).consumers[subjects.CONSUMER_STREAMER]
-        self.ack_wait = float(consumer.ack_wait or 60.0)
-        self.max_deliver = int(consumer.max_deliver or 3)
+        self.consumer = Topology.from_settings(settings).streamer
+
+    @classmethod
+    async def open(cls, rt: Runtime) -> Streamer:
+        """The streamer on a process's connections."""
+        return cls(rt.settings, rt.nc, rt.pool)
 
     async def run(self, stop: asyncio.Event, concurrency: int = 2) -> None:
         await consume(
-            self.nc,
-            stream=subjects.STREAM_JOBS,
-            durable=subjects.CONSUMER_STREAMER,
-            handler=self.handle,
-            stop=stop,
-            concurrency=concurrency,
-            on_exhausted=self.exhausted,
+            self.nc, self.consumer, handler=self.handle, stop=stop, concurrency=concurrency, on_exhausted=self.exhausted
         )
+
+    async def close(self) -> None:
+        """Nothing to release: the connections belong to the process."""
 
     async def exhausted(self, data: bytes, deliveries: int) -> None:
         """A job JetStream gave up on: every streamer that took it died or hung."""
         job = job_submitted_decoder.decode(data)
-        await repo.record_dead_letter(
-            self.pool,
-            subject=subjects.JOBS_SUBMITTED,
-            job_id=job.job_id,
-            seq=None,
-            deliveries=deliveries,
-            reason="streamer stopped responding",
-        )
-        await self.fail(
-            job.job_id, "The input could not be processed: the streamer stopped responding; try again later."
-        )
+        dead = repo.DeadLetter(subjects.JOBS_SUBMITTED, None, deliveries, "streamer stopped responding")
+        reason = "The input could not be processed: the streamer stopped responding; try again later."
+        await self.fail(job.job_id, reason, dead_letter=dead)
 
     async def handle(self, msg: Msg) -> None:
         job = job_submitted_decoder.decode(msg.data)
@@ -176,21 +158,21 @@ class Streamer:
         await repo.create_job(self.pool, job.job_id, job.source, user_id=job.user_id, options=job.options)
         existing = await repo.get_job(self.pool, job.job_id)
         if existing is not None and existing.finished:
-            if existing.status == "failed":  # its Failed event may not have gone out
-                await self.publish_failed(job.job_id, existing.reason or "the job failed")
+            if existing.status == "failed":  # its Failed event may not have gone out: send it again
+                await self.fail(job.job_id, existing.reason or "The job failed.")
             await msg.ack()
             return
         log = {"job_id": job.job_id}
         logger.info("job started", extra=log)
         await repo.mark_running(self.pool, job.job_id)
         try:
-            async with heartbeat(msg, every=max(1.0, self.ack_wait / 4)):
+            async with heartbeat(msg, every=self.consumer.heartbeat_s):
                 await self.stream(job)
         except InputError as exc:
             logger.info("input refused", extra={**log, "reason": exc.reason})
             await self.fail(job.job_id, exc.reason)
         except Exception:
-            if (msg.metadata.num_delivered or 1) < self.max_deliver:
+            if (msg.metadata.num_delivered or 1) < self.consumer.max_deliver:
                 raise  # nak'ed with backoff by the consumer loop; the job starts again
             logger.exception("job failed after its last delivery", extra=log)
             await self.fail(
@@ -234,14 +216,10 @@ class Streamer:
             duration=round(duration, 3) if duration else None,
             input_ended=ended,
         )
-        await bus.publish(self.js, subjects.events(job_id), event)
+        await bus.publish_event(self.js, event)
 
-    async def fail(self, job_id: str, reason: str) -> None:
-        """Mark the job failed (the first outcome wins) and tell its subscribers why."""
-        await repo.fail_job(self.pool, job_id, reason)
-        job = await repo.get_job(self.pool, job_id)
-        await self.publish_failed(job_id, job.reason if job and job.reason else reason)
-
-    async def publish_failed(self, job_id: str, reason: str) -> None:
-        failed = Failed(job_id=job_id, reason=reason)
-        await bus.publish(self.js, subjects.events(job_id), failed, msg_id=f"{job_id}:failed")
+    async def fail(self, job_id: str, reason: str, *, dead_letter: repo.DeadLetter | None = None) -> None:
+        """Fail the job (the first outcome wins) and tell its subscribers why."""
+        await repo.fail_job(
+            self.pool, job_id, reason, publish=functools.partial(bus.publish_event, self.js), dead_letter=dead_letter
+        )

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from streamer.audio import encode_samples
+from streamer.encode import encode_samples
 from tests.paths import AUDIO
 
 RATE = 16000

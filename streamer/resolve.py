@@ -1,0 +1,275 @@
+"""Link resolution: yt-dlp turns a page URL (or a plain media URL) into a direct media URL plus headers.
+
+Every request yt-dlp makes, and every connection it opens, passes the SSRF guard. Playlists, live
+streams, segmented media and media known to be over the limits are refused before any media
+byte is fetched; yt-dlp's errors are mapped to ``streamer.errors.InputError`` reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import yt_dlp
+from yt_dlp.networking.exceptions import HTTPError as YtHTTPError
+from yt_dlp.networking.exceptions import TransportError as YtTransportError
+from yt_dlp.utils import DownloadCancelled, DownloadError, ExtractorError, GeoRestrictedError, UnsupportedError
+
+from streamer.download import DEFAULT_TIMEOUT_S, network_reason
+from streamer.errors import InputError, TooLarge, TooLong, UnreachableURL, UnsupportedInput
+from streamer.guard import AddressPolicy, BlockedConnection, vet, vetting_connections
+
+logger = logging.getLogger(__name__)
+
+# yt-dlp protocols that are one plain HTTP GET of the whole file.
+_DIRECT_PROTOCOLS = frozenset({"http", "https"})
+_NOT_FOUND = "The media could not be found at this link. Check the link or upload the file instead."
+_LIVE = "This is a live stream, which cannot be transcribed. Send the recording once the stream has ended."
+
+
+@dataclass(frozen=True)
+class ResolvedMedia:
+    """A direct media URL that yt-dlp found, with what is needed to fetch it.
+
+    Attributes:
+        url: Direct URL of the audio (or audio+video) file.
+        headers: HTTP headers yt-dlp says the GET needs (User-Agent, Referer, cookies...).
+        duration: Seconds, when the site says.
+        title: The page or file title, when known.
+        is_live: Always False here (live streams are refused); kept for the service's logs.
+    """
+
+    url: str
+    headers: dict[str, str]
+    duration: float | None
+    title: str | None
+    is_live: bool
+
+
+class _YtLogger:
+    """Routes yt-dlp's messages to our logger at debug level (its errors come back as exceptions)."""
+
+    def debug(self, msg: str) -> None:
+        logger.debug("yt-dlp: %s", msg)
+
+    def info(self, msg: str) -> None:
+        logger.debug("yt-dlp: %s", msg)
+
+    def warning(self, msg: str) -> None:
+        logger.debug("yt-dlp warning: %s", msg)
+
+    def error(self, msg: str) -> None:
+        logger.debug("yt-dlp error: %s", msg)
+
+
+class _GuardedYoutubeDL(yt_dlp.YoutubeDL):
+    """YoutubeDL whose every HTTP request (and where it ended up) passes the SSRF guard."""
+
+    def __init__(self, params: dict[str, Any], *, policy: AddressPolicy) -> None:
+        super().__init__(params)
+        self._policy = policy
+
+    def urlopen(self, req: Any) -> Any:
+        vet(req if isinstance(req, str) else req.url, self._policy)
+        response = super().urlopen(req)
+        final = getattr(response, "url", None)
+        if final:
+            try:
+                vet(final, self._policy)
+            except InputError:
+                response.close()
+                raise
+        return response
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it wraps (yt-dlp keeps originals in exc_info and cause)."""
+    seen: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo:
+        item = todo.pop(0)
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        exc_info = getattr(item, "exc_info", None)
+        if isinstance(exc_info, tuple) and len(exc_info) == 3:
+            todo.append(exc_info[1])
+        todo.extend([getattr(item, "cause", None), getattr(item, "reason", None), item.__cause__, item.__context__])
+        todo.extend(getattr(item, "unexpected_errors", None) or [])
+    return seen
+
+
+def _network_error(causes: list[BaseException], host: str) -> InputError | None:
+    """Our refusal, an HTTP error status or a transport failure among ``causes``, in that order."""
+    for cause in causes:
+        if isinstance(cause, InputError):
+            return cause
+        if isinstance(cause, BlockedConnection):
+            return cause.blocked
+    for cause in causes:
+        if isinstance(cause, YtHTTPError):
+            return UnreachableURL(
+                f"The server {host} answered HTTP {cause.status}. "
+                "Check that the link works in a browser and is public, then try again."
+            )
+    for cause in causes:
+        if isinstance(cause, YtTransportError | OSError):
+            inner = cause.cause if isinstance(cause, YtTransportError) else cause
+            return UnreachableURL(network_reason(host, inner if isinstance(inner, BaseException) else cause))
+    return None
+
+
+def _map_yt_dlp_error(exc: BaseException, url: str) -> InputError:
+    host = urlsplit(url).hostname or url
+    causes = _causes(exc)
+    network = _network_error(causes, host)
+    if network is not None:
+        return network
+    for cause in causes:
+        if isinstance(cause, UnsupportedError):
+            return UnsupportedInput(
+                "No audio or video was found at this link (it looks like an ordinary web page). "
+                "Link to the media file or to a video page on a supported site, or upload the file."
+            )
+        if isinstance(cause, GeoRestrictedError):
+            return UnreachableURL("This video is not available in the region the service runs in. Upload the file.")
+    for cause in causes:
+        if isinstance(cause, ExtractorError) and cause.expected:
+            return UnreachableURL(f"The site refused to give the media: {cause.orig_msg}. Check the link.")
+    return UnreachableURL(_NOT_FOUND)
+
+
+def _is_live(info: dict[str, Any]) -> bool:
+    return bool(info.get("is_live")) or info.get("live_status") in ("is_live", "is_upcoming")
+
+
+def _match_filter(refusals: list[InputError], *, max_duration_s: float, max_bytes: int) -> Callable[..., str | None]:
+    """yt-dlp's ``match_filter``: cancel on live, too long or too large media, noting why in ``refusals``."""
+
+    def match_filter(info: dict[str, Any], *, incomplete: bool = False) -> str | None:
+        refusal: InputError | None = None
+        duration = info.get("duration")
+        size = info.get("filesize") or info.get("filesize_approx")
+        if _is_live(info):
+            refusal = UnsupportedInput(_LIVE)
+        elif isinstance(duration, int | float) and duration > max_duration_s:
+            refusal = TooLong.over_limit(float(duration), max_duration_s)
+        elif isinstance(size, int | float) and size > max_bytes:
+            refusal = TooLarge.over_limit(max_bytes)
+        if refusal is None:
+            return None
+        refusals.append(refusal)
+        raise DownloadCancelled(refusal.reason)
+
+    return match_filter
+
+
+def _params(match_filter: Callable[..., str | None], *, max_bytes: int, timeout_s: float) -> dict[str, Any]:
+    return {
+        "format": "bestaudio/best",
+        "noplaylist": True,
+        "extract_flat": "in_playlist",  # never resolve a playlist's entries: we refuse playlists
+        "playlistend": 1,
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "skip_download": True,
+        "max_filesize": max_bytes,
+        "match_filter": match_filter,
+        "socket_timeout": timeout_s,
+        "extractor_retries": 0,
+        "retries": 0,
+        "cachedir": False,
+        "logger": _YtLogger(),
+        "color": "no_color",
+    }
+
+
+def resolve(
+    url: str,
+    *,
+    allow_private: bool,
+    max_duration_s: float,
+    max_bytes: int,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ResolvedMedia:
+    """Find the direct audio URL behind a link with yt-dlp (no download).
+
+    Playlists, live streams, segmented (HLS/DASH) media, and media known to be over the duration or
+    size limits are refused here, before any media byte is fetched.
+
+    Args:
+        url: The submitted link (a page on a supported site, or a plain media URL).
+        allow_private: Let loopback and private addresses through (tests only).
+        max_duration_s: Longest accepted duration.
+        max_bytes: Largest accepted download.
+        timeout_s: Socket timeout for yt-dlp's requests.
+
+    Returns:
+        The direct media URL, its headers, and what the site says about it.
+
+    Raises:
+        BlockedURL, UnreachableURL, UnsupportedInput, TooLong, TooLarge: see ``streamer.errors``.
+    """
+    policy = AddressPolicy(allow_private=allow_private)
+    vet(url, policy)
+    refusals: list[InputError] = []
+    match_filter = _match_filter(refusals, max_duration_s=max_duration_s, max_bytes=max_bytes)
+    params = _params(match_filter, max_bytes=max_bytes, timeout_s=timeout_s)
+    try:
+        with vetting_connections(policy), _GuardedYoutubeDL(params, policy=policy) as ydl:
+            info = ydl.extract_info(url, download=False)
+    except DownloadCancelled as exc:
+        if refusals:
+            raise refusals[0] from exc
+        raise UnsupportedInput("This link was refused. Send a single, finished recording.") from exc
+    except InputError:
+        raise
+    except (DownloadError, ExtractorError) as exc:
+        mapped = _map_yt_dlp_error(exc, url)
+        logger.info("yt-dlp refused url", extra={"error": type(mapped).__name__, "cause": str(exc)[:300]})
+        raise mapped from exc
+    if refusals:
+        raise refusals[0]
+    if not isinstance(info, dict):
+        raise UnreachableURL(_NOT_FOUND)
+    return _resolved_from_info(info, policy=policy, max_duration_s=max_duration_s)
+
+
+def _resolved_from_info(info: dict[str, Any], *, policy: AddressPolicy, max_duration_s: float) -> ResolvedMedia:
+    if info.get("_type") in ("playlist", "multi_video") or info.get("entries") is not None:
+        raise UnsupportedInput(
+            "This link is a playlist or channel. Send a link to a single video or recording instead."
+        )
+    if _is_live(info):
+        raise UnsupportedInput(_LIVE)
+    duration = info.get("duration")
+    duration = float(duration) if isinstance(duration, int | float) else None
+    if duration is not None and duration > max_duration_s:
+        raise TooLong.over_limit(duration, max_duration_s)
+    chosen = info
+    requested = info.get("requested_formats")
+    if requested:  # "bestaudio/best" picks one format, but be safe: take the audio one
+        chosen = next((f for f in requested if f.get("acodec") not in (None, "none")), requested[0])
+    media_url = chosen.get("url")
+    protocol = str(chosen.get("protocol") or urlsplit(str(media_url or "")).scheme)
+    if not media_url:
+        raise UnreachableURL("No downloadable audio was found at this link. Upload the file instead.")
+    if protocol not in _DIRECT_PROTOCOLS:
+        raise UnsupportedInput(
+            "This site only offers the media as a segmented stream (HLS/DASH), which is not supported. "
+            "Download the file and upload it instead."
+        )
+    vet(media_url, policy)
+    headers = {str(k): str(v) for k, v in (chosen.get("http_headers") or info.get("http_headers") or {}).items()}
+    title = info.get("title")
+    return ResolvedMedia(
+        url=media_url,
+        headers=headers,
+        duration=duration,
+        title=str(title) if title else None,
+        is_live=False,
+    )
