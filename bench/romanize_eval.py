@@ -1,4 +1,4 @@
-"""Romanization accuracy and speed: the G2P against PyCantonese 5.0, in the same run.
+"""Romanization accuracy and speed: our romanizer against PyCantonese 5.0, in the same run.
 
 Usage::
 
@@ -6,7 +6,8 @@ Usage::
 
 For every ``*.tsv`` file of sentences in the shared romanization data it prints
 per-character Jyutping accuracy (CJK characters of rows whose syllable count matches)
-for the G2P and for ``pycantonese.characters_to_jyutping``, on all rows and on the
+for :class:`romanizer.romanize.Romanizer` (the front end the pipeline and ``scribe romanize``
+share) and for ``pycantonese.characters_to_jyutping``, on all rows and on the
 held-out rows. ``polyphone_selection.tsv`` is scored on its target characters only; the
 other files are also scored on every occurrence of the selection's 37 polyphonic
 characters ("its 37 polyphones"), a larger sample of polyphones in context.
@@ -143,11 +144,11 @@ def canto_hk_g2p_reader() -> Reader | None:
 
 
 def g2p_reader() -> Reader:
-    """Per-character Jyutping from :class:`romanizer.g2p.G2P`."""
-    from romanizer.g2p import G2P, jyutping_per_char
+    """Per-character Jyutping from :class:`romanizer.romanize.Romanizer`."""
+    from romanizer.romanize import Romanizer
 
-    g2p = G2P()
-    return lambda text: jyutping_per_char(g2p, text)
+    romanizer = Romanizer()
+    return lambda text: [char.jyutping for char in romanizer.read(text).chars]
 
 
 def speed(data: Path, lines: int) -> tuple[int, float]:

@@ -1,80 +1,179 @@
-"""Script normalisation and Jyutping/Yale romanization of transcript lines.
+"""The one romanizer front end: a line of text in, per-character Jyutping and Yale out.
 
-A line goes through :meth:`Romanizer.normalise` (OpenCC ``s2hk`` for lines written in
-Simplified characters, width folding, Chinese punctuation between Chinese characters,
-single spaces) and is then cut into words that spell it exactly, whitespace included::
+The pipeline (``romanizer.service``) and ``scribe romanize`` both call :class:`Romanizer`,
+so a line reads the same wherever it is read::
 
-    "".join(word.text for word in romanizer.words(text)) == text   # for normalised text
+    romanizer = Romanizer()
+    line = romanizer.read("佢行咗去銀行。")
+    [(c.char, c.jyutping, c.yale, c.yale_numeric) for c in line.chars]
 
-so a viewer can put ruby over every word. The cut is made in two steps: a tokenizer
-separates runs of Chinese characters, numbers, Latin words, single spaces and single
-punctuation marks; the G2P (:class:`romanizer.g2p.G2P`, the module behind
-``scribe romanize``) then segments each Chinese run into words and reads polyphonic
-characters in context. Besides:
+Every input character gets exactly one :class:`~core.messages.Char`, in order, so a viewer
+can put ruby over each character: ``len(romanizer.read(text).chars) == len(text)`` always.
 
-- Latin words (code-switching: ``我今日好busy``) keep their text, with no romanization;
-- numbers are read the Cantonese way by :func:`romanizer.numbers.read_number`;
-- a character the lexicon lacks (a rare character) is a word of its own with no
-  romanization and appears as itself in the lines;
-- punctuation and spaces get no romanization; the lines are built by
-  :func:`scribe.formats.join_words` (``ngo5 hai6 Peter, nei5 ne1?``).
+How a line is read:
 
-Yale comes from the Jyutping through :func:`romanizer.yale.to_yale`, with tone marks and
-one space between syllables (``gām yaht``), numbers included.
+1. Script: a line containing Simplified-only characters is read through OpenCC ``s2hk``
+   (character for character, so the alignment holds); full-width digits and Latin letters
+   are read as ASCII. The characters stay as written.
+2. The line is cut into runs of Chinese characters, numbers, Latin words, spaces and
+   marks (:data:`TOKEN`). Latin words and other scripts keep their text with no
+   romanization (``我今日好busy``); punctuation and spaces get none either.
+3. Each Chinese run is segmented into words and read in context by the G2P
+   (:class:`romanizer.g2p.G2P`); a character the lexicon lacks has no reading.
+4. Numbers, dates, times, money and percentages are read the Cantonese way by
+   :mod:`romanizer.numbers` (``2024年`` -> ``ji6 ling4 ji6 sei3 nin4``, ``$100`` ->
+   ``jat1 baak3 man1``); a number's whole reading sits on its first digit.
+5. Yale comes from the Jyutping through :func:`romanizer.yale.to_yale`, with tone marks
+   (``gām yaht``) and with tone numbers (``gam1 yat6``).
+
+The pipeline first normalises what the ASR wrote (:meth:`Romanizer.normalise`: Hong Kong
+Traditional, single spaces, Chinese punctuation after Chinese characters) and reads the
+normalised line; the Jyutping and Yale lines are joined from the words by
+:func:`core.text.join_words` (``ngo5 hai6 Peter, nei5 ne1?``).
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import re
+from typing import Literal
 
-from romanizer.g2p import CJK as _CJK
+import opencc
+
+from core.messages import Char, Word
+from core.text import join_words
 from romanizer.g2p import G2P
-from romanizer.g2p import TOKEN as _TOKEN
-from romanizer.numbers import read_number
-from romanizer.script import WIDTH as _WIDTH
-from romanizer.yale import to_yale as _to_yale
-from scribe.formats import join_words
-from scribe.messages import Word
+from romanizer.numbers import DIGITS, NUMBER, read_money, read_number
+from romanizer.script import WIDTH, simplified_only
+from romanizer.yale import to_yale, yale_parts
 
+CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+TOKEN = re.compile(
+    rf"(?P<space>\s+)"
+    rf"|(?P<number>{NUMBER.pattern})"
+    rf"|(?P<latin>[A-Za-z\u00c0-\u024f][A-Za-z0-9\u00c0-\u024f]*(?:['’][A-Za-z]+)*)"
+    rf"|(?P<cjk>[{CJK}]+)"
+    rf"|(?P<other>(?:(?![{CJK}])[^\W\d_])+)"  # other scripts (kana, hangul): kept as is
+    rf"|(?P<mark>.)",
+    re.DOTALL,
+)
+"""How a line is cut: spaces, numbers, Latin words, Chinese runs, other scripts, single marks."""
+
+Kind = Literal["word", "number", "latin", "other", "space", "mark"]
+_KINDS: dict[str | None, Kind] = {
+    "cjk": "word",
+    "number": "number",
+    "latin": "latin",
+    "other": "other",
+    "space": "space",
+    "mark": "mark",
+}
+_CURRENCY = frozenset("$＄")
+_MONEY_UNITS = frozenset("蚊元個")  # $100蚊 already says its unit
 _SPACES = re.compile(r"\s+")
 # Half-width punctuation written right after a Chinese character, and followed by another
 # Chinese character or the end of the line, is Chinese punctuation that Whisper wrote narrow.
-_NARROW_PUNCT = re.compile(rf"(?<=[{_CJK}])\s?([,.?!:;]+)(?:\s?(?=[{_CJK}])|\s*$)")
+_NARROW_PUNCT = re.compile(rf"(?<=[{CJK}])\s?([,.?!:;]+)(?:\s?(?=[{CJK}])|\s*$)")
 _FULL_WIDTH = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ":": "：", ";": "；"})
 
 
-class Romanizer:
-    """Loads OpenCC s2hk and the G2P lexicon once; thread-safe to call.
+@dataclasses.dataclass(frozen=True, slots=True)
+class Token:
+    """A word, number, Latin word, space or mark of a line, with its per-character readings.
 
-    Results are cached per Chinese run (the text between punctuation, spaces, numbers
-    and Latin words) and per Jyutping word, so repeated phrases cost a dictionary lookup.
+    ``text`` is the input as written (Simplified stays Simplified); ``jyutping`` is the
+    reading of the whole token, space-separated, or ``None``.
     """
 
-    def __init__(self, cache_size: int = 65_536, g2p: G2P | None = None) -> None:
-        """Load the converters (about half a second, once per process).
+    text: str
+    kind: Kind
+    jyutping: str | None
+    chars: tuple[Char, ...]
+
+    def word(self) -> Word:
+        """The token as a word of the line contract."""
+        return Word(text=self.text, jyutping=self.jyutping, yale=to_yale(self.jyutping) if self.jyutping else None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reading:
+    """A line read: its tokens, per-character readings, and the romanization lines.
+
+    Attributes:
+        text: The line that was read.
+        tokens: Tokens whose texts concatenate to ``text``.
+        chars: One entry per character of ``text``.
+        words: The tokens as words of the line contract.
+        jyutping: The Jyutping line (``ngo5 hai6 Peter, nei5 ne1?``).
+        yale: The Yale line, with tone marks.
+    """
+
+    text: str
+    tokens: tuple[Token, ...]
+
+    @property
+    def chars(self) -> list[Char]:
+        return [char for token in self.tokens for char in token.chars]
+
+    @property
+    def words(self) -> list[Word]:
+        return [token.word() for token in self.tokens]
+
+    @property
+    def jyutping(self) -> str:
+        return join_words(self.words, "jyutping")
+
+    @property
+    def yale(self) -> str:
+        return join_words(self.words, "yale")
+
+
+class Romanizer:
+    """Reads lines of Cantonese. Loads the G2P and OpenCC (about half a second); thread-safe once built."""
+
+    def __init__(self, g2p: G2P | None = None, *, read_numbers: bool = True) -> None:
+        """Load the readers.
 
         Args:
-            cache_size: How many Chinese runs and Jyutping words to keep converted.
-            g2p: The reader to use; a new :class:`romanizer.g2p.G2P` when ``None``.
+            g2p: The reader of Chinese runs; a new :class:`romanizer.g2p.G2P` when ``None``.
+            read_numbers: Read digits the Cantonese way; when ``False`` they stay as written
+                with no romanization (``scribe romanize --digits``).
         """
-        # OpenCC converters are thread-safe (BYVoid/OpenCC#231); the G2P only reads its
-        # lexicon, and its cache is a dict filled with immutable values.
-        self._g2p = g2p or G2P()
-        self._s2hk = self._g2p.s2hk
-        self._simplified = self._g2p.simplified
-        self._run = functools.lru_cache(maxsize=cache_size)(self._romanize_run)
-        self._yale = functools.lru_cache(maxsize=cache_size)(_to_yale)
+        self.g2p = g2p or G2P()
+        self.read_numbers = read_numbers
+        # OpenCC converters are thread-safe (BYVoid/OpenCC#231).
+        self._s2hk = opencc.OpenCC("s2hk")
+        self._simplified = simplified_only(self._s2hk)
+
+    def traditional(self, text: str) -> str:
+        """Hong Kong Traditional characters for a line, one output character per input character.
+
+        Folds full-width digits and Latin letters to ASCII; converts with OpenCC ``s2hk``
+        only when the line has Simplified-only characters (s2hk would also rewrite
+        characters both scripts share, 晒 -> 曬, 喂 -> 餵), and character by character if a
+        phrase conversion would change the length.
+
+        Args:
+            text: Any line.
+
+        Returns:
+            A string of the same length.
+        """
+        text = text.translate(WIDTH)
+        if not any(char in self._simplified for char in text):
+            return text
+        converted = self._s2hk.convert(text)
+        if len(converted) == len(text):
+            return converted
+        pieces = [self._s2hk.convert(char) for char in text]
+        return "".join(new if len(new) == 1 else old for old, new in zip(text, pieces, strict=True))
 
     def normalise(self, text: str) -> str:
-        """Normalise a raw ASR line for display and romanization.
+        """Normalise a line the ASR wrote, for display and reading.
 
-        Converts a line that contains Simplified-only characters (这, 们) to Hong Kong
-        Traditional with OpenCC ``s2hk``; a line that is already Traditional is left alone,
-        because s2hk rewrites characters both scripts share (晒 -> 曬, 喂 -> 餵, 了解 -> 瞭解).
-        Then folds full-width Latin letters and digits to ASCII, writes ``, . ? ! : ;`` as
-        ``，。？！：；`` where they follow a Chinese character (and precede one or end the
-        line), and collapses whitespace to single spaces. Latin text and digits are kept.
+        Hong Kong Traditional as :meth:`traditional` makes it, whitespace collapsed to single
+        spaces, and ``, . ? ! : ;`` written as ``，。？！：；`` where they follow a Chinese
+        character (and precede one or end the line). Latin text and digits are kept.
         Normalising twice changes nothing.
 
         Args:
@@ -83,52 +182,72 @@ class Romanizer:
         Returns:
             The normalised line.
         """
-        text = text.translate(_WIDTH)
-        if any(char in self._simplified for char in text):
-            text = self._s2hk.convert(text)
-        text = _SPACES.sub(" ", text).strip()
+        text = _SPACES.sub(" ", self.traditional(text)).strip()
         return _NARROW_PUNCT.sub(_widen, text)
 
-    def words(self, text: str) -> list[Word]:
-        """Cut a normalised line into romanized words that spell it exactly.
+    def read(self, text: str) -> Reading:
+        """Read a line as it is written (``scribe romanize``; the pipeline reads normalised lines).
 
         Args:
-            text: A line already passed through :meth:`normalise`.
+            text: Any line: Traditional or Simplified, with digits, Latin text, punctuation.
 
         Returns:
-            Words whose texts concatenate to ``text``; spaces and punctuation are words
-            with no romanization, Latin words keep their text with no romanization.
+            The tokens, whose texts concatenate to ``text`` and whose characters together
+            have one reading per character of ``text``.
         """
-        out: list[Word] = []
-        for match in _TOKEN.finditer(text):
-            kind, token = match.lastgroup, match.group()
-            if kind == "cjk":
-                out += self._run(token, text[match.end() : match.end() + 1])
-            elif kind == "number":
-                jyutping = read_number(token, context_after=text[match.end() : match.end() + 2])
-                out.append(Word(text=token, jyutping=jyutping, yale=self._yale(jyutping) if jyutping else None))
+        normal = self.traditional(text)
+        out: list[Token] = []
+        for match in TOKEN.finditer(normal):
+            kind, start, end = _KINDS[match.lastgroup], match.start(), match.end()
+            if kind == "word":
+                position = start
+                for word, reading in self.g2p.words(match.group(), after=normal[end : end + 1]):
+                    out.append(_token(text[position : position + len(word)], "word", reading))
+                    position += len(word)
+            elif kind == "number" and self.read_numbers:
+                out.append(_token(text[start:end], "number", _number(normal, start, end)))
             else:
-                out.append(Word(text=token, jyutping=None, yale=None))
-        return out
+                out.append(_token(text[start:end], kind, None))
+        return Reading(text, tuple(out))
 
-    def line(self, text: str) -> tuple[str, list[Word], str, str]:
-        """Normalise and romanize one ASR line.
+    def line(self, raw: str) -> Reading:
+        """Normalise a line the ASR wrote and read it: what the pipeline stores and sends.
 
         Args:
-            text: One line as the ASR backend wrote it.
+            raw: One line as the ASR backend wrote it.
 
         Returns:
-            ``(normalised text, words, Jyutping line, Yale line)``.
+            The reading of the normalised line.
         """
-        normalised = self.normalise(text)
-        words = self.words(normalised)
-        return normalised, words, join_words(words, "jyutping"), join_words(words, "yale")
+        return self.read(self.normalise(raw))
 
-    def _romanize_run(self, run: str, after: str) -> tuple[Word, ...]:
-        return tuple(
-            Word(text=word, jyutping=jyutping, yale=self._yale(jyutping) if jyutping else None)
-            for word, jyutping in self._g2p.words(run, after)
+
+def _number(text: str, start: int, end: int) -> str | None:
+    before = text[max(0, start - 1) : start]
+    token = text[start:end]
+    if before in _CURRENCY and text[end : end + 1] not in _MONEY_UNITS:
+        return read_money(token)
+    return read_number(token, context_after=text[end : end + 2])
+
+
+def _token(text: str, kind: Kind, jyutping: str | None) -> Token:
+    if jyutping is None:
+        return Token(
+            text, kind, None, tuple(Char(char=char, jyutping=None, yale=None, yale_numeric=None) for char in text)
         )
+    syllables = jyutping.split()
+    if kind == "number" and syllables != [DIGITS[int(char)] if char.isdigit() else "" for char in text]:
+        syllables = [jyutping] + [""] * (len(text) - 1)  # 100 is two syllables over three digits
+    chars = tuple(_char(char, syllable) for char, syllable in zip(text, syllables, strict=True))
+    return Token(text, kind, jyutping, chars)
+
+
+def _char(char: str, jyutping: str) -> Char:
+    if not jyutping:
+        return Char(char=char, jyutping=None, yale=None, yale_numeric=None)
+    if " " not in jyutping and (parts := yale_parts(jyutping)) is not None:  # one syllable: the common case
+        return Char(char=char, jyutping=jyutping, yale=parts[0], yale_numeric=parts[1])
+    return Char(char=char, jyutping=jyutping, yale=to_yale(jyutping), yale_numeric=to_yale(jyutping, numbers=True))
 
 
 def _widen(match: re.Match[str]) -> str:

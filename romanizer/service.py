@@ -11,19 +11,17 @@ any redelivery that finds the job done.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import asyncpg
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from romanizer.cleanup import collapse_loops, drop_hallucinations
-from romanizer.romanize import Romanizer
-from scribe import bus, subjects
-from scribe.messages import (
+from core import bus, subjects
+from core.messages import (
     ChunkFailed,
     ChunkTranscribed,
-    Failed,
     Final,
     InputEnded,
     Partial,
@@ -32,7 +30,11 @@ from scribe.messages import (
     SegmentsEvent,
     segments_event_decoder,
 )
-from scribe.worker import consume
+from core.process import Runtime
+from core.topology import Consumer
+from core.worker import consume
+from romanizer.cleanup import collapse_loops, drop_hallucinations
+from romanizer.romanize import Romanizer
 from store import repo
 
 logger = logging.getLogger(__name__)
@@ -48,17 +50,18 @@ def romanize_chunk(
     for segment, text, kept in zip(raw, normalised, keep, strict=True):
         if not kept or not text.strip():
             continue
-        text, words, jyutping, yale = romanizer.line(text)
+        line = romanizer.read(text)
         out.append(
             Segment(
                 seq=first_seq + len(out),
                 chunk_seq=chunk_seq,
                 start=segment.start,
                 end=segment.end,
-                text=text,
-                jyutping=jyutping,
-                yale=yale,
-                words=words,
+                text=line.text,
+                jyutping=line.jyutping,
+                yale=line.yale,
+                words=line.words,
+                chars=line.chars,
             )
         )
     return out
@@ -67,38 +70,47 @@ def romanize_chunk(
 class RomanizerService:
     """Consumes ``scribe.segments.>`` and publishes ``scribe.events.<job>``."""
 
-    def __init__(self, nc: NATS, pool: asyncpg.Pool, romanizer: Romanizer | None = None) -> None:
+    def __init__(self, nc: NATS, pool: asyncpg.Pool, consumer: Consumer, romanizer: Romanizer | None = None) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.pool = pool
+        self.consumer = consumer
         self.romanizer = romanizer or Romanizer()
+
+    @classmethod
+    async def open(cls, rt: Runtime) -> RomanizerService:
+        """The romanizer on a process's connections; loads its dictionaries (in a thread) first."""
+        return cls(rt.nc, rt.pool, rt.topology.romanizer, await asyncio.to_thread(Romanizer))
 
     async def run(self, stop: asyncio.Event) -> None:
         await consume(
-            self.nc,
-            stream=subjects.STREAM_SEGMENTS,
-            durable=subjects.CONSUMER_ROMANIZER,
-            handler=self.handle,
-            stop=stop,
-            concurrency=2,
-            on_exhausted=self.exhausted,
+            self.nc, self.consumer, handler=self.handle, stop=stop, concurrency=2, on_exhausted=self.exhausted
         )
+
+    async def close(self) -> None:
+        """Nothing to release: the connections belong to the process."""
 
     async def exhausted(self, data: bytes, deliveries: int) -> None:
         """A message this service failed on every time: fail its job rather than leave it waiting."""
         event = segments_event_decoder.decode(data)
-        reason = "The transcript could not be put together because of an internal error; try again later."
-        await repo.record_dead_letter(
+        await self.fail(
             self.pool,
-            subject=subjects.segments(event.job_id),
-            job_id=event.job_id,
-            seq=getattr(event, "seq", None),
-            deliveries=deliveries,
-            reason="romanizer failed on every delivery",
+            event.job_id,
+            "The transcript could not be put together because of an internal error; try again later.",
+            dead_letter=repo.DeadLetter(
+                subjects.segments(event.job_id),
+                getattr(event, "seq", None),
+                deliveries,
+                "romanizer failed on every delivery",
+            ),
         )
-        await repo.fail_job(self.pool, event.job_id, reason)
-        failed = Failed(job_id=event.job_id, reason=reason)
-        await bus.publish(self.js, subjects.events(event.job_id), failed, msg_id=f"{event.job_id}:failed")
+
+    async def fail(
+        self, db: repo.Executor, job_id: str, reason: str, *, dead_letter: repo.DeadLetter | None = None
+    ) -> None:
+        """Fail the job unless it has finished (the first outcome wins) and tell its subscribers why."""
+        publish = functools.partial(bus.publish_event, self.js)
+        await repo.fail_job(db, job_id, reason, publish=publish, dead_letter=dead_letter)
 
     async def handle(self, msg: Msg) -> None:
         event = segments_event_decoder.decode(msg.data)
@@ -113,7 +125,7 @@ class RomanizerService:
                 final = await self.apply(conn, event)
         # After the commit, so whoever reacts to it reads the finished transcript.
         if final is not None:
-            await bus.publish(self.js, subjects.events(final.job_id), final, msg_id=f"{final.job_id}:final")
+            await bus.publish_event(self.js, final)
         await msg.ack()
 
     async def apply(self, conn: asyncpg.Connection, event: SegmentsEvent) -> Final | None:
@@ -124,11 +136,9 @@ class RomanizerService:
                 )
             case InputEnded():
                 await repo.set_input_ended(conn, event.job_id, total_chunks=event.total_chunks, duration=event.duration)
-            case ChunkFailed():
+            case ChunkFailed():  # from a transcriber of an integrator's: ours fail the job themselves
                 reason = f"Part of the audio (chunk {event.seq}) could not be transcribed: {event.reason}"
-                await repo.fail_job(conn, event.job_id, reason)
-                failed = Failed(job_id=event.job_id, reason=reason)
-                await bus.publish(self.js, subjects.events(event.job_id), failed, msg_id=f"{event.job_id}:failed")
+                await self.fail(conn, event.job_id, reason)
                 return None
         return await self.emit_ready(conn, event.job_id)
 
@@ -151,7 +161,7 @@ class RomanizerService:
                 chunks_done=next_chunk,
                 total_chunks=job.total_chunks,
             )
-            await bus.publish(self.js, subjects.events(job_id), partial, msg_id=f"{job_id}:partial:{next_chunk - 1}")
+            await bus.publish_event(self.js, partial)
         if (next_chunk, next_segment) != (job.next_chunk, job.next_segment):
             await repo.advance(conn, job_id, next_chunk=next_chunk, next_segment=next_segment)
         if job.total_chunks is None or next_chunk < job.total_chunks:

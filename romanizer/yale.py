@@ -2,13 +2,18 @@
 
 Yale spells the Jyutping initials ``z c j`` as ``j ch y`` and the vowels ``oe``/``eo`` as
 ``eu``; ``aa`` is written ``a`` when nothing follows it. Tones 4, 5 and 6 (the low
-register) add an ``h`` after the vowels; the tone mark goes on the first vowel letter
-(macron for tone 1, acute for 2 and 5, grave for 4, none for 3 and 6), with the
-exceptions of the pingyam table (``biū``, ``buī``, ``cheūng``). Syllabic ``m`` and
-``ng`` carry the mark themselves (``m̀h``, ``ńgh``). Yale with tone numbers is the same
-spelling without ``h`` and marks, followed by the tone number (``hang4``); as in the pingyam
-table, syllables ending in p, t or k number tones 1, 3 and 6 as 7, 8 and 9 (``yat9``).
-Checked against every syllable of the kfcd/pingyam table (tests/unit/test_g2p.py).
+register) add an ``h`` after the vowels. The tone mark (macron for tone 1, acute for 2
+and 5, grave for 4, none for 3 and 6) goes on the first vowel of the final, as
+PyCantonese, CantoDict and most dictionaries write it: ``léuhng`` 兩, ``hēung`` 香,
+``bīu`` 標, ``būi`` 杯; ``yu`` is one vowel and carries it on its ``u`` (``syū`` 書).
+The pingyam table puts it on the second vowel of ``iu``, ``ui`` and ``eu`` before a
+consonant (``leúhng``); we follow the dictionaries there and the table everywhere else.
+Syllabic ``m`` and ``ng`` carry the mark themselves (``m̀h``, ``ńgh``).
+
+Yale with tone numbers is the same spelling without ``h`` and marks, followed by the
+Jyutping tone number 1-6 (``hang4``, ``geuk3`` 腳, ``hok6`` 學), the numbers learners
+know from Jyutping; the pingyam table's older nine-tone numbering (``geuk8``, ``hok9``) is
+not used. Checked against every syllable of the kfcd/pingyam table (tests/unit/test_yale.py).
 """
 
 from __future__ import annotations
@@ -54,29 +59,16 @@ def yale_parts(syllable: str) -> tuple[str, str] | None:
         nucleus = "ee"  # deu6 -> deeuh
     plain = onset + nucleus + coda
     vowels = nucleus + _leading_vowels(coda)
-    start = len(onset) + _mark_index(vowels, has_consonant_coda=len(vowels) < len(nucleus + coda))
+    start = len(onset) + _mark_index(vowels)
     vowel_end = len(onset) + len(vowels)
     marked = plain[: start + 1] + _MARKS[tone] + plain[start + 1 : vowel_end]
     marked += ("h" if tone in "456" else "") + plain[vowel_end:]
-    return unicodedata.normalize("NFC", marked), plain + _numeric_tone(tone, coda)
+    return unicodedata.normalize("NFC", marked), plain + tone
 
 
-def _numeric_tone(tone: str, coda: str) -> str:
-    """Checked syllables (ending in p, t, k) number tones 1, 3 and 6 as 7, 8 and 9 (pingyam)."""
-    if coda[-1:] in ("p", "t", "k"):
-        return {"1": "7", "3": "8", "6": "9"}.get(tone, tone)
-    return tone
-
-
-def _mark_index(vowels: str, *, has_consonant_coda: bool) -> int:
-    """Which vowel letter carries the tone mark, following the pingyam table.
-
-    The first vowel letter, except ``iu`` and ``yu`` (on the u), ``ui`` (on the i) and
-    ``eu`` before a consonant (``cheūng``, but ``hēu`` and ``hēui``).
-    """
-    if vowels in ("iu", "yu", "ui") or (vowels == "eu" and has_consonant_coda):
-        return 1
-    return 0
+def _mark_index(vowels: str) -> int:
+    """Which vowel letter carries the tone mark: the first of the final, the u of ``yu``."""
+    return 1 if vowels.startswith("yu") else 0
 
 
 def _leading_vowels(coda: str) -> str:
@@ -88,31 +80,18 @@ def _leading_vowels(coda: str) -> str:
     return out
 
 
-def to_yale(jyutping: str) -> str | None:
-    """Yale with tone marks for space-separated Jyutping syllables.
+def to_yale(jyutping: str, *, numbers: bool = False) -> str | None:
+    """Yale for space-separated Jyutping syllables: the one place a Yale line is joined.
 
     Args:
         jyutping: E.g. ``"gam1 jat6"``.
+        numbers: Tone numbers (``"gam1 yat6"``) instead of tone marks (``"gām yaht"``).
 
     Returns:
-        E.g. ``"gām yaht"``, or ``None`` if a syllable is not valid Jyutping.
+        The Yale syllables joined by spaces, or ``None`` if a syllable is not valid Jyutping.
     """
     parts = [yale_parts(syllable) for syllable in jyutping.split()]
     if not parts or any(part is None for part in parts):
         return None
-    return " ".join(part[0] for part in parts if part is not None)
-
-
-def to_yale_numeric(jyutping: str) -> str | None:
-    """Yale with tone numbers for space-separated Jyutping syllables (``"gam1 yat6"``).
-
-    Args:
-        jyutping: E.g. ``"gam1 jat6"``.
-
-    Returns:
-        E.g. ``"gam1 yat6"``, or ``None`` if a syllable is not valid Jyutping.
-    """
-    parts = [yale_parts(syllable) for syllable in jyutping.split()]
-    if not parts or any(part is None for part in parts):
-        return None
-    return " ".join(part[1] for part in parts if part is not None)
+    form = 1 if numbers else 0
+    return " ".join(part[form] for part in parts if part is not None)

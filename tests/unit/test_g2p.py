@@ -1,76 +1,28 @@
-"""The G2P: Yale conversion, polyphones in context, numbers, scripts, alignment, CLI."""
+"""Reading Cantonese: polyphones in context, numbers, scripts, alignment, ``scribe romanize``."""
 
 from __future__ import annotations
 
 import argparse
 import io
 import json
-import unicodedata
 from collections.abc import Iterator
 
 import pytest
 
 from romanizer.context import ContextModel
 from romanizer.g2p import G2P
-from romanizer.yale import to_yale, to_yale_numeric, yale_parts
+from romanizer.romanize import Romanizer
 from scribe.cli import build_parser, romanize
 from tests.paths import ROMANIZATION
 
 
 @pytest.fixture(scope="module")
-def g2p() -> Iterator[G2P]:
-    yield G2P()
+def romanizer() -> Iterator[Romanizer]:
+    yield Romanizer()
 
 
-def _jyutping(g2p: G2P, text: str) -> list[str | None]:
-    return [reading.jyutping for reading in g2p.chars(text)]
-
-
-# --- Jyutping to Yale -----------------------------------------------------------------
-
-# Rows of the pingyam table that are typing slips in the source, not Yale: a doubled coda
-# letter (gagk, kakk, popt) and a spacing macron or tilde instead of a combining macron.
-_PINGYAM_SLIPS = {"gak6", "kak6", "pot6", "m1", "ng1", "hm1", "hng1"}
-
-
-def _pingyam() -> list[tuple[str, str, str]]:
-    lines = (ROMANIZATION / "yale_syllables_pingyam.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    return [(j, unicodedata.normalize("NFC", d), n) for j, d, n in (line.split("\t") for line in lines)]
-
-
-def test_every_pingyam_syllable_converts_to_both_yale_forms() -> None:
-    rows = _pingyam()
-    assert len(rows) > 3900
-    wrong = [(j, d, n, yale_parts(j)) for j, d, n in rows if j not in _PINGYAM_SLIPS and yale_parts(j) != (d, n)]
-    assert wrong == []
-
-
-def test_the_pingyam_slips_are_slips() -> None:
-    rows = {j: (d, n) for j, d, n in _pingyam()}
-    assert {j: rows[j][0] for j in ("gak6", "kak6", "pot6")} == {"gak6": "gagk", "kak6": "kakk", "pot6": "popt"}
-    assert yale_parts("gak6") == ("gahk", "gak9")
-    assert yale_parts("m1") == ("m̄", "m1")
-
-
-@pytest.mark.parametrize(
-    ("jyutping", "yale", "numeric"),
-    [
-        ("m4 goi1", "m̀h gōi", "m4 goi1"),
-        ("gwong2 dung1 waa2", "gwóng dūng wá", "gwong2 dung1 wa2"),
-        ("hei3 hau6", "hei hauh", "hei3 hau6"),
-        ("gwong2 zau1 waa2", "gwóng jāu wá", "gwong2 jau1 wa2"),
-        ("jat6 jyu4", "yaht yùh", "yat9 yu4"),
-    ],
-)
-def test_yale_lines(jyutping: str, yale: str, numeric: str) -> None:
-    assert to_yale(jyutping) == yale
-    assert to_yale_numeric(jyutping) == numeric
-
-
-@pytest.mark.parametrize("bad", ["", "xyz1", "gam7", "hello"])
-def test_invalid_jyutping_has_no_yale(bad: str) -> None:
-    assert to_yale(bad) is None
-    assert to_yale_numeric(bad) is None
+def _jyutping(romanizer: Romanizer, text: str) -> list[str | None]:
+    return [char.jyutping for char in romanizer.read(text).chars]
 
 
 # --- polyphonic characters in context ---------------------------------------------------
@@ -101,14 +53,14 @@ def test_invalid_jyutping_has_no_yale(bad: str) -> None:
         ("好呀，一齊去", "呀", "aa3"),
     ],
 )
-def test_polyphones_in_sentences(g2p: G2P, sentence: str, char: str, reading: str) -> None:
-    assert _jyutping(g2p, sentence)[sentence.index(char)] == reading
+def test_polyphones_in_sentences(romanizer: Romanizer, sentence: str, char: str, reading: str) -> None:
+    assert _jyutping(romanizer, sentence)[sentence.index(char)] == reading
 
 
 @pytest.fixture(scope="module")
-def without_context(g2p: G2P) -> G2P:
+def without_context(romanizer: Romanizer) -> Romanizer:
     """The same reader with the HKCanCor splits, word frequencies and weights left out."""
-    return G2P(context=ContextModel(tags=g2p.context.tags))
+    return Romanizer(G2P(context=ContextModel(tags=romanizer.g2p.context.tags)))
 
 
 @pytest.mark.parametrize(
@@ -130,10 +82,10 @@ def without_context(g2p: G2P) -> G2P:
     ],
 )
 def test_context_model_reads_what_the_lexicon_alone_misreads(
-    g2p: G2P, without_context: G2P, sentence: str, char: str, reading: str
+    romanizer: Romanizer, without_context: Romanizer, sentence: str, char: str, reading: str
 ) -> None:
     index = sentence.index(char)
-    assert _jyutping(g2p, sentence)[index] == reading
+    assert _jyutping(romanizer, sentence)[index] == reading
     assert _jyutping(without_context, sentence)[index] != reading
 
 
@@ -167,31 +119,31 @@ def test_context_model_reads_what_the_lexicon_alone_misreads(
         ("媽媽會。", "會", "wui5"),
     ],
 )
-def test_rules_in_context(g2p: G2P, sentence: str, char: str, reading: str) -> None:
-    assert _jyutping(g2p, sentence)[sentence.index(char)] == reading
+def test_rules_in_context(romanizer: Romanizer, sentence: str, char: str, reading: str) -> None:
+    assert _jyutping(romanizer, sentence)[sentence.index(char)] == reading
 
 
 @pytest.mark.parametrize(("text", "word"), [("因為我唔得閒", "因為"), ("櫃裡面有嘢", "裡面"), ("有著數", "著數")])
-def test_hong_kong_and_taiwan_spellings_are_lexicon_words(g2p: G2P, text: str, word: str) -> None:
-    assert word in [token.text for token in g2p.tokens(text)]
+def test_hong_kong_and_taiwan_spellings_are_lexicon_words(romanizer: Romanizer, text: str, word: str) -> None:
+    assert word in [token.text for token in romanizer.read(text).tokens]
 
 
-def test_segmentation_prefers_words_common_in_speech(g2p: G2P, without_context: G2P) -> None:
+def test_segmentation_prefers_words_common_in_speech(romanizer: Romanizer, without_context: Romanizer) -> None:
     text = "佢琴日成為咗會長"
-    assert [token.text for token in g2p.tokens(text)][:4] == ["佢", "琴日", "成為", "咗"]
-    assert "為咗" in [token.text for token in without_context.tokens(text)]  # as many words, rarer ones
+    assert [token.text for token in romanizer.read(text).tokens][:4] == ["佢", "琴日", "成為", "咗"]
+    assert "為咗" in [token.text for token in without_context.read(text).tokens]  # as many words, rarer ones
 
 
-def test_long_line_without_punctuation_is_read_whole(g2p: G2P) -> None:
+def test_long_line_without_punctuation_is_read_whole(romanizer: Romanizer) -> None:
     line = "我哋睇下佢點講呢個會" * 5_000  # 50,000 characters, one Chinese run
-    readings = _jyutping(g2p, line)
+    readings = _jyutping(romanizer, line)
     assert len(readings) == len(line)
     assert readings[:10] == readings[-10:]
 
 
-def test_same_character_two_readings_in_one_sentence(g2p: G2P) -> None:
+def test_same_character_two_readings_in_one_sentence(romanizer: Romanizer) -> None:
     text = "佢行咗去銀行"
-    readings = _jyutping(g2p, text)
+    readings = _jyutping(romanizer, text)
     assert (readings[1], readings[5]) == ("haang4", "hong4")
 
 
@@ -212,51 +164,51 @@ def test_same_character_two_readings_in_one_sentence(g2p: G2P) -> None:
         ("有2個人", "jau5 loeng5 go3 jan4"),
     ],
 )
-def test_numbers_read_the_cantonese_way(g2p: G2P, text: str, jyutping: str) -> None:
-    tokens = g2p.tokens(text)
+def test_numbers_read_the_cantonese_way(romanizer: Romanizer, text: str, jyutping: str) -> None:
+    tokens = romanizer.read(text).tokens
     assert " ".join(token.jyutping for token in tokens if token.jyutping) == jyutping
 
 
-def test_digits_kept_when_not_asked_to_read_them() -> None:
-    plain = G2P(read_numbers=False)
+def test_digits_kept_when_not_asked_to_read_them(romanizer: Romanizer) -> None:
+    plain = Romanizer(romanizer.g2p, read_numbers=False)
     assert _jyutping(plain, "2024年") == [None, None, None, None, "nin4"]
 
 
-def test_number_alignment(g2p: G2P) -> None:
-    year = g2p.chars("2024年")
+def test_number_alignment(romanizer: Romanizer) -> None:
+    year = romanizer.read("2024年").chars
     assert [r.jyutping for r in year] == ["ji6", "ling4", "ji6", "sei3", "nin4"]  # digit by digit
-    hundred = g2p.chars("100")
+    hundred = romanizer.read("100").chars
     assert [r.jyutping for r in hundred] == ["jat1 baak3", None, None]  # whole reading on the first digit
     assert hundred[0].yale == "yāt baak"
 
 
-def test_latin_text_and_punctuation_kept_without_romanization(g2p: G2P) -> None:
+def test_latin_text_and_punctuation_kept_without_romanization(romanizer: Romanizer) -> None:
     text = "我今日好busy，OK？"
-    chars = g2p.chars(text)
+    chars = romanizer.read(text).chars
     assert "".join(r.char for r in chars) == text
     assert [r.jyutping for r in chars] == ["ngo5", "gam1", "jat6", "hou2", *[None] * 8]
     assert all(r.yale is None and r.yale_numeric is None for r in chars[4:])
 
 
-def test_simplified_input_is_read_as_traditional(g2p: G2P) -> None:
-    assert g2p.traditional("这个东西好贵") == "這個東西好貴"
-    chars = g2p.chars("这个东西好贵")
+def test_simplified_input_is_read_as_traditional(romanizer: Romanizer) -> None:
+    assert romanizer.traditional("这个东西好贵") == "這個東西好貴"
+    chars = romanizer.read("这个东西好贵").chars
     assert [r.char for r in chars] == list("这个东西好贵")  # the user's characters are kept
-    assert [r.jyutping for r in chars] == _jyutping(g2p, "這個東西好貴")
+    assert [r.jyutping for r in chars] == _jyutping(romanizer, "這個東西好貴")
     assert [r.jyutping for r in chars][1:] == ["go3", "dung1", "sai1", "hou2", "gwai3"]
     assert chars[0].jyutping in ("ze2", "ze3", "ze5")
 
 
-def test_traditional_line_is_not_converted(g2p: G2P) -> None:
-    assert g2p.traditional("你食晒佢") == "你食晒佢"
+def test_traditional_line_is_not_converted(romanizer: Romanizer) -> None:
+    assert romanizer.traditional("你食晒佢") == "你食晒佢"
 
 
-def test_full_width_digits_are_numbers(g2p: G2P) -> None:
-    assert _jyutping(g2p, "２０２４年")[:4] == ["ji6", "ling4", "ji6", "sei3"]
+def test_full_width_digits_are_numbers(romanizer: Romanizer) -> None:
+    assert _jyutping(romanizer, "２０２４年")[:4] == ["ji6", "ling4", "ji6", "sei3"]
 
 
-def test_unknown_character_has_no_reading(g2p: G2P) -> None:
-    assert _jyutping(g2p, "佢𪚥") == ["keoi5", None]
+def test_unknown_character_has_no_reading(romanizer: Romanizer) -> None:
+    assert _jyutping(romanizer, "佢𪚥") == ["keoi5", None]
 
 
 # --- alignment ---------------------------------------------------------------------------
@@ -274,17 +226,17 @@ def test_unknown_character_has_no_reading(g2p: G2P) -> None:
         "A😀b\t行",
     ],
 )
-def test_alignment_length_equals_input_length(g2p: G2P, text: str) -> None:
-    chars = g2p.chars(text)
+def test_alignment_length_equals_input_length(romanizer: Romanizer, text: str) -> None:
+    chars = romanizer.read(text).chars
     assert len(chars) == len(text)
     assert "".join(r.char for r in chars) == text
 
 
-def test_alignment_on_shared_sentences(g2p: G2P) -> None:
+def test_alignment_on_shared_sentences(romanizer: Romanizer) -> None:
     lines = (ROMANIZATION / "cantomap_sentences.tsv").read_text(encoding="utf-8").splitlines()[:2000]
     for line in lines:
         text = line.split("\t")[0]
-        assert len(g2p.chars(text)) == len(text)
+        assert len(romanizer.read(text).chars) == len(text)
 
 
 # --- scribe romanize ------------------------------------------------------------------

@@ -1,15 +1,20 @@
-"""Romanizer: script normalisation, word cutting, Jyutping/Yale lines, numbers."""
+"""The romanizer front end: normalisation, words, Jyutping/Yale lines, numbers, one reading for both paths."""
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 
+from core.messages import RawSegment, Word
 from romanizer.numbers import read_number
 from romanizer.romanize import Romanizer
-from scribe.messages import Word
+from romanizer.service import romanize_chunk
+from scribe.cli import build_parser, romanize
 
 
 @pytest.fixture(scope="module")
@@ -65,49 +70,47 @@ def test_normalise_is_idempotent(romanizer: Romanizer, raw: str) -> None:
     ],
 )
 def test_words_spell_the_normalised_text(romanizer: Romanizer, raw: str) -> None:
-    text, words, _, _ = romanizer.line(raw)
-    assert "".join(word.text for word in words) == text
+    line = romanizer.line(raw)
+    assert "".join(word.text for word in line.words) == line.text == romanizer.normalise(raw)
 
 
 def test_simplified_input_gives_traditional_words(romanizer: Romanizer) -> None:
-    text, words, jyutping, _ = romanizer.line("我们今日去咗香港")
-    assert text == "我們今日去咗香港"
-    assert [w.text for w in words][:2] == ["我們", "今日"]
-    assert jyutping == "ngo5 mun4 gam1 jat6 heoi3 zo2 hoeng1 gong2"
+    line = romanizer.line("我们今日去咗香港")
+    assert line.text == "我們今日去咗香港"
+    assert [w.text for w in line.words][:2] == ["我們", "今日"]
+    assert line.jyutping == "ngo5 mun4 gam1 jat6 heoi3 zo2 hoeng1 gong2"
 
 
 def test_code_switching_keeps_english(romanizer: Romanizer) -> None:
-    _, words, jyutping, yale = romanizer.line("我今日好busy")
-    assert words[-1] == Word(text="busy", jyutping=None, yale=None)
-    assert jyutping == "ngo5 gam1 jat6 hou2 busy"
-    assert yale == "ngóh gām yaht hóu busy"
+    line = romanizer.line("我今日好busy")
+    assert line.words[-1] == Word(text="busy", jyutping=None, yale=None)
+    assert line.jyutping == "ngo5 gam1 jat6 hou2 busy"
+    assert line.yale == "ngóh gām yaht hóu busy"
 
 
 def test_latin_words_get_no_romanization_even_when_pycantonese_knows_them(romanizer: Romanizer) -> None:
-    _, words, jyutping, _ = romanizer.line("OK啦")
-    assert words[0] == Word(text="OK", jyutping=None, yale=None)
-    assert jyutping == "OK laa1"
+    line = romanizer.line("OK啦")
+    assert line.words[0] == Word(text="OK", jyutping=None, yale=None)
+    assert line.jyutping == "OK laa1"
 
 
 def test_yale_has_tone_marks(romanizer: Romanizer) -> None:
-    words = romanizer.words("今日")
-    assert words == [Word(text="今日", jyutping="gam1 jat6", yale="gām yaht")]
-    assert romanizer.words("唔該")[0].yale == "m̀h gōi"
+    assert romanizer.read("今日").words == [Word(text="今日", jyutping="gam1 jat6", yale="gām yaht")]
+    assert romanizer.read("唔該").words[0].yale == "m̀h gōi"
 
 
 def test_punctuation_attaches_in_romanization_lines(romanizer: Romanizer) -> None:
-    _, words, jyutping, yale = romanizer.line("我係Peter，你呢？")
-    assert jyutping == "ngo5 hai6 Peter, nei5 ne1?"
-    assert yale == "ngóh haih Peter, néih nē?"
-    assert [w for w in words if w.text in "，？"] == [
+    line = romanizer.line("我係Peter，你呢？")
+    assert line.jyutping == "ngo5 hai6 Peter, nei5 ne1?"
+    assert line.yale == "ngóh haih Peter, néih nē?"
+    assert [w for w in line.words if w.text in "，？"] == [
         Word(text="，", jyutping=None, yale=None),
         Word(text="？", jyutping=None, yale=None),
     ]
 
 
 def test_quotes_and_brackets(romanizer: Romanizer) -> None:
-    _, _, jyutping, _ = romanizer.line("（笑）佢話「唔得」")
-    assert jyutping == '(siu3) keoi5 waa6 "m4 dak1"'
+    assert romanizer.line("（笑）佢話「唔得」").jyutping == '(siu3) keoi5 waa6 "m4 dak1"'
 
 
 @pytest.mark.parametrize(
@@ -122,44 +125,91 @@ def test_quotes_and_brackets(romanizer: Romanizer) -> None:
     ],
 )
 def test_digits_read_the_cantonese_way(romanizer: Romanizer, raw: str, jyutping: str) -> None:
-    assert romanizer.line(raw)[2] == jyutping
+    assert romanizer.line(raw).jyutping == jyutping
 
 
 def test_number_word_carries_yale(romanizer: Romanizer) -> None:
-    words = romanizer.words("19個")
+    words = romanizer.read("19個").words
     assert words[0] == Word(text="19", jyutping="sap6 gau2", yale="sahp gáu")
 
 
+def test_money_is_read_with_its_unit_in_the_pipeline_too(romanizer: Romanizer) -> None:
+    # The pipeline once dropped the dollar: "$ jat1 baak3 ..." where `scribe romanize` read "man1".
+    line = romanizer.line("$100同埋3.5%")
+    assert line.jyutping == "$ jat1 baak3 man1 tung4 maai4 baak3 fan6 zi1 saam1 dim2 ng5"
+
+
 def test_unknown_character_stays_as_itself(romanizer: Romanizer) -> None:
-    _, words, jyutping, yale = romanizer.line("佢𪚥")
-    assert words[-1] == Word(text="𪚥", jyutping=None, yale=None)
-    assert jyutping == "keoi5 𪚥"
-    assert yale == "kéuih 𪚥"
+    line = romanizer.line("佢𪚥")
+    assert line.words[-1] == Word(text="𪚥", jyutping=None, yale=None)
+    assert line.jyutping == "keoi5 𪚥"
+    assert line.yale == "kéuih 𪚥"
 
 
 def test_unknown_character_next_to_a_known_one_is_a_word_of_its_own(romanizer: Romanizer) -> None:
-    # Yale as in the pingyam table (tests/unit/test_g2p.py): the mark sits on the u of "eung".
-    assert romanizer.words("香𪚥") == [
-        Word(text="香", jyutping="hoeng1", yale="heūng"),
+    assert romanizer.read("香𪚥").words == [
+        Word(text="香", jyutping="hoeng1", yale="hēung"),
         Word(text="𪚥", jyutping=None, yale=None),
     ]
 
 
-def test_results_are_cached_and_thread_safe(romanizer: Romanizer) -> None:
-    lines = ["我哋今日去咗香港", "佢2024年買咗個iPhone", "你食咗飯未呀？"] * 20
-    expected = [romanizer.line(text) for text in lines]
-    results: dict[int, list[tuple[str, list[Word], str, str]]] = {}
+def test_threads_share_one_romanizer(romanizer: Romanizer) -> None:
+    expected = {
+        "我哋今日去咗香港": "ngo5 dei6 gam1 jat6 heoi3 zo2 hoeng1 gong2",
+        "佢2024年買咗個iPhone": "keoi5 ji6 ling4 ji6 sei3 nin4 maai5 zo2 go3 iPhone",
+        "你食咗飯未呀？": "nei5 sik6 zo2 faan6 mei6 aa3?",
+    }
+    fresh = Romanizer(romanizer.g2p.__class__())  # an empty cache, filled by four threads at once
+    results: dict[int, list[str]] = {}
 
     def work(index: int) -> None:
-        results[index] = [romanizer.line(text) for text in lines]
+        results[index] = [fresh.line(text).jyutping for text in list(expected) * 20]
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert all(result == expected for result in results.values())
-    assert len(results) == 4
+    assert results == {i: list(expected.values()) * 20 for i in range(4)}
+
+
+# --- one front end: the pipeline reads a line as `scribe romanize` does ------------------
+
+SAME_LINES = [
+    "$100同埋3.5%",  # money, percentage
+    "佢2024年3月5日10:30嚟，畀咗我$12.5",  # date, time, money with cents
+    "我有2個仔，屋企有1,000本書",  # measure word, thousands separator
+    "佢係Peter，今日好busy，OK？",  # Latin, code-switching, Chinese punctuation
+    "这个东西好贵吗?",  # Simplified, narrow punctuation
+    "（笑）佢話「唔得」…",  # brackets, quotes, ellipsis
+    "你去唔去呢～ 好呀啦嘛",  # particles, a space
+    "Ｈｅｌｌｏ　１２３％",  # full-width Latin, digits, space
+    "佢𪚥咗 iPhone 15 Pro Max",  # a character without a reading, Latin with digits
+    "你食咗飯未呀?我哋行街啦...",  # narrow marks between Chinese, an ellipsis
+]
+
+
+def _cli(lines: list[str]) -> list[dict[str, object]]:
+    out = io.StringIO()
+    romanize(build_parser().parse_args(["romanize"]), io.StringIO("".join(f"{line}\n" for line in lines)), out)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_the_pipeline_reads_every_line_as_scribe_romanize_does(romanizer: Romanizer) -> None:
+    raw = [RawSegment(start=float(i), end=float(i) + 1.0, text=text) for i, text in enumerate(SAME_LINES)]
+    lines = romanize_chunk(romanizer, raw, chunk_seq=0, first_seq=0, previous=[])
+    assert [line.text for line in lines] == [romanizer.normalise(text) for text in SAME_LINES]
+    cli = _cli([line.text for line in lines])
+    for line, printed in zip(lines, cli, strict=True):
+        assert msgspec.to_builtins(line.chars) == printed["chars"], line.text
+        assert len(line.chars) == len(line.text)
+
+
+def test_lines_already_normal_read_the_same_raw_or_normalised(romanizer: Romanizer) -> None:
+    normal = [text for text in SAME_LINES if romanizer.normalise(text) == text]
+    assert len(normal) >= 4
+    for text, printed in zip(normal, _cli(normal), strict=True):
+        assert msgspec.to_builtins(romanizer.line(text).chars) == printed["chars"], text
 
 
 # --- numbers ---------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """One chunk's raw segments to romanized lines: cleanup, numbering and alignment."""
 
+from core.messages import RawSegment
 from romanizer.romanize import Romanizer
 from romanizer.service import romanize_chunk
-from scribe.messages import RawSegment
 
 ROMANIZER = Romanizer()
 
