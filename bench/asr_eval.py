@@ -50,8 +50,8 @@ import numpy as np
 import opencc
 from faster_whisper import WhisperModel
 
+from core.settings import Settings
 from romanizer.cleanup import collapse_loops
-from scribe.settings import Settings
 from tests.paths import AUDIO
 from transcriber.backends import DEFAULT_VAD_FILTER, LocalBackend
 from transcriber.model import WRITTEN_CHINESE_CHARS, load_model
