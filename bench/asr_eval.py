@@ -53,7 +53,7 @@ from faster_whisper import WhisperModel
 from core.settings import Settings
 from romanizer.cleanup import collapse_loops
 from tests.paths import AUDIO
-from transcriber.backends import DEFAULT_VAD_FILTER, LocalBackend
+from transcriber.local import DEFAULT_VAD_FILTER, LocalBackend
 from transcriber.model import WRITTEN_CHINESE_CHARS, load_model
 
 CONFIGS = ("none", "prompt", "suppress")

@@ -110,7 +110,7 @@ def decode_options(settings: Settings, model: Any) -> dict[str, Any]:
     Returns:
         Keyword arguments for ``transcribe``.
     """
-    from transcriber.backends import decode_options
+    from transcriber.local import decode_options
     from transcriber.model import written_chinese_suppress_tokens
 
     suppress = written_chinese_suppress_tokens(model.hf_tokenizer) if settings.asr_suppress_written else [-1]

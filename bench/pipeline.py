@@ -9,7 +9,7 @@ Prints figures; it is not a test. In one run, on the same input, model folder, c
   every service in one process), with the same thread count spent as ``SCRIBE_ASR_WORKERS``
   one-thread decodes side by side (``SCRIBE_ASR_THREADS=1``).
 
-The baselines decode like ``transcriber.backends.LocalBackend``: language "zh", the initial
+The baselines decode like ``transcriber.local.LocalBackend``: language "zh", the initial
 prompt and beam size from the settings, no conditioning on previous text, and the
 written-Chinese ``suppress_tokens`` list built by ``transcriber.model``. Each run is its own
 child process; wall time is from process start to exit. Peak memory: ``ru_maxrss`` of the
@@ -155,7 +155,7 @@ def print_setup(bench: Bench, built_s: float) -> None:
 
 def prepare(args: argparse.Namespace) -> Bench | None:
     """Print the machine, build the input, make sure the model is there; None if the source recording is missing."""
-    from transcriber.backends import local_model_name
+    from transcriber.local import local_model_name
     from transcriber.model import ensure_model
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -22,7 +22,8 @@ from core.settings import Settings
 from core.topology import Topology
 from core.worker import backoff, consume, heartbeat
 from store import repo
-from transcriber.backends import AsrBackend, create_backend, filename_for_codec, usage_for
+from transcriber.asr import AsrBackend, filename_for_codec, usage_for
+from transcriber.backends import create_backend
 from transcriber.errors import PermanentAsrError, TransientAsrError
 
 logger = logging.getLogger(__name__)

@@ -133,12 +133,19 @@ async def test_infrastructure_starts_both_servers_and_stops_them(monkeypatch: py
 
 def test_the_wheel_carries_the_nats_server_configuration(tmp_path: Path) -> None:
     """An installed wheel finds the configuration the embedded launcher needs (a copy, not the checkout's link)."""
+    import shutil
     import zipfile
 
     from tests.paths import REPO
 
+    source = tmp_path / "source"  # the tracked files, as a clean checkout has them; the build writes here
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name, follow_symlinks=False)
+    assert (source / "scribe" / "nats-server.conf").is_symlink()
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(source)],
         capture_output=True,
         text=True,
         timeout=240,

@@ -15,8 +15,8 @@ from core.settings import Settings
 from tests.fake_openai import encode_ogg_opus, whisper_model_for_tests
 from tests.paths import AUDIO
 from transcriber import model as model_module
-from transcriber.backends import LocalBackend
 from transcriber.errors import ModelError, PermanentAsrError
+from transcriber.local import LocalBackend
 from transcriber.model import EMBEDDED_SHA256, WRITTEN_CHINESE_CHARS, ensure_model
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,10 @@ import pytest
 from core.settings import Settings
 from tests.fake_openai import FakeOpenAITranscriptionServer, encode_ogg_opus, whisper_model_for_tests
 from tests.paths import AUDIO
-from transcriber.backends import OpenAIBackend, create_backend, usage_for
+from transcriber.asr import usage_for
+from transcriber.backends import create_backend
 from transcriber.errors import PermanentAsrError, TransientAsrError
+from transcriber.openai_api import OpenAIBackend
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ import pytest
 from core import bus, subjects
 from core.messages import AudioChunk, Failed, Final, JobSubmitted, Partial, job_event_decoder
 from core.settings import Settings
+from scribe import client
 from scribe.runtime import SERVICES, runtime, services
 from store import repo
 from tests import media
@@ -33,6 +34,8 @@ async def test_file_becomes_romanized_transcript_streamed_in_order(settings, nat
     async with runtime(cfg) as rt:
         await rt.start(SERVICES)
         job = await asyncio.wait_for(run_job(rt, str(CLIP)), timeout=180)
+        # A follower that resumes after line 1 gets every later line once, and the same outcome.
+        resumed = [event async for event in client.follow(rt.js, job.job_id, after=1)]
     outcome = job.outcome
     assert isinstance(outcome, Final), outcome
     transcript = await repo.transcript(pool, job.job_id)
@@ -43,6 +46,9 @@ async def test_file_becomes_romanized_transcript_streamed_in_order(settings, nat
     assert chunk_seqs == sorted(chunk_seqs) and chunk_seqs[-1] >= 1
     assert sum(isinstance(event, Partial) for event in job.events) >= 2
     assert job.lines == transcript.segments
+    assert len(transcript.segments) >= 3
+    assert [s for e in resumed if isinstance(e, Partial) for s in e.segments] == transcript.segments[2:]
+    assert resumed[-1] == outcome
     starts = [s.start for s in transcript.segments]
     assert starts == sorted(starts) and transcript.segments[-1].end <= 31.5
     text = "".join(s.text for s in transcript.segments)

@@ -15,15 +15,8 @@ import tokenizers
 
 from core.messages import RawSegment
 from core.settings import Settings, SettingsError
-from transcriber.backends import (
-    AsrResult,
-    OpenAIBackend,
-    create_backend,
-    filename_for_codec,
-    json_only_model,
-    local_model_name,
-    usage_for,
-)
+from transcriber.asr import AsrResult, filename_for_codec, usage_for
+from transcriber.backends import create_backend
 from transcriber.errors import (
     AsrError,
     BackendConfigError,
@@ -31,7 +24,9 @@ from transcriber.errors import (
     TranscriberError,
     TransientAsrError,
 )
+from transcriber.local import local_model_name
 from transcriber.model import WRITTEN_CHINESE_CHARS, written_chinese_suppress_tokens
+from transcriber.openai_api import OpenAIBackend, json_only_model
 
 Handler = Callable[[httpx.Request], httpx.Response]
 AUDIO = b"OggS fake chunk bytes"  # never decoded: the mock answers without looking

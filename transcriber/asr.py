@@ -1,0 +1,86 @@
+"""What every ASR backend gives and takes: a chunk's result, the backend interface, its price.
+
+Backends (``transcriber.local``, ``transcriber.openai_api``) take one compressed chunk (Ogg/Opus
+or FLAC bytes) and return its segments with times relative to the chunk start; the caller adds
+the chunk offset. Failures come out as ``TransientAsrError`` (retry later) or
+``PermanentAsrError`` (give up on this chunk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.messages import RawSegment, Usage
+from core.settings import Settings
+
+
+@dataclass(frozen=True)
+class AsrResult:
+    """The transcript of one chunk.
+
+    Attributes:
+        segments: Segments with times relative to the chunk start (seconds).
+        billed_seconds: Local: seconds of audio decoded and processed. OpenAI: the seconds
+            OpenAI bills, i.e. its reported duration (or the chunk duration) rounded to the
+            nearest whole second, at least 1.
+        backend: "local" or "openai".
+        model: The model name used for pricing and the usage ledger.
+    """
+
+    segments: list[RawSegment]
+    billed_seconds: float
+    backend: str
+    model: str
+
+
+class AsrBackend(Protocol):
+    """What the transcriber service needs from an ASR backend."""
+
+    name: str
+    model: str
+
+    async def transcribe(self, audio: bytes, *, duration: float, filename: str = "chunk.ogg") -> AsrResult:
+        """Transcribe one compressed chunk; raise TransientAsrError or PermanentAsrError."""
+        ...
+
+    async def close(self) -> None:
+        """Release the backend's resources."""
+        ...
+
+
+def filename_for_codec(codec: str, stem: str = "chunk") -> str:
+    """An upload file name whose extension matches ``AudioChunk.codec`` ("opus" or "flac").
+
+    The OpenAI API picks the decoder from the file name's extension.
+    """
+    return f"{stem}.{'ogg' if codec == 'opus' else codec}"
+
+
+def usage_for(result: AsrResult, settings: Settings) -> Usage:
+    """Price one ASR result from the settings' per-minute price table.
+
+    Args:
+        result: The ASR result.
+        settings: Provides ``price_per_minute(model)`` (0 for models not in the table).
+
+    Returns:
+        The usage record for the ledger.
+    """
+    cost = result.billed_seconds / 60.0 * settings.price_per_minute(result.model)
+    return Usage(backend=result.backend, model=result.model, billed_seconds=result.billed_seconds, cost_usd=cost)
+
+
+def raw_segments(pieces: Iterable[tuple[float, float, str]], limit: float) -> list[RawSegment]:
+    """Strip texts, drop empty ones, clamp times into [0, limit] (when limit > 0)."""
+    out: list[RawSegment] = []
+    for start, end, text in pieces:
+        text = text.strip()
+        if not text:
+            continue
+        start, end = max(0.0, float(start)), max(0.0, float(end))
+        if limit > 0:
+            start, end = min(start, limit), min(end, limit)
+        out.append(RawSegment(start=round(start, 3), end=round(max(start, end), 3), text=text))
+    return out

@@ -1,0 +1,155 @@
+"""The local backend: faster-whisper on the CPU, with the embedded Whisper base or any CTranslate2 model."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+from faster_whisper import WhisperModel, decode_audio
+
+from core.settings import Settings
+from transcriber.asr import AsrResult, raw_segments
+from transcriber.errors import PermanentAsrError, TransientAsrError
+from transcriber.model import (
+    EMBEDDED_DIR_NAME,
+    EMBEDDED_MODEL,
+    WRITTEN_CHINESE_CHARS,
+    load_model,
+    written_chinese_suppress_tokens,
+)
+
+logger = logging.getLogger(__name__)
+
+# VAD on: measured with bench/asr_eval.py on the 26 reference clips (see the module
+# docstring there). Chunks arrive already cut at silences, so VAD barely changes CER on
+# speech, but it stops the model from inventing lines on noise-only chunks.
+DEFAULT_VAD_FILTER = True
+
+# faster-whisper re-decodes a window at these temperatures when the output looks like a
+# loop. Its default six cost up to six passes on a chunk that loops (seen: 18 s instead
+# of 1 s on one 24 s chunk); three keep the accuracy (bench/asr_eval.py: CER 0.276 with
+# these, 0.278 with all six, 0.363 with 0.0 alone) and bound the cost.
+TEMPERATURES = (0.0, 0.2, 0.4)
+
+
+def decode_options(settings: Settings, suppress_tokens: list[int]) -> dict[str, Any]:
+    """The ``WhisperModel.transcribe`` options of the local backend (the pipeline bench reuses them)."""
+    return {
+        "language": "zh",  # Whisper base has no yue token
+        "initial_prompt": settings.asr_prompt or None,
+        "beam_size": settings.asr_beam_size,
+        "condition_on_previous_text": False,
+        "suppress_tokens": list(suppress_tokens),  # faster-whisper may extend the list it is given
+        "temperature": list(TEMPERATURES),
+    }
+
+
+def local_model_name(settings: Settings) -> str:
+    """The name the local model goes by in results and the price table.
+
+    "whisper-base" for the embedded model, else the model folder's name.
+    """
+    if settings.asr_model == EMBEDDED_MODEL:
+        return EMBEDDED_DIR_NAME
+    return Path(settings.asr_model).expanduser().name
+
+
+class LocalBackend:
+    """faster-whisper on the CPU; at most ``asr_workers`` chunks decode at once."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        model: WhisperModel,
+        settings: Settings,
+        *,
+        model_name: str | None = None,
+        vad_filter: bool = DEFAULT_VAD_FILTER,
+        suppress_chars: str = WRITTEN_CHINESE_CHARS,
+    ) -> None:
+        """Wrap an already loaded model.
+
+        Args:
+            model: The loaded model (shared, not closed by this backend).
+            settings: ``asr_prompt``, ``asr_beam_size``, ``asr_suppress_written``, ``asr_workers``.
+            model_name: The name for results and pricing; default from ``settings.asr_model``.
+            vad_filter: Drop non-speech with Silero VAD before decoding.
+            suppress_chars: With ``settings.asr_suppress_written``, suppress every token
+                containing one of these (for experiments; see bench/asr_eval.py).
+        """
+        self.model = model_name or local_model_name(settings)
+        self._whisper: WhisperModel | None = model
+        self._vad_filter = vad_filter
+        self._slots = asyncio.Semaphore(settings.local_workers)
+        # -1 keeps faster-whisper's default suppression (symbols, non-speech tokens).
+        self._suppress: list[int] = (
+            written_chinese_suppress_tokens(model.hf_tokenizer, suppress_chars)
+            if settings.asr_suppress_written
+            else [-1]
+        )
+        self._options = decode_options(settings, self._suppress)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalBackend:
+        """Assemble and load the configured model (blocking), then wrap it."""
+        return cls(load_model(settings), settings)
+
+    @property
+    def suppress_tokens(self) -> list[int]:
+        """The token ids passed as ``suppress_tokens`` (with -1 for the defaults)."""
+        return list(self._suppress)
+
+    async def transcribe(self, audio: bytes, *, duration: float, filename: str = "chunk.ogg") -> AsrResult:
+        """Transcribe one chunk in a worker thread.
+
+        Args:
+            audio: Compressed audio in any format FFmpeg decodes.
+            duration: The chunk's duration in seconds (segment ends are clamped to the audio).
+            filename: Unused here; part of the backend interface.
+
+        Returns:
+            The segments, billed as the seconds of audio decoded.
+
+        Raises:
+            PermanentAsrError: The audio cannot be decoded.
+            TransientAsrError: The model failed at run time.
+        """
+        async with self._slots:
+            return await asyncio.to_thread(self._transcribe_sync, audio, duration)
+
+    def _transcribe_sync(self, audio: bytes, duration: float) -> AsrResult:
+        whisper = self._whisper
+        if whisper is None:
+            raise PermanentAsrError("the local backend is closed", backend=self.name)
+        try:
+            samples = decode_audio(io.BytesIO(audio))
+        except (av.FFmpegError, ValueError, IndexError) as exc:
+            raise PermanentAsrError(
+                f"cannot decode the audio chunk ({type(exc).__name__}: {exc}): the media is corrupt or not audio",
+                backend=self.name,
+            ) from exc
+        audio_seconds = len(samples) / 16000.0
+        if audio_seconds == 0.0:
+            return AsrResult(segments=[], billed_seconds=0.0, backend=self.name, model=self.model)
+        started = time.perf_counter()
+        try:
+            pieces, _info = whisper.transcribe(samples, vad_filter=self._vad_filter, **self._options)
+            # The segments are a lazy generator: decoding happens here, in this thread.
+            segments = raw_segments(((p.start, p.end, p.text) for p in pieces), audio_seconds)
+        except RuntimeError as exc:
+            raise TransientAsrError(f"the local model failed: {exc}", backend=self.name) from exc
+        logger.debug(
+            "local transcription done",
+            extra={"audio_s": audio_seconds, "wall_s": time.perf_counter() - started, "segments": len(segments)},
+        )
+        return AsrResult(segments=segments, billed_seconds=round(audio_seconds, 3), backend=self.name, model=self.model)
+
+    async def close(self) -> None:
+        """Drop the reference to the model (its memory goes when nobody else holds it)."""
+        self._whisper = None
