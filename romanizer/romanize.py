@@ -23,7 +23,7 @@ How a line is read:
 4. Numbers, dates, times, money and percentages are read the Cantonese way by
    :mod:`romanizer.numbers` (``2024年`` -> ``ji6 ling4 ji6 sei3 nin4``, ``$100`` ->
    ``jat1 baak3 man1``); a number's whole reading sits on its first digit.
-5. Yale comes from the Jyutping through :func:`romanizer.yale.to_yale`, with tone marks
+5. Yale comes from the Jyutping through :func:`romanizer.yale.yale_parts`, with tone marks
    (``gām yaht``) and with tone numbers (``gam1 yat6``).
 
 The pipeline first normalises what the ASR wrote (:meth:`Romanizer.normalise`: Hong Kong
@@ -35,6 +35,7 @@ normalised line; the Jyutping and Yale lines are joined from the words by
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Literal
 
@@ -45,7 +46,7 @@ from core.text import join_words
 from romanizer.g2p import G2P
 from romanizer.numbers import DIGITS, NUMBER, read_money, read_number
 from romanizer.script import WIDTH, simplified_only
-from romanizer.yale import to_yale, yale_parts
+from romanizer.yale import yale_parts
 
 CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 TOKEN = re.compile(
@@ -81,50 +82,51 @@ _FULL_WIDTH = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ":"
 class Token:
     """A word, number, Latin word, space or mark of a line, with its per-character readings.
 
-    ``text`` is the input as written (Simplified stays Simplified); ``jyutping`` is the
-    reading of the whole token, space-separated, or ``None``.
+    ``text`` is the input as written (Simplified stays Simplified); ``jyutping`` and ``yale``
+    are the readings of the whole token, space-separated, or ``None``.
     """
 
     text: str
     kind: Kind
     jyutping: str | None
+    yale: str | None
     chars: tuple[Char, ...]
 
     def word(self) -> Word:
         """The token as a word of the line contract."""
-        return Word(text=self.text, jyutping=self.jyutping, yale=to_yale(self.jyutping) if self.jyutping else None)
+        return Word(text=self.text, jyutping=self.jyutping, yale=self.yale)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class Reading:
-    """A line read: its tokens, per-character readings, and the romanization lines.
+    """A line read: its tokens, and what the line contract carries, each worked out once.
 
     Attributes:
         text: The line that was read.
         tokens: Tokens whose texts concatenate to ``text``.
-        chars: One entry per character of ``text``.
-        words: The tokens as words of the line contract.
-        jyutping: The Jyutping line (``ngo5 hai6 Peter, nei5 ne1?``).
-        yale: The Yale line, with tone marks.
     """
 
     text: str
     tokens: tuple[Token, ...]
 
-    @property
+    @functools.cached_property
     def chars(self) -> list[Char]:
+        """One reading per character of ``text``."""
         return [char for token in self.tokens for char in token.chars]
 
-    @property
+    @functools.cached_property
     def words(self) -> list[Word]:
+        """The tokens as words of the line contract."""
         return [token.word() for token in self.tokens]
 
-    @property
+    @functools.cached_property
     def jyutping(self) -> str:
+        """The Jyutping line (``ngo5 hai6 Peter, nei5 ne1?``)."""
         return join_words(self.words, "jyutping")
 
-    @property
+    @functools.cached_property
     def yale(self) -> str:
+        """The Yale line, with tone marks."""
         return join_words(self.words, "yale")
 
 
@@ -232,22 +234,24 @@ def _number(text: str, start: int, end: int) -> str | None:
 
 def _token(text: str, kind: Kind, jyutping: str | None) -> Token:
     if jyutping is None:
-        return Token(
-            text, kind, None, tuple(Char(char=char, jyutping=None, yale=None, yale_numeric=None) for char in text)
-        )
+        return Token(text, kind, None, None, tuple(_unread(char) for char in text))
     syllables = jyutping.split()
+    parts = [yale_parts(syllable) for syllable in syllables]
+    yale = " ".join(part[0] for part in parts if part) if all(parts) else None
     if kind == "number" and syllables != [DIGITS[int(char)] if char.isdigit() else "" for char in text]:
-        syllables = [jyutping] + [""] * (len(text) - 1)  # 100 is two syllables over three digits
-    chars = tuple(_char(char, syllable) for char, syllable in zip(text, syllables, strict=True))
-    return Token(text, kind, jyutping, chars)
+        # 100 is two syllables over three digits: the whole reading sits on the first digit.
+        numeric = " ".join(part[1] for part in parts if part) if all(parts) else None
+        first = Char(char=text[0], jyutping=jyutping, yale=yale, yale_numeric=numeric)
+        return Token(text, kind, jyutping, yale, (first, *(_unread(char) for char in text[1:])))
+    chars = tuple(
+        Char(char=char, jyutping=syllable, yale=part[0] if part else None, yale_numeric=part[1] if part else None)
+        for char, syllable, part in zip(text, syllables, parts, strict=True)
+    )
+    return Token(text, kind, jyutping, yale, chars)
 
 
-def _char(char: str, jyutping: str) -> Char:
-    if not jyutping:
-        return Char(char=char, jyutping=None, yale=None, yale_numeric=None)
-    if " " not in jyutping and (parts := yale_parts(jyutping)) is not None:  # one syllable: the common case
-        return Char(char=char, jyutping=jyutping, yale=parts[0], yale_numeric=parts[1])
-    return Char(char=char, jyutping=jyutping, yale=to_yale(jyutping), yale_numeric=to_yale(jyutping, numbers=True))
+def _unread(char: str) -> Char:
+    return Char(char=char, jyutping=None, yale=None, yale_numeric=None)
 
 
 def _widen(match: re.Match[str]) -> str:
