@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import nats
@@ -33,8 +34,18 @@ async def connect(url: str, name: str) -> NATS:
     )
 
 
-async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
-    """Create or update every stream and durable consumer; safe to call from every process.
+async def ensure_topology(js: JetStreamContext, topology: Topology, owned: Collection[str] | None = None) -> None:
+    """Create or update every stream, and the durable consumers; safe to call from every process.
+
+    A consumer belongs to the service that reads it: only a process running that service
+    brings it to its definition (the transcriber's limits are the transcriber's settings).
+    Other processes create a missing consumer and leave an existing one as it is, so a
+    streamer started without ``SCRIBE_ACK_WAIT_S`` does not reset the transcribers'.
+
+    Args:
+        js: A JetStream context.
+        topology: The definitions.
+        owned: The durable names this process runs (``None``: every one).
 
     Raises:
         TopologyError: The server refused a definition, or kept a consumer with other limits
@@ -56,7 +67,13 @@ async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
                 f"remove it (nats stream rm {stream.name}) or point SCRIBE_NATS_URL at another server"
             ) from exc
     for consumer in topology.consumers:
-        await _ensure_consumer(js, consumer)
+        if owned is None or consumer.durable in owned:
+            await _ensure_consumer(js, consumer)
+        else:
+            try:
+                await js.consumer_info(consumer.stream.name, consumer.durable)
+            except nats.js.errors.NotFoundError:
+                await _ensure_consumer(js, consumer)
 
 
 async def _ensure_consumer(js: JetStreamContext, consumer: Consumer) -> None:
@@ -70,12 +87,14 @@ async def _ensure_consumer(js: JetStreamContext, consumer: Consumer) -> None:
             "and start again"
         ) from exc
     got = info.config
-    wanted = (consumer.filter_subject, consumer.ack_wait_s, consumer.max_deliver, consumer.max_ack_pending)
-    have = (got.filter_subject, got.ack_wait, got.max_deliver, got.max_ack_pending)
-    if have != wanted:
+    wanted = (consumer.filter_subject, consumer.max_deliver, consumer.max_ack_pending)
+    have = (got.filter_subject, got.max_deliver, got.max_ack_pending)
+    # ack_wait travels as whole nanoseconds (nats-py truncates: 4.1 s is stored as 4.099999999).
+    if have != wanted or abs((got.ack_wait or 0.0) - consumer.ack_wait_s) > 1e-6:
         raise TopologyError(
-            f"consumer {consumer.durable} on {consumer.stream.name} kept (filter, ack_wait, max_deliver, "
-            f"max_ack_pending) = {have} instead of {wanted}; remove it and start again"
+            f"consumer {consumer.durable} on {consumer.stream.name} kept (filter, max_deliver, max_ack_pending) = "
+            f"{have} and ack_wait {got.ack_wait} s instead of {wanted} and {consumer.ack_wait_s} s; "
+            "remove it and start again"
         )
 
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,10 +60,17 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self, factories: Mapping[str, Factory]) -> None:
-        """Build the named services (concurrently: the ASR model and the romanizer load together) and run them."""
-        built = await asyncio.gather(*(factory(self) for factory in factories.values()))
-        for name, service in zip(factories, built, strict=True):
-            self.services.append(service)
+        """Build the named services (concurrently: the ASR model and the romanizer load together) and run them.
+
+        If one cannot be built, the others built with it are kept for ``shutdown`` to close,
+        and the first error is raised.
+        """
+        built = await asyncio.gather(*(factory(self) for factory in factories.values()), return_exceptions=True)
+        services = [service for service in built if not isinstance(service, BaseException)]
+        self.services.extend(services)
+        if failed := next((error for error in built if isinstance(error, BaseException)), None):
+            raise failed
+        for name, service in zip(factories, services, strict=True):
             self.tasks.append(asyncio.create_task(service.run(self.stop), name=name))
 
     async def shutdown(self) -> None:
@@ -81,8 +88,17 @@ Factory = Callable[[Runtime], Awaitable[Service]]
 
 
 @contextlib.asynccontextmanager
-async def connected(settings: Settings, name: str, open_pool: OpenPool) -> AsyncIterator[Runtime]:
+async def connected(
+    settings: Settings, name: str, open_pool: OpenPool, *, services: Collection[str] | None = None
+) -> AsyncIterator[Runtime]:
     """Connect to NATS and PostgreSQL, bring the topology up to its definition, and clean up on exit.
+
+    Args:
+        settings: The servers and the limits.
+        name: The connection's name, as NATS monitoring shows it.
+        open_pool: Opens the database pool.
+        services: The services this process will run: their consumers are brought to their
+            definitions, the others only created if missing (``None``: all of them).
 
     Raises:
         core.bus.TopologyError: The server keeps a stream or consumer other than defined.
@@ -91,7 +107,7 @@ async def connected(settings: Settings, name: str, open_pool: OpenPool) -> Async
     try:
         js = nc.jetstream()
         topology = Topology.from_settings(settings)
-        await bus.ensure_topology(js, topology)
+        await bus.ensure_topology(js, topology, owned=services)
         pool = await open_pool(settings.database_url)
     except BaseException:
         await nc.close()
@@ -130,7 +146,7 @@ def main(name: str, factory: Factory, open_pool: OpenPool) -> None:
     logs.configure(settings.log_level, settings.log_format)
 
     async def serve() -> None:
-        async with connected(settings, name, open_pool) as rt:
+        async with connected(settings, name, open_pool, services=[name]) as rt:
             await run_until_signalled(rt, {name: factory})
 
     asyncio.run(serve())

@@ -135,8 +135,9 @@ class Settings:
         values: dict[str, Any] = {}
         for name, type_ in _TYPES.items():
             raw = env.get(_variable(name))
-            if raw is not None:
-                values[name] = _convert(name, raw, type_)
+            if raw is None or (raw.strip() == "" and name in _CHOICES):  # `VAR=` means the default
+                continue
+            values[name] = _convert(name, raw, type_)
         return cls(**values)
 
     @classmethod

@@ -23,7 +23,7 @@ How a line is read:
 4. Numbers, dates, times, money and percentages are read the Cantonese way by
    :mod:`romanizer.numbers` (``2024年`` -> ``ji6 ling4 ji6 sei3 nin4``, ``$100`` ->
    ``jat1 baak3 man1``); a number's whole reading sits on its first digit.
-5. Yale comes from the Jyutping through :func:`romanizer.yale.yale_parts`, with tone marks
+5. Yale comes from the Jyutping through :func:`romanizer.yale.to_yale`, with tone marks
    (``gām yaht``) and with tone numbers (``gam1 yat6``).
 
 The pipeline first normalises what the ASR wrote (:meth:`Romanizer.normalise`: Hong Kong
@@ -46,7 +46,7 @@ from core.text import join_words
 from romanizer.g2p import G2P
 from romanizer.numbers import DIGITS, NUMBER, read_money, read_number
 from romanizer.script import WIDTH, simplified_only
-from romanizer.yale import yale_parts
+from romanizer.yale import to_yale, yale_parts
 
 CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 TOKEN = re.compile(
@@ -188,7 +188,10 @@ class Romanizer:
         return _NARROW_PUNCT.sub(_widen, text)
 
     def read(self, text: str) -> Reading:
-        """Read a line as it is written (``scribe romanize``; the pipeline reads normalised lines).
+        """Read a line as it is written: what ``scribe romanize`` prints, and what the pipeline stores.
+
+        The pipeline reads each line after :meth:`normalise` and the clean-up of
+        ``romanizer.cleanup`` (``romanizer.service.romanize_chunk``).
 
         Args:
             text: Any line: Traditional or Simplified, with digits, Latin text, punctuation.
@@ -212,17 +215,6 @@ class Romanizer:
                 out.append(_token(text[start:end], kind, None))
         return Reading(text, tuple(out))
 
-    def line(self, raw: str) -> Reading:
-        """Normalise a line the ASR wrote and read it: what the pipeline stores and sends.
-
-        Args:
-            raw: One line as the ASR backend wrote it.
-
-        Returns:
-            The reading of the normalised line.
-        """
-        return self.read(self.normalise(raw))
-
 
 def _number(text: str, start: int, end: int) -> str | None:
     before = text[max(0, start - 1) : start]
@@ -235,19 +227,21 @@ def _number(text: str, start: int, end: int) -> str | None:
 def _token(text: str, kind: Kind, jyutping: str | None) -> Token:
     if jyutping is None:
         return Token(text, kind, None, None, tuple(_unread(char) for char in text))
+    yale = to_yale(jyutping)
     syllables = jyutping.split()
-    parts = [yale_parts(syllable) for syllable in syllables]
-    yale = " ".join(part[0] for part in parts if part) if all(parts) else None
     if kind == "number" and syllables != [DIGITS[int(char)] if char.isdigit() else "" for char in text]:
         # 100 is two syllables over three digits: the whole reading sits on the first digit.
-        numeric = " ".join(part[1] for part in parts if part) if all(parts) else None
-        first = Char(char=text[0], jyutping=jyutping, yale=yale, yale_numeric=numeric)
+        first = Char(char=text[0], jyutping=jyutping, yale=yale, yale_numeric=to_yale(jyutping, numbers=True))
         return Token(text, kind, jyutping, yale, (first, *(_unread(char) for char in text[1:])))
-    chars = tuple(
-        Char(char=char, jyutping=syllable, yale=part[0] if part else None, yale_numeric=part[1] if part else None)
-        for char, syllable, part in zip(text, syllables, parts, strict=True)
-    )
+    chars = tuple(_char(char, syllable) for char, syllable in zip(text, syllables, strict=True))
     return Token(text, kind, jyutping, yale, chars)
+
+
+def _char(char: str, syllable: str) -> Char:
+    parts = yale_parts(syllable)
+    if parts is None:
+        return Char(char=char, jyutping=syllable, yale=None, yale_numeric=None)
+    return Char(char=char, jyutping=syllable, yale=parts[0], yale_numeric=parts[1])
 
 
 def _unread(char: str) -> Char:

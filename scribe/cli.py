@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -119,8 +120,9 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
     async with runtime(settings, name="scribe-cli") as rt:
         await rt.start(SERVICES)
         job_id = await client.submit(rt.js, args.input, options=JobOptions(romanization=args.romanization))
-        async for event in client.follow(rt.js, job_id):
-            display.show(event)
+        async with contextlib.aclosing(client.follow(rt.js, job_id)) as events:
+            async for event in events:
+                display.show(event)
         if isinstance(event, Failed):
             print(f"scribe: {event.reason}", file=sys.stderr)
             return 1

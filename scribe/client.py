@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import msgspec
 from nats.aio.msg import Msg
@@ -54,7 +54,7 @@ async def submit(
     return job_id
 
 
-async def follow(js: JetStreamContext, job_id: str, *, after: int = -1) -> AsyncIterator[JobEvent]:
+async def follow(js: JetStreamContext, job_id: str, *, after: int = -1) -> AsyncGenerator[JobEvent, None]:
     """The job's events in order, from its first one to its ``Final`` or ``Failed`` (yielded last).
 
     Args:
@@ -65,6 +65,9 @@ async def follow(js: JetStreamContext, job_id: str, *, after: int = -1) -> Async
 
     Yields:
         ``Progress``, ``Partial`` and, last, ``Final`` or ``Failed``.
+
+    The subscription ends with the last event; a caller that may stop earlier wraps the
+    generator in ``contextlib.aclosing`` so it ends then too.
     """
     events: asyncio.Queue[bytes] = asyncio.Queue()
 

@@ -38,13 +38,24 @@ def services(*names: str) -> dict[str, Factory]:
 
 
 @contextlib.asynccontextmanager
-async def runtime(settings: Settings, name: str = "scribe") -> AsyncIterator[Runtime]:
-    """Start what the settings do not name (embedded NATS, PostgreSQL), connect, and stop it all on exit."""
-    async with infrastructure(settings) as settings, connected(settings, name, create_pool) as rt:
+async def runtime(
+    settings: Settings, name: str = "scribe", *, names: Sequence[str] | None = None
+) -> AsyncIterator[Runtime]:
+    """Start what the settings do not name (embedded NATS, PostgreSQL), connect, and stop it all on exit.
+
+    Args:
+        settings: The servers and limits.
+        name: The connection's name.
+        names: The services this process will run (``None``: all of them).
+    """
+    async with (
+        infrastructure(settings) as settings,
+        connected(settings, name, create_pool, services=names) as rt,
+    ):
         yield rt
 
 
 async def serve(settings: Settings, names: Sequence[str]) -> None:
     """Run the named services until SIGTERM or SIGINT, then drain."""
-    async with runtime(settings, name="-".join(names)) as rt:
+    async with runtime(settings, name="-".join(names), names=names) as rt:
         await run_until_signalled(rt, services(*names))

@@ -148,6 +148,8 @@ class Streamer:
     async def exhausted(self, data: bytes, deliveries: int) -> None:
         """A job JetStream gave up on: every streamer that took it died or hung."""
         job = job_submitted_decoder.decode(data)
+        # Its row may never have been made (the database was down on every delivery).
+        await repo.create_job(self.pool, job.job_id, job.source, user_id=job.user_id, options=job.options)
         dead = repo.DeadLetter(subjects.JOBS_SUBMITTED, None, deliveries, "streamer stopped responding")
         reason = "The input could not be processed: the streamer stopped responding; try again later."
         await self.fail(job.job_id, reason, dead_letter=dead)

@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from core.process import Runtime, connected
 from core.settings import Settings
 from scribe.embedded import EmbeddedNats, EmbeddedPostgres
 from store.db import create_pool
@@ -68,3 +69,10 @@ def settings(data_dir: Path) -> Settings:
 @pytest.fixture
 def job_id() -> str:
     return uuid.uuid4().hex
+
+
+@pytest.fixture
+async def rt(nats_url: str, database_url: str) -> AsyncIterator[Runtime]:
+    """A process's connections (no embedded servers, no services started) on the test's servers."""
+    async with connected(Settings(nats_url=nats_url, database_url=database_url), "test", create_pool) as runtime:
+        yield runtime

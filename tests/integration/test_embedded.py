@@ -58,10 +58,16 @@ async def test_topology_is_created_idempotently(nats_url: str) -> None:
         assert {"SCRIBE_JOBS", "SCRIBE_CHUNKS", "SCRIBE_SEGMENTS", "SCRIBE_EVENTS"} <= names
         info = await js.consumer_info("SCRIBE_CHUNKS", "transcriber")
         assert info.config.max_deliver == 7 and info.config.ack_wait == 12
-        # A later process with other limits brings the consumer to its own definition.
-        await bus.ensure_topology(js, Topology.from_settings(Settings(max_deliver=4, ack_wait_s=20)))
+        # A transcriber started with other limits brings its consumer to its own definition
+        # (4.1 s does not survive the nanosecond round trip exactly: it must still be accepted) ...
+        transcriber = Topology.from_settings(Settings(max_deliver=4, ack_wait_s=4.1))
+        await bus.ensure_topology(js, transcriber, owned=["transcriber"])
         info = await js.consumer_info("SCRIBE_CHUNKS", "transcriber")
-        assert info.config.max_deliver == 4 and info.config.ack_wait == 20
+        assert info.config.max_deliver == 4 and info.config.ack_wait == pytest.approx(4.1)
+        # ... and a streamer started without them leaves the transcribers' consumer alone.
+        await bus.ensure_topology(js, Topology.from_settings(Settings()), owned=["streamer"])
+        info = await js.consumer_info("SCRIBE_CHUNKS", "transcriber")
+        assert info.config.max_deliver == 4 and info.config.ack_wait == pytest.approx(4.1)
     finally:
         await nc.close()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,24 +16,18 @@ from core.messages import (
     InputEnded,
     JobEvent,
     JobOptions,
+    JobSubmitted,
     RawSegment,
     Usage,
     encoder,
     job_event_decoder,
 )
-from core.process import Runtime, connected
-from core.settings import Settings
+from core.process import Runtime
 from romanizer.service import RomanizerService
 from store import repo
-from store.db import create_pool
+from streamer.service import Streamer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def rt(nats_url: str, database_url: str) -> AsyncIterator[Runtime]:
-    async with connected(Settings(nats_url=nats_url, database_url=database_url), "test", create_pool) as runtime:
-        yield runtime
 
 
 async def _events(rt: Runtime, job_id: str) -> list[JobEvent]:
@@ -114,3 +107,12 @@ async def test_a_late_failure_after_final_leaves_the_job_done(rt: Runtime, pool,
     assert not any(isinstance(event, Failed) for event in events)
     assert isinstance(events[-1], Final) and events[-1].segment_count == 1
     assert await pool.fetchval("SELECT count(*) FROM dead_letters WHERE job_id = $1", job_id) == 1
+
+
+async def test_a_job_the_streamer_gave_up_on_fails_even_without_its_row(rt: Runtime, pool, job_id: str) -> None:
+    # Every delivery died before the row was made (the database was down): the job must still fail.
+    streamer = Streamer(rt.settings, rt.nc, rt.pool)
+    await streamer.exhausted(encoder.encode(JobSubmitted(job_id=job_id, source="clip.wav")), deliveries=3)
+    job = await repo.get_job(pool, job_id)
+    assert job is not None and job.status == "failed" and "stopped responding" in (job.reason or "")
+    assert await _events(rt, job_id) == [Failed(job_id=job_id, reason=job.reason or "")]

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import msgspec
 import pytest
 
-from core.messages import RawSegment, Word
+from core.messages import RawSegment, Segment, Word
 from romanizer.numbers import read_number
 from romanizer.romanize import Romanizer
 from romanizer.service import romanize_chunk
@@ -20,6 +20,14 @@ from scribe.cli import build_parser, romanize
 @pytest.fixture(scope="module")
 def romanizer() -> Iterator[Romanizer]:
     yield Romanizer()
+
+
+def pipeline(romanizer: Romanizer, raw: str) -> Segment:
+    """One ASR line through the romanizer service's path: normalise, clean up, read."""
+    (line,) = romanize_chunk(
+        romanizer, [RawSegment(start=0.0, end=1.0, text=raw)], chunk_seq=0, first_seq=0, previous=[]
+    )
+    return line
 
 
 # --- normalise ------------------------------------------------------------------------
@@ -66,30 +74,29 @@ def test_normalise_is_idempotent(romanizer: Romanizer, raw: str) -> None:
         "佢2024年買咗個iPhone 15, 用咗3.5年",
         "（笑）佢話「唔得」",
         "Hello, world. 你好",
-        "",
     ],
 )
 def test_words_spell_the_normalised_text(romanizer: Romanizer, raw: str) -> None:
-    line = romanizer.line(raw)
+    line = pipeline(romanizer, raw)
     assert "".join(word.text for word in line.words) == line.text == romanizer.normalise(raw)
 
 
 def test_simplified_input_gives_traditional_words(romanizer: Romanizer) -> None:
-    line = romanizer.line("我们今日去咗香港")
+    line = pipeline(romanizer, "我们今日去咗香港")
     assert line.text == "我們今日去咗香港"
     assert [w.text for w in line.words][:2] == ["我們", "今日"]
     assert line.jyutping == "ngo5 mun4 gam1 jat6 heoi3 zo2 hoeng1 gong2"
 
 
 def test_code_switching_keeps_english(romanizer: Romanizer) -> None:
-    line = romanizer.line("我今日好busy")
+    line = pipeline(romanizer, "我今日好busy")
     assert line.words[-1] == Word(text="busy", jyutping=None, yale=None)
     assert line.jyutping == "ngo5 gam1 jat6 hou2 busy"
     assert line.yale == "ngóh gām yaht hóu busy"
 
 
 def test_latin_words_get_no_romanization_even_when_pycantonese_knows_them(romanizer: Romanizer) -> None:
-    line = romanizer.line("OK啦")
+    line = pipeline(romanizer, "OK啦")
     assert line.words[0] == Word(text="OK", jyutping=None, yale=None)
     assert line.jyutping == "OK laa1"
 
@@ -100,7 +107,7 @@ def test_yale_has_tone_marks(romanizer: Romanizer) -> None:
 
 
 def test_punctuation_attaches_in_romanization_lines(romanizer: Romanizer) -> None:
-    line = romanizer.line("我係Peter，你呢？")
+    line = pipeline(romanizer, "我係Peter，你呢？")
     assert line.jyutping == "ngo5 hai6 Peter, nei5 ne1?"
     assert line.yale == "ngóh haih Peter, néih nē?"
     assert [w for w in line.words if w.text in "，？"] == [
@@ -110,7 +117,7 @@ def test_punctuation_attaches_in_romanization_lines(romanizer: Romanizer) -> Non
 
 
 def test_quotes_and_brackets(romanizer: Romanizer) -> None:
-    assert romanizer.line("（笑）佢話「唔得」").jyutping == '(siu3) keoi5 waa6 "m4 dak1"'
+    assert pipeline(romanizer, "（笑）佢話「唔得」").jyutping == '(siu3) keoi5 waa6 "m4 dak1"'
 
 
 @pytest.mark.parametrize(
@@ -125,7 +132,7 @@ def test_quotes_and_brackets(romanizer: Romanizer) -> None:
     ],
 )
 def test_digits_read_the_cantonese_way(romanizer: Romanizer, raw: str, jyutping: str) -> None:
-    assert romanizer.line(raw).jyutping == jyutping
+    assert pipeline(romanizer, raw).jyutping == jyutping
 
 
 def test_number_word_carries_yale(romanizer: Romanizer) -> None:
@@ -135,12 +142,12 @@ def test_number_word_carries_yale(romanizer: Romanizer) -> None:
 
 def test_money_is_read_with_its_unit_in_the_pipeline_too(romanizer: Romanizer) -> None:
     # The pipeline once dropped the dollar: "$ jat1 baak3 ..." where `scribe romanize` read "man1".
-    line = romanizer.line("$100同埋3.5%")
+    line = pipeline(romanizer, "$100同埋3.5%")
     assert line.jyutping == "$ jat1 baak3 man1 tung4 maai4 baak3 fan6 zi1 saam1 dim2 ng5"
 
 
 def test_unknown_character_stays_as_itself(romanizer: Romanizer) -> None:
-    line = romanizer.line("佢𪚥")
+    line = pipeline(romanizer, "佢𪚥")
     assert line.words[-1] == Word(text="𪚥", jyutping=None, yale=None)
     assert line.jyutping == "keoi5 𪚥"
     assert line.yale == "kéuih 𪚥"
@@ -163,7 +170,7 @@ def test_threads_share_one_romanizer(romanizer: Romanizer) -> None:
     results: dict[int, list[str]] = {}
 
     def work(index: int) -> None:
-        results[index] = [fresh.line(text).jyutping for text in list(expected) * 20]
+        results[index] = [pipeline(fresh, text).jyutping for text in list(expected) * 20]
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for thread in threads:
@@ -209,7 +216,7 @@ def test_lines_already_normal_read_the_same_raw_or_normalised(romanizer: Romaniz
     normal = [text for text in SAME_LINES if romanizer.normalise(text) == text]
     assert len(normal) >= 4
     for text, printed in zip(normal, _cli(normal), strict=True):
-        assert msgspec.to_builtins(romanizer.line(text).chars) == printed["chars"], text
+        assert msgspec.to_builtins(pipeline(romanizer, text).chars) == printed["chars"], text
 
 
 # --- numbers ---------------------------------------------------------------------------

@@ -65,6 +65,11 @@ def test_a_bad_value_names_the_variable_and_what_it_may_be(environ: dict[str, st
     assert str(info.value).startswith(message)
 
 
+def test_an_empty_choice_means_its_default() -> None:
+    settings = Settings.from_env({"SCRIBE_LOG_FORMAT": "", "SCRIBE_CHUNK_CODEC": " "})
+    assert (settings.log_format, settings.chunk_codec) == ("auto", "flac")
+
+
 def test_settings_made_in_code_are_checked_too() -> None:
     with pytest.raises(SettingsError, match="SCRIBE_CHUNK_CODEC='wav'"):
         Settings().with_(chunk_codec="wav")
