@@ -8,7 +8,6 @@ so a bad one stops the process at start with the variable's name and what it may
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import typing
@@ -211,4 +210,3 @@ _POSITIVE = (
     *("ack_wait_s", "max_deliver", "asr_beam_size", "openai_timeout_s"),
 )
 _NOT_NEGATIVE = ("chunk_first_max_s", "asr_workers", "asr_threads", "max_in_flight")
-assert {f.name for f in dataclasses.fields(Settings)} == set(_TYPES)

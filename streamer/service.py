@@ -23,7 +23,7 @@ from core import bus, subjects
 from core.messages import AudioChunk, InputEnded, JobSubmitted, Progress, job_submitted_decoder
 from core.process import Runtime
 from core.settings import Settings
-from core.topology import Topology
+from core.topology import Consumer
 from core.worker import consume, heartbeat
 from store import repo
 from streamer.encode import encode_for_bus
@@ -125,17 +125,17 @@ async def _in_thread(iterator_factory: Any, *args: Any) -> Any:
 class Streamer:
     """Consumes ``scribe.jobs.submitted`` and publishes chunks, progress and the end of input."""
 
-    def __init__(self, settings: Settings, nc: NATS, pool: asyncpg.Pool) -> None:
+    def __init__(self, settings: Settings, nc: NATS, pool: asyncpg.Pool, consumer: Consumer) -> None:
         self.settings = settings
         self.nc = nc
         self.js = nc.jetstream()
         self.pool = pool
-        self.consumer = Topology.from_settings(settings).streamer
+        self.consumer = consumer
 
     @classmethod
     async def open(cls, rt: Runtime) -> Streamer:
         """The streamer on a process's connections."""
-        return cls(rt.settings, rt.nc, rt.pool)
+        return cls(rt.settings, rt.nc, rt.pool, rt.topology.streamer)
 
     async def run(self, stop: asyncio.Event, concurrency: int = 2) -> None:
         await consume(

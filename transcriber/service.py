@@ -19,7 +19,7 @@ from core import bus, subjects
 from core.messages import AudioChunk, ChunkTranscribed, RawSegment, audio_chunk_decoder
 from core.process import Runtime
 from core.settings import Settings
-from core.topology import Topology
+from core.topology import Consumer
 from core.worker import backoff, consume, heartbeat
 from store import repo
 from transcriber.asr import AsrBackend, filename_for_codec, usage_for
@@ -32,19 +32,21 @@ logger = logging.getLogger(__name__)
 class Transcriber:
     """Consumes ``scribe.chunks`` with several chunks in flight; publishes ``scribe.segments.<job>``."""
 
-    def __init__(self, settings: Settings, nc: NATS, pool: asyncpg.Pool, backend: AsrBackend) -> None:
+    def __init__(
+        self, settings: Settings, nc: NATS, pool: asyncpg.Pool, consumer: Consumer, backend: AsrBackend
+    ) -> None:
         self.settings = settings
         self.nc = nc
         self.js = nc.jetstream()
         self.pool = pool
+        self.consumer = consumer
         self.backend = backend
-        self.consumer = Topology.from_settings(settings).transcriber
 
     @classmethod
     async def open(cls, rt: Runtime) -> Transcriber:
         """The transcriber on a process's connections; loads the ASR model (in a thread) first."""
         backend = await asyncio.to_thread(create_backend, rt.settings)
-        return cls(rt.settings, rt.nc, rt.pool, backend)
+        return cls(rt.settings, rt.nc, rt.pool, rt.topology.transcriber, backend)
 
     async def run(self, stop: asyncio.Event) -> None:
         await consume(

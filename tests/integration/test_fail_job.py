@@ -111,7 +111,7 @@ async def test_a_late_failure_after_final_leaves_the_job_done(rt: Runtime, pool,
 
 async def test_a_job_the_streamer_gave_up_on_fails_even_without_its_row(rt: Runtime, pool, job_id: str) -> None:
     # Every delivery died before the row was made (the database was down): the job must still fail.
-    streamer = Streamer(rt.settings, rt.nc, rt.pool)
+    streamer = Streamer(rt.settings, rt.nc, rt.pool, rt.topology.streamer)
     await streamer.exhausted(encoder.encode(JobSubmitted(job_id=job_id, source="clip.wav")), deliveries=3)
     job = await repo.get_job(pool, job_id)
     assert job is not None and job.status == "failed" and "stopped responding" in (job.reason or "")
