@@ -6,6 +6,7 @@ rebind), follows redirects by hand and vets every hop.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import io
 import logging
@@ -17,7 +18,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from streamer.errors import TooLarge, UnreachableURL
-from streamer.guard import AddressPolicy, Target, vet
+from streamer.guard import AddressPolicy, BlockedConnection, Target, lookup_failure_reason, vet
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ DEFAULT_TIMEOUT_S = 20.0
 _REDIRECTS = (301, 302, 303, 307, 308)
 # Headers that must not follow a redirect to another host.
 _CREDENTIAL_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
+_NO_NETWORK = frozenset({errno.ENETUNREACH, errno.ENETDOWN})
+_NO_ROUTE = frozenset({errno.EHOSTUNREACH, errno.EHOSTDOWN})
 
 
 def _connect_any(target: Target, timeout_s: float) -> socket.socket:
@@ -75,13 +78,48 @@ def network_reason(host: str, exc: BaseException) -> str:
     Returns:
         A sentence saying what went wrong and what to do.
     """
+    known = known_network_reason(host, exc)
+    if known is not None:
+        return known
+    return f"The server {host} could not be reached. Check the link and try again later."
+
+
+def known_network_reason(host: str, exc: BaseException) -> str | None:
+    """What to tell the user about ``exc``, when it is a network failure this function knows.
+
+    Tells apart what the user can fix (a name that does not exist, a server that refuses) from what
+    they cannot (this machine has no network or no working DNS).
+
+    Args:
+        host: The server's name, as in the link.
+        exc: Any exception; only network errors get a sentence.
+
+    Returns:
+        A sentence saying what went wrong and what to do, or None for any other exception.
+    """
+    if isinstance(exc, BlockedConnection):
+        return exc.blocked.reason
+    if isinstance(exc, socket.gaierror):
+        return lookup_failure_reason(host, exc)
     if isinstance(exc, TimeoutError):
         return f"The server {host} did not answer in time. Try again later or check the link."
     if isinstance(exc, ConnectionRefusedError):
         return f"The server {host} refused the connection. Check the link and try again later."
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"The server {host} sent a certificate that could not be verified, so no secure connection was "
+            "made (TLS error). Check the link."
+        )
     if isinstance(exc, ssl.SSLError):
         return f"A secure connection to {host} could not be set up (TLS error). Check the link."
-    return f"The server {host} could not be reached. Check the link and try again later."
+    if isinstance(exc, OSError) and exc.errno in _NO_NETWORK:
+        return (
+            f"This service could not reach {host}: its machine has no network connection. "
+            "The link is probably fine; try again later."
+        )
+    if isinstance(exc, OSError) and exc.errno in _NO_ROUTE:
+        return f"This service found no network route to {host}: its own network or the site's is down. Try again later."
+    return None
 
 
 class HttpStream(io.RawIOBase):

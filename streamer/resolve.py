@@ -18,7 +18,7 @@ from yt_dlp.networking.exceptions import HTTPError as YtHTTPError
 from yt_dlp.networking.exceptions import TransportError as YtTransportError
 from yt_dlp.utils import DownloadCancelled, DownloadError, ExtractorError, GeoRestrictedError, UnsupportedError
 
-from streamer.download import DEFAULT_TIMEOUT_S, network_reason
+from streamer.download import DEFAULT_TIMEOUT_S, known_network_reason, network_reason
 from streamer.errors import InputError, TooLarge, TooLong, UnreachableURL, UnsupportedInput
 from streamer.guard import AddressPolicy, BlockedConnection, vet, vetting_connections
 
@@ -73,7 +73,9 @@ class _GuardedYoutubeDL(yt_dlp.YoutubeDL):
         self._policy = policy
 
     def urlopen(self, req: Any) -> Any:
-        vet(req if isinstance(req, str) else req.url, self._policy)
+        # A str, a yt-dlp Request (.url) or a legacy urllib Request (.get_full_url()).
+        url = req if isinstance(req, str) else getattr(req, "url", None) or req.get_full_url()
+        vet(url, self._policy)
         response = super().urlopen(req)
         final = getattr(response, "url", None)
         if final:
@@ -103,7 +105,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 
 def _network_error(causes: list[BaseException], host: str) -> InputError | None:
-    """Our refusal, an HTTP error status or a transport failure among ``causes``, in that order."""
+    """Our refusal, an HTTP error status, a known network failure or any transport failure among ``causes``."""
     for cause in causes:
         if isinstance(cause, InputError):
             return cause
@@ -115,10 +117,15 @@ def _network_error(causes: list[BaseException], host: str) -> InputError | None:
                 f"The server {host} answered HTTP {cause.status}. "
                 "Check that the link works in a browser and is public, then try again."
             )
+    # yt-dlp wraps the socket error (TransportError -> URLError -> gaierror): say what the innermost
+    # known failure was, not what the wrapper was.
+    for cause in causes:
+        known = known_network_reason(host, cause)
+        if known is not None:
+            return UnreachableURL(known)
     for cause in causes:
         if isinstance(cause, YtTransportError | OSError):
-            inner = cause.cause if isinstance(cause, YtTransportError) else cause
-            return UnreachableURL(network_reason(host, inner if isinstance(inner, BaseException) else cause))
+            return UnreachableURL(network_reason(host, cause))
     return None
 
 
@@ -185,6 +192,12 @@ def _params(match_filter: Callable[..., str | None], *, max_bytes: int, timeout_
         "cachedir": False,
         "logger": _YtLogger(),
         "color": "no_color",
+        # Spelled out although they are yt-dlp's defaults: no local files, no credentials from this
+        # machine, no formats a player could not use. No postprocessors, exec, external downloader,
+        # cookie file or info file either: yt-dlp never downloads here (HttpStream does).
+        "enable_file_urls": False,
+        "usenetrc": False,
+        "allow_unplayable_formats": False,
     }
 
 
