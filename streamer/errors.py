@@ -25,6 +25,8 @@ from __future__ import annotations
 def human_duration(seconds: float) -> str:
     """``"45 seconds"``, ``"4 min 38 s"``, ``"2 h 05 min"``."""
     seconds = max(0, round(seconds))
+    if seconds == 1:
+        return "1 second"
     if seconds < 120:
         return f"{seconds} seconds"
     minutes, secs = divmod(seconds, 60)

@@ -19,7 +19,16 @@ import av.error
 import numpy as np
 
 from streamer.chunker import SAMPLE_RATE, Chunker, Piece
-from streamer.errors import CorruptMedia, InputError, NoAudioStream, NotMedia, SourceNotFound, TooLong, UnsupportedInput
+from streamer.errors import (
+    CorruptMedia,
+    InputError,
+    NoAudioStream,
+    NotMedia,
+    SourceNotFound,
+    TooLong,
+    UnsupportedInput,
+    human_duration,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +36,16 @@ logger = logging.getLogger(__name__)
 MAX_BAD_PACKETS = 20
 # Decoding may run this far past max_duration_s before TooLong: metadata and decoders disagree slightly.
 _DURATION_GRACE_S = 1.0
-# An input that stops this much short of its declared duration is reported as truncated.
-_EARLY_END_MIN_S = 2.0
-_EARLY_END_FRACTION = 0.1
+# An input that stops this much short of its declared duration is reported as truncated
+# (encoder delay and padding make declared and decoded durations differ by a few frames).
+_EARLY_END_MIN_S = 0.25
+_EARLY_END_FRACTION = 0.02
 # Demuxers that read other files or URLs named in the input, or that are not media at all.
 _MANIFEST_FORMATS = frozenset({"hls", "applehttp", "concat", "dash", "sdp", "rtsp", "rtp", "ffmetadata", "lavfi"})
 _TEXT_FORMATS = frozenset({"tty", "srt", "webvtt", "ass", "subviewer", "subviewer1", "microdvd", "jacosub"})
+_IMAGE_CODECS = frozenset(
+    {"png", "apng", "mjpeg", "jpeg2000", "jpegls", "bmp", "gif", "webp", "tiff", "qoi", "ppm", "pgm"}
+)
 _MEDIA_MAGIC = (b"ID3", b"RIFF", b"RF64", b"OggS", b"fLaC", b"\x1aE\xdf\xa3", b"FORM", b"#!AMR", b"MAC ", b"wvpk")
 
 
@@ -104,6 +117,53 @@ def _index_at_end(head: bytes) -> bool:
     return False
 
 
+def _size(file: BinaryIO) -> int | None:
+    """The size of a file on disk, or None for a stream."""
+    try:
+        return os.fstat(file.fileno()).st_size
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def _ogg_unterminated(file: BinaryIO) -> bool:
+    """Whether a seekable Ogg file lacks its end-of-stream page: it was cut short.
+
+    Ogg has no duration in its header; its last page carries an end-of-stream flag instead.
+    """
+    if not file.seekable():
+        return False
+    position = file.tell()
+    try:
+        end = file.seek(0, os.SEEK_END)
+        file.seek(max(0, end - 65_536))
+        tail = file.read()
+    finally:
+        file.seek(position)
+    last = tail.rfind(b"OggS")
+    return last < 0 or last + 5 >= len(tail) or not tail[last + 5] & 0x04
+
+
+def _wav_duration(head: bytes) -> float | None:
+    """The duration a WAV header declares (its data size over its byte rate), if ``head`` is a WAV header.
+
+    A data size of 0 or 0xFFFFFFFF means "unknown" (written while streaming) and gives None.
+    """
+    if not (head.startswith(b"RIFF") and head[8:12] == b"WAVE"):
+        return None
+    byte_rate: int | None = None
+    offset = 12
+    while offset + 8 <= len(head):
+        kind, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if kind == b"fmt " and offset + 16 <= len(head):
+            byte_rate = int.from_bytes(head[offset + 16 : offset + 20], "little")
+        elif kind == b"data":
+            if not byte_rate or size in (0, 0xFFFFFFFF):
+                return None
+            return size / byte_rate
+        offset += 8 + size + (size & 1)
+    return None
+
+
 def _has_media_magic(head: bytes) -> bool:
     if head.startswith(_MEDIA_MAGIC) or head[4:8] == b"ftyp" or head[:4] == b"\x30\x26\xb2\x75":
         return True
@@ -140,9 +200,9 @@ def open_media(
         try:
             owned = file = open(source, "rb")  # the reader owns it until close()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise SourceNotFound("The uploaded file could not be found. Upload it again.") from exc
+            raise SourceNotFound(f"There is no file at {source}: it was moved or deleted. Send it again.") from exc
         except PermissionError as exc:
-            raise SourceNotFound("The uploaded file could not be read. Upload it again.") from exc
+            raise SourceNotFound(f"{source} cannot be read: permission denied. Check its permissions.") from exc
     else:
         file = source
         if close_source:
@@ -156,7 +216,14 @@ def open_media(
                 "Upload the file instead, or export it with the 'fast start' option."
             )
         container = _open_container(file, head)
-        return MediaReader(container, max_duration_s=max_duration_s, file=owned)
+        return MediaReader(
+            container,
+            max_duration_s=max_duration_s,
+            file=owned,
+            header_duration=_wav_duration(head),
+            file_size=_size(file),
+            unterminated=head.startswith(b"OggS") and _ogg_unterminated(file),
+        )
     except BaseException:
         if owned is not None:
             owned.close()
@@ -204,14 +271,23 @@ class MediaReader:
 
     Attributes:
         duration: Seconds, from the container metadata when it says (None for many streams).
+        declared_duration: What the file's header claims, when that is more (a truncated WAV).
         format_name: The demuxer's name, e.g. ``"mp3"`` or ``"mov,mp4,m4a,3gp,3g2,mj2"``.
         codec_name: The audio decoder's name.
         decoded_s: Seconds of audio decoded so far.
         bad_packets: Packets that failed to decode and were skipped.
+        warnings: What was lost from a damaged input, for the user, once ``pieces`` has ended.
     """
 
     def __init__(
-        self, container: av.container.InputContainer, *, max_duration_s: float, file: BinaryIO | None = None
+        self,
+        container: av.container.InputContainer,
+        *,
+        max_duration_s: float,
+        file: BinaryIO | None = None,
+        header_duration: float | None = None,
+        file_size: int | None = None,
+        unterminated: bool = False,
     ) -> None:
         self._container = container
         self._file = file
@@ -220,10 +296,16 @@ class MediaReader:
         self.format_name = container.format.name
         self.decoded_s = 0.0
         self.bad_packets = 0
+        self.warnings: list[str] = []
+        self._warned_short = False
+        self._unterminated = unterminated
         try:
             self._stream = self._pick_stream()
             self.codec_name = self._stream.codec_context.name
             self.duration = self._metadata_duration()
+            # FFmpeg trusts the file size over a WAV header's claim; the claim shows a truncated file.
+            claimed = None if self._estimated_from_size(file_size) else self.duration
+            self.declared_duration = max(header_duration or 0.0, claimed or 0.0) or None
             if self.duration is not None and self.duration > max_duration_s:
                 raise TooLong.over_limit(self.duration, max_duration_s)
         except BaseException:
@@ -233,6 +315,10 @@ class MediaReader:
     def _pick_stream(self) -> av.audio.stream.AudioStream:
         streams = self._container.streams
         if not streams.audio:
+            if self._is_image():
+                raise NotMedia(
+                    "This is a picture, not audio or video. Upload a recording (for example MP3, M4A or MP4)."
+                )
             if streams.video:
                 raise NoAudioStream(
                     "This video has no sound track, so there is nothing to transcribe. Send a file with audio."
@@ -244,6 +330,22 @@ class MediaReader:
                 "The audio in this file uses a codec the service cannot decode. Convert it to MP3, M4A or WAV."
             )
         return stream
+
+    def _is_image(self) -> bool:
+        """A still image (PNG, JPEG, GIF...): FFmpeg opens those as one-stream "videos"."""
+        name = self.format_name
+        if name == "image2" or name.endswith("_pipe") or name in ("gif", "apng", "webp"):
+            return True
+        codecs = {stream.codec_context.name for stream in self._container.streams.video if stream.codec_context}
+        return bool(codecs) and codecs <= _IMAGE_CODECS
+
+    def _estimated_from_size(self, file_size: int | None) -> bool:
+        """Whether the metadata duration is only the file's size over its bit rate (MP3 without a
+        frame count, files joined end to end): such an estimate cannot show that a file is cut short."""
+        bit_rate = self._stream.bit_rate
+        if self.duration is None or not file_size or not bit_rate:
+            return False
+        return abs(file_size * 8 / bit_rate - self.duration) <= 0.05 * self.duration
 
     def _metadata_duration(self) -> float | None:
         if self._container.duration is not None and self._container.duration > 0:
@@ -270,11 +372,12 @@ class MediaReader:
     def pieces(self, *, min_s: float, max_s: float, silence_dbfs: float, first_max_s: float) -> Iterator[Piece]:
         """Decode and yield pieces as soon as each one is cut (blocking; run it in a thread).
 
-        Damage policy: a packet that fails to decode is skipped, as ffmpeg does, up to
-        ``MAX_BAD_PACKETS``. When the data breaks off (a demuxer error, too many bad packets, or the
-        audio ending well short of the declared duration, i.e. a truncated file), every piece decoded
-        so far is still yielded, and ``CorruptMedia`` is raised after the last one, with
-        ``decoded_s`` saying how much was good. The service can keep that partial transcript.
+        Damage policy: what is sound is kept. A packet that fails to decode is skipped, as ffmpeg
+        does; a change of sample rate or channels mid-stream (two files joined) is followed. When
+        the data breaks off (a demuxer error, or mostly undecodable packets) or the audio ends well
+        short of what the header declares (a truncated file, a lying header), every piece decoded
+        so far is still yielded, the decoding ends normally, and ``warnings`` says what was lost.
+        Only input with no decodable audio at all raises ``CorruptMedia``.
 
         Args:
             min_s: Shortest piece (except the last and silent ones).
@@ -288,42 +391,55 @@ class MediaReader:
 
         Raises:
             TooLong: Decoded time passed ``max_duration_s`` (pieces before that were yielded).
-            CorruptMedia: See the damage policy above.
+            CorruptMedia: Nothing could be decoded.
             TooLarge, UnreachableURL: From an ``HttpStream`` source during the download.
         """
         chunker = Chunker(min_s=min_s, max_s=max_s, silence_dbfs=silence_dbfs, first_max_s=first_max_s)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        resampler = _Resampler()
         decoded = 0
+        for frame in self._frames():
+            try:
+                resampled = list(resampler.resample(frame))
+            except (av.error.FFmpegError, ValueError) as exc:  # a damaged frame the resampler cannot take
+                logger.info("skipped unresamplable frame", extra={"error": str(exc)[:200]})
+                self.bad_packets += 1
+                resampler = _Resampler()
+                continue
+            for samples in resampled:
+                decoded = yield from self._feed(chunker, samples, decoded)
+        for samples in resampler.flush():
+            decoded = yield from self._feed(chunker, samples, decoded)
+        yield from chunker.flush()
+        self._check_complete(decoded)
+
+    def _frames(self) -> Iterator[av.AudioFrame]:
+        """The decoded frames, skipping bad packets; stops early (with a warning) where the data breaks off."""
         packets = self._container.demux(self._stream)
+        good = 0
         while True:
             try:
                 packet = next(packets)
             except StopIteration:
-                break
+                return
             except InputError:
                 raise
             except (av.error.FFmpegError, OSError, ValueError) as exc:
                 if isinstance(exc.__context__, InputError):
                     raise exc.__context__ from exc
-                logger.warning("demux failed", extra={"decoded_s": decoded / SAMPLE_RATE, "error": str(exc)[:200]})
-                yield from chunker.flush()
-                raise self._corrupt(decoded) from exc
+                logger.warning("demux failed", extra={"decoded_s": self.decoded_s, "error": str(exc)[:200]})
+                self._broke_off()
+                return
             try:
                 frames = packet.decode()
             except (av.error.FFmpegError, ValueError) as exc:
                 self.bad_packets += 1
                 logger.info("skipped undecodable packet", extra={"bad_packets": self.bad_packets, "error": str(exc)})
-                if self.bad_packets > MAX_BAD_PACKETS:
-                    yield from chunker.flush()
-                    raise self._corrupt(decoded) from exc
+                if self.bad_packets > MAX_BAD_PACKETS and self.bad_packets > good:  # mostly garbage from here
+                    self._broke_off()
+                    return
                 continue
-            for frame in frames:
-                for out in resampler.resample(frame):
-                    decoded = yield from self._feed(chunker, out.to_ndarray().reshape(-1), decoded)
-        for out in resampler.resample(None):
-            decoded = yield from self._feed(chunker, out.to_ndarray().reshape(-1), decoded)
-        yield from chunker.flush()
-        self._check_complete(decoded)
+            good += 1
+            yield from cast(list[av.AudioFrame], frames)
 
     def _feed(self, chunker: Chunker, samples: np.ndarray, decoded: int) -> Generator[Piece, None, int]:
         decoded += len(samples)
@@ -333,31 +449,86 @@ class MediaReader:
         yield from chunker.feed(samples)
         return decoded
 
-    def _corrupt(self, decoded: int) -> CorruptMedia:
-        decoded_s = decoded / SAMPLE_RATE
-        if decoded == 0:
-            return CorruptMedia(
-                "The file is damaged: no audio could be decoded from it. Export or download it again and retry.",
-                decoded_s=0.0,
+    def _broke_off(self) -> None:
+        if self.decoded_s > 0:
+            self.warnings.append(
+                f"The file is damaged after {human_duration(self.decoded_s)}: only the part before that was "
+                "transcribed. Export or download it again for the rest."
             )
-        return CorruptMedia(
-            f"The file is damaged after {decoded_s:.0f} seconds; only the part before that was transcribed. "
-            "Export or download it again and retry for the rest.",
-            decoded_s=decoded_s,
-        )
+            self._warned_short = True
 
     def _check_complete(self, decoded: int) -> None:
         decoded_s = decoded / SAMPLE_RATE
         if decoded == 0:
-            raise self._corrupt(0)
+            raise CorruptMedia(
+                "The file is damaged: no audio could be decoded from it. Export or download it again and retry.",
+                decoded_s=0.0,
+            )
         if self.bad_packets:
-            logger.warning("decoded with skipped packets", extra={"bad_packets": self.bad_packets})
-        if self.duration is not None:
-            shortfall = self.duration - decoded_s
-            if shortfall > max(_EARLY_END_MIN_S, _EARLY_END_FRACTION * self.duration):
-                raise CorruptMedia(
-                    f"The file stops after {decoded_s:.0f} of its {self.duration:.0f} seconds: it is probably "
-                    "truncated (an incomplete upload or download). Only that part was transcribed; "
-                    "send the complete file for the rest.",
-                    decoded_s=decoded_s,
+            logger.info("decoded with skipped packets", extra={"bad_packets": self.bad_packets})
+            self.warnings.append(
+                f"Parts of the file are damaged: the audio skips over {_stretches(self.bad_packets)} that could "
+                "not be decoded."
+            )
+        if self._unterminated and not self._warned_short:
+            self.warnings.append(
+                f"The file breaks off after {human_duration(decoded_s)} without its proper end: it is probably "
+                "truncated (an incomplete upload or download). What it holds was transcribed; send the complete "
+                "file for the rest."
+            )
+            return
+        declared = self.declared_duration
+        if declared is not None and not self._warned_short:
+            shortfall = declared - decoded_s
+            if shortfall > max(_EARLY_END_MIN_S, _EARLY_END_FRACTION * declared):
+                self.warnings.append(
+                    f"The file says it lasts {human_duration(declared)} but stops after {human_duration(decoded_s)}: "
+                    "it is probably truncated (an incomplete upload or download). What it holds was transcribed; "
+                    "send the complete file for the rest."
                 )
+
+
+def _stretches(count: int) -> str:
+    return "1 short stretch" if count == 1 else f"{count} short stretches"
+
+
+class _Resampler:
+    """Resamples any decoded audio to 16 kHz mono float32, following format changes mid-stream.
+
+    PyAV's ``AudioResampler`` is set up by the first frame it sees and refuses frames of
+    another rate or layout; joined or damaged files change both. A new resampler is made
+    (after draining the old one) whenever the input format changes.
+    """
+
+    def __init__(self) -> None:
+        self._resampler: av.AudioResampler | None = None
+        self._input: tuple[str, str, int] | None = None
+
+    def resample(self, frame: av.AudioFrame) -> Iterator[np.ndarray]:
+        """Mono 16 kHz samples of ``frame`` (possibly none yet: the resampler buffers)."""
+        if not frame.sample_rate or not frame.samples:
+            return
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if key != self._input:
+            if self._input is not None:
+                logger.info("audio format changed", extra={"before": self._input, "after": key})
+            yield from self.flush()
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            self._input = key
+        assert self._resampler is not None
+        for out in self._resampler.resample(frame):
+            yield _finite(out.to_ndarray().reshape(-1))
+
+    def flush(self) -> Iterator[np.ndarray]:
+        """What the current resampler still holds."""
+        if self._resampler is not None:
+            for out in self._resampler.resample(None):
+                yield _finite(out.to_ndarray().reshape(-1))
+            self._resampler = None
+
+
+def _finite(samples: np.ndarray) -> np.ndarray:
+    """Damaged float streams can decode to NaN, infinity or huge values: keep them in [-1, 1]."""
+    if not np.isfinite(samples).all():
+        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(samples, -1.0, 1.0, out=samples)

@@ -152,3 +152,65 @@ def make_playlist(directory: Path, name: str = "list.m3u8") -> Path:
         "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n", encoding="utf-8"
     )
     return path
+
+
+def make_joined_mp3(directory: Path, *, seconds: float = 8.0) -> Path:
+    """Two MP3s joined byte for byte (``cat a.mp3 b.mp3``): 16 kHz mono, then 44.1 kHz stereo.
+
+    The sample rate and the channels change mid-stream, as in files pasted together.
+    """
+    first = make_audio(directory, ".mp3", clip=AUDIO / "sherpa_yue-6.wav", seconds=seconds, name="first")
+    second = directory / "second.mp3"
+    samples = load_samples(AUDIO / "sherpa_yue-15.wav", seconds=seconds)
+    with av.open(str(second), "w", format="mp3") as out:
+        stream = out.add_stream("libmp3lame", rate=44100, layout="stereo")
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=44100)
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = RATE
+        for resampled in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(resampled):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    path = directory / "joined.mp3"
+    path.write_bytes(first.read_bytes() + second.read_bytes())
+    return path
+
+
+def make_noise_file(directory: Path, seconds: float = 20.0, *, dbfs: float = -20.0, suffix: str = ".ogg") -> Path:
+    """Loud white noise: sound, but no speech."""
+    return write_audio(directory / f"noise{suffix}", silence(seconds, noise_dbfs=dbfs, seed=7))
+
+
+def make_cut_wav(directory: Path, *, keep: float, clip: Path = CLIP) -> Path:
+    """A WAV whose bytes stop at ``keep`` of the file: its header still declares the whole clip."""
+    whole = write_audio(directory / "whole.wav", load_samples(clip))
+    data = whole.read_bytes()
+    path = directory / f"cut_{int(keep * 100)}.wav"
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def make_lying_wav(directory: Path, *, claims_s: float, holds_s: float, clip: Path = CLIP) -> Path:
+    """A WAV header that declares ``claims_s`` of audio over only ``holds_s`` of it."""
+    whole = write_audio(directory / "honest.wav", load_samples(clip, seconds=holds_s)).read_bytes()
+    data_at = whole.index(b"data")
+    claimed = min(int(claims_s * RATE * 2), 0xFFFFFFFE)
+    lying = bytearray(whole)
+    lying[data_at + 4 : data_at + 8] = claimed.to_bytes(4, "little")
+    lying[4:8] = min(claimed + data_at, 0xFFFFFFFE).to_bytes(4, "little")
+    path = directory / "lying.wav"
+    path.write_bytes(bytes(lying))
+    return path
+
+
+def make_png(directory: Path) -> Path:
+    """A small PNG picture."""
+    path = directory / "picture.png"
+    with av.open(str(path), "w", format="image2") as out:
+        stream = out.add_stream("png")
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "rgb24"
+        frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), dtype=np.uint8), format="rgb24")
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return path
