@@ -108,6 +108,7 @@ class InputEnded(Base, frozen=True, tag="input_ended"):
     job_id: str
     total_chunks: int
     duration: float
+    warnings: list[str] = []  # what a damaged input lost; the rest was decoded
 
 
 SegmentsEvent = ChunkTranscribed | ChunkFailed | InputEnded
@@ -184,6 +185,7 @@ class Final(Base, frozen=True, tag="final"):
     duration: float
     segment_count: int
     usage: Usage
+    warnings: list[str] = []  # the job succeeded with what it heard; these say what was lost
 
 
 class Failed(Base, frozen=True, tag="failed"):
@@ -205,6 +207,7 @@ class Transcript(Base, frozen=True):
     duration: float
     segments: list[Segment]
     usage: Usage
+    warnings: list[str] = []
 
 
 # One encoder and one decoder per type, reused.

@@ -71,6 +71,8 @@ _KINDS: dict[str | None, Kind] = {
 }
 _CURRENCY = frozenset("$＄")
 _MONEY_UNITS = frozenset("蚊元個")  # $100蚊 already says its unit
+# Never shown: U+FFFD and C0/C1 controls other than whitespace.
+_UNSHOWABLE = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"\s+")
 # Half-width punctuation written right after a Chinese character, and followed by another
 # Chinese character or the end of the line, is Chinese punctuation that Whisper wrote narrow.
@@ -176,7 +178,8 @@ class Romanizer:
         Hong Kong Traditional as :meth:`traditional` makes it, whitespace collapsed to single
         spaces, and ``, . ? ! : ;`` written as ``，。？！：；`` where they follow a Chinese
         character (and precede one or end the line). Latin text and digits are kept.
-        Normalising twice changes nothing.
+        Replacement characters (U+FFFD: half a character the model wrote from damaged audio)
+        and control characters are dropped. Normalising twice changes nothing.
 
         Args:
             text: One line as the ASR backend wrote it.
@@ -184,6 +187,7 @@ class Romanizer:
         Returns:
             The normalised line.
         """
+        text = _UNSHOWABLE.sub("", text)
         text = _SPACES.sub(" ", self.traditional(text)).strip()
         return _NARROW_PUNCT.sub(_widen, text)
 

@@ -39,6 +39,12 @@ from store import repo
 
 logger = logging.getLogger(__name__)
 
+NOTHING_HEARD = (
+    "No words could be made out: the audio has sound where speech was expected, but the speech "
+    "model heard no words in it (noise, music, or very unclear speech). Check that the recording "
+    "has someone speaking clearly."
+)
+
 
 def romanize_chunk(
     romanizer: Romanizer, raw: list[RawSegment], *, chunk_seq: int, first_seq: int, previous: list[str]
@@ -135,7 +141,13 @@ class RomanizerService:
                     conn, event.job_id, event.seq, offset=event.offset, duration=event.duration, segments=event.segments
                 )
             case InputEnded():
-                await repo.set_input_ended(conn, event.job_id, total_chunks=event.total_chunks, duration=event.duration)
+                await repo.set_input_ended(
+                    conn,
+                    event.job_id,
+                    total_chunks=event.total_chunks,
+                    duration=event.duration,
+                    warnings=event.warnings,
+                )
             case ChunkFailed():  # from a transcriber of an integrator's: ours fail the job themselves
                 reason = f"Part of the audio (chunk {event.seq}) could not be transcribed: {event.reason}"
                 await self.fail(conn, event.job_id, reason)
@@ -166,6 +178,9 @@ class RomanizerService:
             await repo.advance(conn, job_id, next_chunk=next_chunk, next_segment=next_segment)
         if job.total_chunks is None or next_chunk < job.total_chunks:
             return None
+        if next_segment == 0:  # every chunk came back empty: an empty transcript is no success
+            await self.fail(conn, job_id, " ".join([NOTHING_HEARD, *job.warnings]))
+            return None
         await repo.finish_job(conn, job_id)
         logger.info("job done", extra={"job_id": job_id, "segments": next_segment})
         return await self.final_event(conn, job_id)
@@ -174,4 +189,10 @@ class RomanizerService:
         job = await repo.get_job(conn, job_id)
         assert job is not None
         usage = await repo.job_usage(conn, job_id)
-        return Final(job_id=job_id, duration=job.duration or 0.0, segment_count=job.next_segment, usage=usage)
+        return Final(
+            job_id=job_id,
+            duration=job.duration or 0.0,
+            segment_count=job.next_segment,
+            usage=usage,
+            warnings=job.warnings,
+        )

@@ -23,6 +23,7 @@ Executor: TypeAlias = "asyncpg.Connection[Any] | asyncpg.Pool[Any]"
 _raw_segments = msgspec.json.Decoder(list[RawSegment])
 _words = msgspec.json.Decoder(list[Word])
 _chars = msgspec.json.Decoder(list[Char])
+_warnings = msgspec.json.Decoder(list[str])
 _json = msgspec.json.Encoder()
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class JobRow:
     total_chunks: int | None
     next_chunk: int
     next_segment: int
+    warnings: list[str]
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> JobRow:
@@ -54,6 +56,7 @@ class JobRow:
             total_chunks=r["total_chunks"],
             next_chunk=r["next_chunk"],
             next_segment=r["next_segment"],
+            warnings=_warnings.decode(r["warnings"]),
         )
 
     @property
@@ -154,12 +157,16 @@ async def fail_job(
     return str(row["status"])
 
 
-async def set_input_ended(db: Executor, job_id: str, *, total_chunks: int, duration: float) -> None:
+async def set_input_ended(
+    db: Executor, job_id: str, *, total_chunks: int, duration: float, warnings: list[str] | None = None
+) -> None:
+    """Record how many chunks the job has, how long it is, and what its damaged input lost."""
     await db.execute(
-        "UPDATE jobs SET total_chunks = $2, duration = $3, updated_at = now() WHERE id = $1",
+        "UPDATE jobs SET total_chunks = $2, duration = $3, warnings = $4, updated_at = now() WHERE id = $1",
         job_id,
         total_chunks,
         duration,
+        _json.encode(warnings or []).decode(),
     )
 
 
@@ -308,4 +315,5 @@ async def transcript(db: Executor, job_id: str) -> Transcript | None:
         duration=job.duration or 0.0,
         segments=await segments(db, job_id),
         usage=await job_usage(db, job_id),
+        warnings=job.warnings,
     )

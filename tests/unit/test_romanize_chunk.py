@@ -27,3 +27,12 @@ def test_loops_collapse_and_repeats_across_the_border_are_dropped() -> None:
     assert "啱啱啱啱" not in lines[0].text
     again = romanize_chunk(ROMANIZER, _raw("多謝大家", "再見"), chunk_seq=1, first_seq=2, previous=["多謝大家"])
     assert [line.text for line in again] == ["再見"] and again[0].seq == 2
+
+
+def test_replacement_characters_never_reach_the_text_or_the_readings() -> None:
+    # Half a character from damaged audio decodes to U+FFFD; a line of nothing else is dropped.
+    raw = _raw("我哋\ufffd今日去\ufffd\ufffd香港\x07", "\ufffd\ufffd")
+    [line] = romanize_chunk(ROMANIZER, raw, chunk_seq=0, first_seq=0, previous=[])
+    assert line.text == "我哋今日去香港"
+    assert [c.char for c in line.chars] == list("我哋今日去香港")
+    assert all(c.jyutping for c in line.chars)
