@@ -14,7 +14,7 @@ from nats.js import api as js_api
 
 from core import subjects
 from core.messages import Failed, Final, JobEvent, Partial, encoder
-from core.topology import Consumer, Topology
+from core.topology import Bucket, Consumer, Topology
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ async def ensure_topology(js: JetStreamContext, topology: Topology, owned: Colle
                 f"stream {stream.name} exists with settings that cannot be changed to ours ({exc.description}); "
                 f"remove it (nats stream rm {stream.name}) or point SCRIBE_NATS_URL at another server"
             ) from exc
+    await _ensure_bucket(js, topology.uploads)
     for consumer in topology.consumers:
         if owned is None or consumer.durable in owned:
             await _ensure_consumer(js, consumer)
@@ -74,6 +75,15 @@ async def ensure_topology(js: JetStreamContext, topology: Topology, owned: Colle
                 await js.consumer_info(consumer.stream.name, consumer.durable)
             except nats.js.errors.NotFoundError:
                 await _ensure_consumer(js, consumer)
+
+
+async def _ensure_bucket(js: JetStreamContext, bucket: Bucket) -> None:
+    """Create the object store if it is missing; an existing one is left as it is."""
+    try:
+        await js.object_store(bucket.name)
+    except nats.js.errors.BucketNotFoundError:
+        await js.create_object_store(bucket.name, config=js_api.ObjectStoreConfig(ttl=bucket.max_age_s))
+        logger.info("bucket created", extra={"bucket": bucket.name})
 
 
 async def _ensure_consumer(js: JetStreamContext, consumer: Consumer) -> None:

@@ -30,25 +30,41 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message key=value ...``; with ``tracebacks=False``, no traceback
+    (the terminal of a user, not an operator's log)."""
+
+    def __init__(self, fmt: str, *, tracebacks: bool = True) -> None:
+        super().__init__(fmt)
+        self.tracebacks = tracebacks
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        return super().formatException(ei) if self.tracebacks else ""
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+        return super().formatStack(stack_info) if self.tracebacks else ""
+
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
         extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
         return base + ("".join(f" {k}={v}" for k, v in extras.items()) if extras else "")
 
 
-def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
+def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None, *, tracebacks: bool = True) -> None:
     """Configure the root logger once.
 
     Args:
         level: a logging level name.
         fmt: "json", "text", or "auto" for JSON lines unless the stream is a TTY.
         stream: where to write (default stderr).
+        tracebacks: Print the tracebacks of logged exceptions (text only; JSON keeps them).
     """
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
-        JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter()
+        if use_json
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", tracebacks=tracebacks)
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -65,6 +65,7 @@ class Settings:
     max_duration_s: float = 3 * 3600.0
     max_download_bytes: int = 2 * 1024**3
     max_download_s: float = 3600.0  # wall clock for one download: a trickling server cannot hold a streamer
+    upload_retention_s: float = 86_400.0  # how long an uploaded file is kept in the uploads bucket
     # 40-60 s chunks: within a chunk faster-whisper packs speech into full 30 s windows, so
     # longer chunks waste less padding (bench: 10 minutes in 30.5 s of ASR against 51.7 s
     # with 20-30 s chunks, on 2 one-thread workers); the short first chunk keeps latency.
@@ -72,6 +73,9 @@ class Settings:
     chunk_max_s: float = 60.0
     chunk_first_max_s: float = 10.0  # a short first chunk: the first line comes back sooner
     silence_dbfs: float = -45.0
+    # Silero VAD on each piece: one with no speech (noise, music, hum) is not sent to ASR,
+    # so noise is never billed; the local backend applies the same VAD inside each chunk.
+    vad: bool = True
     chunk_codec: ChunkCodec = "flac"  # see streamer.encode.encode_chunk
 
     # ASR
@@ -206,7 +210,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     name: typing.get_args(type_) for name, type_ in _TYPES.items() if typing.get_origin(type_) is Literal
 }
 _POSITIVE = (
-    *("chunk_min_s", "chunk_max_s", "max_duration_s", "max_download_bytes", "max_download_s"),
+    *("chunk_min_s", "chunk_max_s", "max_duration_s", "max_download_bytes", "max_download_s", "upload_retention_s"),
     *("ack_wait_s", "max_deliver", "asr_beam_size", "openai_timeout_s"),
 )
 _NOT_NEGATIVE = ("chunk_first_max_s", "asr_workers", "asr_threads", "max_in_flight")

@@ -129,12 +129,29 @@ STREAMS = (JOBS, CHUNKS, SEGMENTS, EVENTS)
 
 
 @dataclass(frozen=True)
+class Bucket:
+    """A JetStream object store: files that move between processes (uploads), not paths.
+
+    Attributes:
+        name: The bucket's name (its stream is ``OBJ_<name>``).
+        max_age_s: How long an object is kept.
+    """
+
+    name: str
+    max_age_s: float
+
+
+UPLOADS_BUCKET = "scribe-uploads"
+
+
+@dataclass(frozen=True)
 class Topology:
-    """The streams and the three services' consumers, for one set of settings."""
+    """The streams, the three services' consumers and the uploads bucket, for one set of settings."""
 
     streamer: Consumer
     transcriber: Consumer
     romanizer: Consumer
+    uploads: Bucket = Bucket(UPLOADS_BUCKET, _DAY_S)
     streams: tuple[Stream, ...] = STREAMS
 
     @classmethod
@@ -146,6 +163,7 @@ class Topology:
                 CHUNKS, "transcriber", subjects.CHUNKS, settings.ack_wait_s, settings.max_deliver, 256
             ),
             romanizer=Consumer(SEGMENTS, "romanizer", f"{subjects.SEGMENTS_PREFIX}.>", 30.0, 10, 1024),
+            uploads=Bucket(UPLOADS_BUCKET, settings.upload_retention_s),
         )
 
     @property

@@ -45,6 +45,7 @@ async def job_status(state: State, job_id: FromPath[str]) -> dict[str, object]:
         "job_id": job.id,
         "status": job.status,
         "reason": job.reason,
+        "warnings": job.warnings,
         "duration": job.duration,
         "chunks_done": job.next_chunk,
         "total_chunks": job.total_chunks,

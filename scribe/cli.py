@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import TextIO
 
@@ -114,12 +116,17 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here: loading the services (faster-whisper, PyAV, yt-dlp) takes about a second
     # that `scribe romanize` should not pay.
     from scribe.runtime import SERVICES, runtime
+    from streamer.service import Streamer
 
     display = Display(sys.stderr, romanization=args.romanization, quiet=args.quiet)
     display.draw()
     async with runtime(settings, name="scribe-cli") as rt:
         await rt.start(SERVICES)
-        job_id = await client.submit(rt.js, args.input, options=JobOptions(romanization=args.romanization))
+        job_id = uuid.uuid4().hex
+        if args.local:  # a path is read only by the streamer of this process, for this job
+            next(s for s in rt.services if isinstance(s, Streamer)).allow_local_file(job_id, args.input)
+        options = JobOptions(romanization=args.romanization)
+        await client.submit(rt.js, args.input, options=options, job_id=job_id)
         async with contextlib.aclosing(client.follow(rt.js, job_id)) as events:
             async for event in events:
                 display.show(event)
@@ -128,6 +135,8 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         transcript = await repo.transcript(rt.pool, job_id)
     assert transcript is not None
+    for warning in transcript.warnings:
+        print(f"scribe: warning: {warning}", file=sys.stderr)
     text = render(transcript, args.format, args.romanization)
     if args.output:
         await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
@@ -136,6 +145,43 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
     return 0
+
+
+def refuse_early(args: argparse.Namespace, settings: Settings) -> str | None:
+    """Check the input before anything heavy starts (servers, model): the refusal, or None.
+
+    A path is made absolute (``args.input``) and marked local (``args.local``).
+    """
+    from streamer.errors import InputError
+    from streamer.source import precheck, scheme_of
+
+    args.local = scheme_of(args.input) is None
+    if args.local:
+        args.input = str(Path(args.input).expanduser().resolve())
+    try:
+        precheck(
+            args.input,
+            allow_private=settings.allow_private_urls,
+            max_duration_s=settings.max_duration_s,
+            max_bytes=settings.max_download_bytes,
+        )
+    except InputError as exc:
+        return exc.reason
+    return None
+
+
+async def servers(settings: Settings) -> None:
+    """``scribe servers``: the embedded NATS and PostgreSQL for services started as separate processes."""
+    from scribe.embedded import infrastructure
+
+    async with infrastructure(settings) as running:
+        print(f"SCRIBE_NATS_URL={running.nats_url}")
+        print(f"SCRIBE_DATABASE_URL={running.database_url}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,8 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = commands.add_parser("romanize", help="romanize text lines from stdin, one JSON object per line")
     r.add_argument("--digits", action="store_true", help="keep digits as written instead of reading them")
 
-    for name in (*SERVICE_NAMES, "all"):
-        commands.add_parser(name, help=f"run the {name} service(s) until SIGTERM")
+    for name in SERVICE_NAMES:
+        commands.add_parser(
+            name, help=f"run the {name} service until SIGTERM, on SCRIBE_NATS_URL and SCRIBE_DATABASE_URL"
+        )
+    commands.add_parser("all", help="run every service in one process until SIGTERM (embedded servers if unset)")
+    commands.add_parser("servers", help="start the embedded NATS and PostgreSQL and print their URLs")
     return parser
 
 
@@ -183,17 +233,28 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = Settings.for_program("scribe")
     if args.command == "transcribe":
-        if "://" not in args.input:  # the streamer may run elsewhere: send an absolute path
-            args.input = str(Path(args.input).expanduser().resolve())
-        logs.configure(
-            "INFO" if args.verbose else "WARNING", "text" if settings.log_format == "auto" else settings.log_format
-        )
+        fmt = "text" if settings.log_format == "auto" else settings.log_format
+        logs.configure("INFO" if args.verbose else "ERROR", fmt, tracebacks=args.verbose)
+        if (refusal := refuse_early(args, settings)) is not None:
+            print(f"scribe: {refusal}", file=sys.stderr)
+            raise SystemExit(1)
         try:
             code = asyncio.run(transcribe(args, settings))
         except KeyboardInterrupt:
             code = 130
         raise SystemExit(code)
+    logs.configure(settings.log_level, settings.log_format)
+    if args.command == "servers":
+        asyncio.run(servers(settings))
+        return
+    if args.command in SERVICE_NAMES and not (settings.nats_url and settings.database_url):
+        print(
+            f"scribe {args.command}: set SCRIBE_NATS_URL and SCRIBE_DATABASE_URL: services started one by one share "
+            "one NATS and one PostgreSQL (`scribe servers` starts both and prints their URLs; `scribe all` runs "
+            "every service in one process on embedded servers)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     from scribe.runtime import serve
 
-    logs.configure(settings.log_level, settings.log_format)
     asyncio.run(serve(settings, SERVICE_NAMES if args.command == "all" else [args.command]))

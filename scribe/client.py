@@ -17,14 +17,28 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncGenerator
+from typing import BinaryIO
 
 import msgspec
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
-from core import bus, subjects
+from core import bus, subjects, uploads
 from core.messages import Failed, Final, JobEvent, JobOptions, JobSubmitted, Partial, job_event_decoder
+
+
+async def upload(js: JetStreamContext, file: BinaryIO | bytes) -> str:
+    """Store a file in the uploads bucket, for a job any streamer can read.
+
+    Args:
+        js: A JetStream context.
+        file: The bytes, or a binary file open for reading.
+
+    Returns:
+        The source to submit: ``upload:<name>``.
+    """
+    return await uploads.put(js, file)
 
 
 async def submit(
@@ -39,7 +53,8 @@ async def submit(
 
     Args:
         js: A JetStream context.
-        source: An http(s) URL, or a path the streamer can read.
+        source: An http(s) URL or an upload (:func:`upload`); a path only for the streamer of
+            this process (``Streamer.allow_local_file``).
         options: What the submitter asked for.
         job_id: The job's id; a new random one when ``None``. Submitting the same id again
             within the stream's duplicate window is dropped, so a retried submit is safe.

@@ -10,16 +10,17 @@ import asyncio
 import contextlib
 import functools
 import logging
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import asyncpg
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from core import bus, subjects
+from core import bus, subjects, uploads
 from core.messages import AudioChunk, InputEnded, JobSubmitted, Progress, job_submitted_decoder
 from core.process import Runtime
 from core.settings import Settings
@@ -27,14 +28,15 @@ from core.topology import Consumer
 from core.worker import consume, heartbeat
 from store import repo
 from streamer.encode import encode_for_bus
-from streamer.errors import InputError
+from streamer.errors import InputError, SourceNotFound, TooLarge, human_duration
 from streamer.media import open_media
 from streamer.source import open_source
+from streamer.speech import has_speech
 
 logger = logging.getLogger(__name__)
 
-SILENCE_ONLY = (
-    "No speech was found: the audio is silent (or too quiet) from start to end. "
+NO_SPEECH = (
+    "No speech was found: the audio is silent, too quiet, or only noise or music from start to end. "
     "Check that the file or video has a sound track with someone speaking."
 )
 
@@ -49,26 +51,35 @@ class EncodedPiece:
 
 @dataclass(frozen=True)
 class Decoded:
-    """What the decoding thread reports: an encoded speech piece, or silence skipped."""
+    """What the decoding thread reports: an encoded speech piece, or audio skipped (silence, no speech).
+
+    The last report of an input that decoded to its end carries the reader's warnings
+    (what a damaged input lost), with ``piece`` None.
+    """
 
     piece: EncodedPiece | None
     seconds: float
     duration_hint: float | None
+    warnings: tuple[str, ...] = ()
 
 
-def _decode(job: JobSubmitted, settings: Settings, max_payload: int, cancel: threading.Event) -> Iterator[Decoded]:
+def _decode(
+    source: str, local: bool, settings: Settings, max_payload: int, cancel: threading.Event
+) -> Iterator[Decoded]:
     """Blocking: fetch, decode and encode the job's input, one piece at a time."""
-    source, duration_hint = open_source(
-        job.source,
+    media, duration_hint = open_source(
+        source,
+        local=local,
         allow_private=settings.allow_private_urls,
         max_duration_s=settings.max_duration_s,
         max_bytes=settings.max_download_bytes,
         max_seconds=settings.max_download_s,
     )
     try:
-        reader = open_media(source, max_duration_s=settings.max_duration_s)
+        reader = open_media(media, max_duration_s=settings.max_duration_s)
         try:
             hint = reader.duration or duration_hint
+            seconds = 0.0
             for piece in reader.pieces(
                 min_s=settings.chunk_min_s,
                 max_s=settings.chunk_max_s,
@@ -77,17 +88,18 @@ def _decode(job: JobSubmitted, settings: Settings, max_payload: int, cancel: thr
             ):
                 if cancel.is_set():
                     return
-                seconds = piece.offset + piece.duration
-                if piece.silent:
+                seconds = piece.end
+                if piece.silent or (settings.vad and not has_speech(piece.samples)):
                     yield Decoded(None, seconds, hint)
                     continue
                 codec, audio = encode_for_bus(piece.samples, settings.chunk_codec, max_payload)
                 yield Decoded(EncodedPiece(piece.offset, piece.duration, codec, audio), seconds, hint)
+            yield Decoded(None, seconds, hint, warnings=tuple(reader.warnings))
         finally:
             reader.close()
     finally:
-        if hasattr(source, "close"):
-            source.close()
+        if hasattr(media, "close"):
+            media.close()
 
 
 async def _in_thread(iterator_factory: Any, *args: Any) -> Any:
@@ -131,6 +143,12 @@ class Streamer:
         self.js = nc.jetstream()
         self.pool = pool
         self.consumer = consumer
+        self.local_files: dict[str, str] = {}
+
+    def allow_local_file(self, job_id: str, path: str) -> None:
+        """Let one job read a local path. Only the ``scribe`` command that runs this streamer in its
+        own process calls this: a job from the bus may never make the streamer open a path."""
+        self.local_files[job_id] = path
 
     @classmethod
     async def open(cls, rt: Runtime) -> Streamer:
@@ -180,16 +198,45 @@ class Streamer:
             await self.fail(
                 job.job_id, "The input could not be processed because of an internal error; try again later."
             )
+        self.local_files.pop(job.job_id, None)
         await msg.ack()
 
+    @contextlib.asynccontextmanager
+    async def input_of(self, job: JobSubmitted) -> AsyncIterator[tuple[str, bool]]:
+        """What to decode, and whether it is a local file: an upload is copied to a file of our own."""
+        if not uploads.is_upload(job.source):
+            yield job.source, self.local_files.get(job.job_id) == job.source
+            return
+        try:
+            size = await uploads.size(self.js, job.source)
+        except uploads.UploadMissing:
+            kept = human_duration(self.settings.upload_retention_s)
+            raise SourceNotFound(
+                f"The uploaded file is no longer stored (uploads are kept for {kept}). Upload it again."
+            ) from None
+        if size > self.settings.max_download_bytes:
+            raise TooLarge.over_limit(self.settings.max_download_bytes)
+        with tempfile.NamedTemporaryFile(prefix="scribe-upload-") as copy:
+            await uploads.fetch(self.js, job.source, cast(BinaryIO, copy))
+            copy.flush()
+            yield copy.name, True
+
     async def stream(self, job: JobSubmitted) -> None:
+        async with self.input_of(job) as (source, local):
+            await self.stream_from(job, source, local)
+
+    async def stream_from(self, job: JobSubmitted, source: str, local: bool) -> None:
         seq = 0
         seconds = 0.0
         duration: float | None = None
+        warnings: tuple[str, ...] = ()
         # aclosing: on an error the decoding thread is told to stop at once, not at garbage collection.
-        async with contextlib.aclosing(_in_thread(_decode, job, self.settings, self.nc.max_payload)) as decoded_pieces:
+        async with contextlib.aclosing(
+            _in_thread(_decode, source, local, self.settings, self.nc.max_payload)
+        ) as decoded_pieces:
             async for decoded in decoded_pieces:
                 seconds, duration = decoded.seconds, decoded.duration_hint
+                warnings += decoded.warnings
                 if decoded.piece is not None:
                     piece = decoded.piece
                     chunk = AudioChunk(
@@ -204,8 +251,10 @@ class Streamer:
                     seq += 1
                 await self.progress(job.job_id, seq, seconds, duration, ended=False)
         if seq == 0:
-            raise InputError(SILENCE_ONLY)
-        ended = InputEnded(job_id=job.job_id, total_chunks=seq, duration=round(seconds, 3))
+            raise InputError(NO_SPEECH)
+        for warning in warnings:
+            logger.info("input salvaged", extra={"job_id": job.job_id, "warning": warning})
+        ended = InputEnded(job_id=job.job_id, total_chunks=seq, duration=round(seconds, 3), warnings=list(warnings))
         await bus.publish(self.js, subjects.segments(job.job_id), ended, msg_id=f"{job.job_id}:end")
         await self.progress(job.job_id, seq, seconds, seconds, ended=True)
         logger.info("input ended", extra={"job_id": job.job_id, "chunks": seq, "seconds": round(seconds, 1)})

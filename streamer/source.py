@@ -1,19 +1,25 @@
-"""The input of a job: a local path or a link in, something ``streamer.media.open_media`` reads out.
+"""The input of a job: a link or a local file in, something ``streamer.media.open_media`` reads out.
 
 ``open_source`` is the one entry point the service calls. A link is resolved with yt-dlp
 (``streamer.resolve``) and then downloaded as a stream (``streamer.download``), both behind the
-SSRF guard (``streamer.guard``); a local file (an upload the gateway stored) is checked and passed on.
+SSRF guard (``streamer.guard``). A local file is read only when the caller allows it: the
+``scribe`` command's own path, or the streamer's copy of an upload; a path named by a job from
+the bus is refused. ``precheck`` refuses what can be refused before anything heavy starts.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 from pathlib import Path
 from typing import BinaryIO, cast
 from urllib.parse import urlsplit
 
 from streamer.download import DEFAULT_TIMEOUT_S, HttpStream
 from streamer.errors import BlockedURL, SourceNotFound, TooLarge, UnsupportedInput
+from streamer.guard import check_url
+from streamer.media import open_media
 from streamer.resolve import resolve
 
 logger = logging.getLogger(__name__)
@@ -22,14 +28,62 @@ logger = logging.getLogger(__name__)
 PLAYLIST_SUFFIXES = frozenset({".m3u8", ".m3u", ".pls", ".xspf", ".txt", ".ffconcat", ".concat", ".mpd", ".sdp"})
 
 
-def _looks_like_url(source: str) -> bool:
-    head = source.split(":", 1)[0]
-    return ":" in source and head.isalpha() and len(head) > 1 and "://" in source
+# A URI scheme (RFC 3986); one letter is a Windows drive, not a scheme.
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
+
+LOCAL_PATH_REFUSED = (
+    "A job sent over the bus may name only an http(s) link or an upload (upload:<name>), not a path on the "
+    "server. Upload the file (scribe.client.upload, or the gateway) and submit the upload instead."
+)
+
+
+def scheme_of(source: str) -> str | None:
+    """The URI scheme of ``source`` in lower case (``"https"``, ``"data"``), or None for a path."""
+    match = _SCHEME.match(source.strip())
+    return match.group(1).lower() if match else None
+
+
+def _require_http(scheme: str) -> None:
+    if scheme in ("http", "https"):
+        return
+    if scheme == "data":
+        raise BlockedURL(
+            "data: URIs are not accepted: only http:// and https:// links are fetched. "
+            "Save the audio to a file and send the file."
+        )
+    if scheme == "file":
+        raise BlockedURL("file: links are not accepted. Give the file's path instead (for example ./clip.mp3).")
+    raise BlockedURL(f"Only http:// and https:// links can be fetched, not {scheme}: links. Give a web link or a file.")
+
+
+def precheck(source: str, *, allow_private: bool, max_duration_s: float, max_bytes: int) -> None:
+    """Refuse what can be refused before a job starts: no servers, no model, no download.
+
+    A path must be a regular, readable, small enough file that opens as audio within the
+    duration limit; a link must be http(s) to a public address.
+
+    Args:
+        source: A local path or a link, as the user gave it.
+        allow_private: Let loopback and private addresses through (tests only).
+        max_duration_s: Longest accepted duration.
+        max_bytes: Largest accepted file.
+
+    Raises:
+        InputError: The refusal, with its message.
+    """
+    scheme = scheme_of(source)
+    if scheme is None:
+        path = _local_file(Path(source).expanduser(), max_bytes=max_bytes)
+        open_media(path, max_duration_s=max_duration_s).close()
+        return
+    _require_http(scheme)
+    check_url(source.strip(), allow_private=allow_private)
 
 
 def open_source(
     source: str,
     *,
+    local: bool = False,
     allow_private: bool,
     max_duration_s: float,
     max_bytes: int,
@@ -39,7 +93,9 @@ def open_source(
     """Turn a submitted source into something ``streamer.media.open_media`` can read.
 
     Args:
-        source: A local path (an upload the gateway stored) or an http(s) link.
+        source: An http(s) link, or a local path.
+        local: Whether a local path may be read (the ``scribe`` command's own file, or the
+            streamer's copy of an upload); a job from the bus may not name one.
         allow_private: Let loopback and private addresses through (tests only).
         max_duration_s: Longest accepted duration.
         max_bytes: Largest accepted download.
@@ -54,13 +110,12 @@ def open_source(
         SourceNotFound, UnsupportedInput, BlockedURL, UnreachableURL, TooLong, TooLarge.
     """
     text = source.strip()
-    if not _looks_like_url(text):
+    scheme = scheme_of(text)
+    if scheme is None:
+        if not local:
+            raise BlockedURL(LOCAL_PATH_REFUSED)
         return _local_file(Path(text), max_bytes=max_bytes), None
-    scheme = text.split(":", 1)[0].lower()
-    if scheme not in ("http", "https"):
-        raise BlockedURL(
-            f"Only http:// and https:// links can be fetched, not {scheme}://. Give a web link or upload the file."
-        )
+    _require_http(scheme)
     resolved = resolve(
         text, allow_private=allow_private, max_duration_s=max_duration_s, max_bytes=max_bytes, timeout_s=timeout_s
     )
@@ -77,11 +132,15 @@ def open_source(
 
 
 def _local_file(path: Path, *, max_bytes: int) -> str:
-    """The path of an uploaded file, once it is known to be a regular, small enough, non-playlist file."""
+    """The path of a local file, once it is known to be a regular, readable, small enough, non-playlist file."""
     if not path.exists():
-        raise SourceNotFound("The uploaded file could not be found. Upload it again.")
+        raise SourceNotFound(f"There is no file at {path}. Check the path.")
+    if path.is_dir():
+        raise SourceNotFound(f"{path} is a folder, not a file. Give the path of an audio or video file.")
     if not path.is_file():
-        raise SourceNotFound("The source is not a regular file. Upload an audio or video file.")
+        raise SourceNotFound(f"{path} is not a regular file (a device or a pipe). Give an audio or video file.")
+    if not os.access(path, os.R_OK):
+        raise SourceNotFound(f"{path} cannot be read: permission denied. Check the file's permissions.")
     if path.suffix.lower() in PLAYLIST_SUFFIXES:
         raise UnsupportedInput(
             f"Playlist and list files ({path.suffix}) are not accepted. Upload the audio or video file itself."

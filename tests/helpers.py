@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 from core.messages import Failed, Final, JobEvent, JobOptions, Partial, Segment
 from core.process import Runtime
 from scribe import client
+from streamer.service import Streamer
+from streamer.source import scheme_of
 
 
 @dataclass
@@ -37,8 +40,16 @@ class Followed:
 
 
 async def run_job(rt: Runtime, source: str, *, options: JobOptions | None = None, after: int = -1) -> Followed:
-    """Submit ``source`` through the client API and follow it to its end."""
-    job_id = await client.submit(rt.js, source, options=options)
+    """Submit ``source`` through the client API and follow it to its end.
+
+    A local path is let through by this process's streamer, as ``scribe transcribe`` does.
+    """
+    job_id = uuid.uuid4().hex
+    if scheme_of(source) is None:
+        for service in rt.services:
+            if isinstance(service, Streamer):
+                service.allow_local_file(job_id, source)
+    await client.submit(rt.js, source, options=options, job_id=job_id)
     events = [event async for event in client.follow(rt.js, job_id, after=after)]
     return Followed(job_id, events)
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
 from tests.helpers import scribe_cli
@@ -47,3 +52,55 @@ def test_a_service_alone_needs_the_servers_it_shares() -> None:
     )
     assert done.returncode == 2
     assert "set SCRIBE_NATS_URL and SCRIBE_DATABASE_URL" in done.stderr
+
+
+@pytest.mark.parametrize("service", ["streamer", "transcriber", "romanizer"])
+def test_scribe_service_alone_needs_the_servers_it_shares(service: str, tmp_path: Path) -> None:
+    done = scribe_cli(service, env=_environ(SCRIBE_DATA_DIR=str(tmp_path)), timeout=60)
+    assert done.returncode == 2
+    assert f"scribe {service}: set SCRIBE_NATS_URL and SCRIBE_DATABASE_URL" in done.stderr
+    assert not any(tmp_path.iterdir()), "no private server was started"
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("nothing-here.wav", "There is no file at "),
+        ("data:audio/wav;base64,UklGRiQAAABXQVZF", "data: URIs are not accepted"),
+        ("http://127.0.0.1:1/clip.mp3", "private or local network address"),
+    ],
+)
+def test_refused_input_is_refused_before_anything_starts(source: str, words: str, tmp_path: Path) -> None:
+    done = scribe_cli("transcribe", source, env=_environ(SCRIBE_DATA_DIR=str(tmp_path)), timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("scribe: ") and words in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not any(tmp_path.iterdir()), "neither PostgreSQL nor the model was started"
+
+
+def test_scribe_servers_prints_the_urls_separate_services_share(tmp_path: Path) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "scribe", "servers"],
+        env=_environ(SCRIBE_DATA_DIR=str(tmp_path)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline().strip() for _ in range(2)]
+        urls = dict(line.split("=", 1) for line in lines)
+        nats_url = urlsplit(urls["SCRIBE_NATS_URL"])
+        socket.create_connection((nats_url.hostname, nats_url.port), timeout=5).close()
+        assert asyncio.run(_select_one(urls["SCRIBE_DATABASE_URL"])) == 1
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 0
+
+
+async def _select_one(database_url: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return int(await connection.fetchval("SELECT 1"))
+    finally:
+        await connection.close()

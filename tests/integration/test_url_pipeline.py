@@ -95,7 +95,7 @@ def test_cli_writes_json_with_characters_jyutping_and_yale(cli_env: dict[str, st
 def test_cli_bad_input_exits_non_zero_with_a_reason(cli_env: dict[str, str], tmp_path: Path) -> None:
     done = scribe_cli("transcribe", str(tmp_path / "missing.mp3"), env=cli_env)
     assert done.returncode == 1
-    assert "could not be found" in done.stderr
+    assert f"There is no file at {tmp_path / 'missing.mp3'}" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
