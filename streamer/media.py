@@ -250,7 +250,7 @@ def _open_container(file: BinaryIO, head: bytes) -> av.container.InputContainer:
         logger.info("demuxer refused input", extra={"error": str(exc)[:200]})
         if _has_media_magic(head):
             raise CorruptMedia(
-                "The file looks like audio or video but its header is damaged, so it cannot be read. "
+                "The file looks like audio or video but is too damaged to be read. "
                 "Export or download it again and retry."
             ) from exc
         raise NotMedia(
@@ -327,7 +327,8 @@ class MediaReader:
         stream = cast(av.audio.stream.AudioStream, streams.best("audio") or streams.audio[0])
         if stream.codec_context is None:
             raise UnsupportedInput(
-                "The audio in this file uses a codec the service cannot decode. Convert it to MP3, M4A or WAV."
+                "The audio in this file cannot be decoded: its codec is not supported, or the file is damaged. "
+                "Convert it to MP3, M4A or WAV, or export it again."
             )
         return stream
 
