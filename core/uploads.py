@@ -1,8 +1,8 @@
 """Uploaded files, kept in the JetStream object store the services share.
 
 A job that arrives over the bus names an http(s) link or an upload (``upload:<name>``),
-never a path: files move between processes, and machines, through this bucket. The
-gateway (or any client) puts the file here and submits ``upload:<name>``; the streamer
+never a path: files move between processes, and machines, through this bucket. A client
+(``scribe.client.upload``) puts the file here and submits ``upload:<name>``; the streamer
 fetches it to a temporary file of its own and decodes that. Objects expire after
 ``SCRIBE_UPLOAD_RETENTION_S``.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from typing import BinaryIO
 
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
@@ -20,13 +21,30 @@ from core.topology import UPLOADS_BUCKET
 PREFIX = "upload:"
 
 
-class UploadMissing(LookupError):
-    """The upload named by a job is not (or no longer) in the bucket."""
+class UploadError(Exception):
+    """An upload a job names cannot be read back."""
+
+
+class UploadMissing(UploadError):
+    """The upload is not (or no longer) in the bucket."""
+
+
+class UploadTooLarge(UploadError):
+    """The upload is larger than the caller's limit."""
+
+
+class UploadUnreadable(UploadError):
+    """The entry is not a stored file (a link to another bucket or object), or its chunks do not
+    match its digest."""
 
 
 def is_upload(source: str) -> bool:
     """Whether a job's source names an upload."""
-    return source.startswith(PREFIX)
+    return source.strip().startswith(PREFIX)
+
+
+def _name(source: str) -> str:
+    return source.strip().removeprefix(PREFIX)
 
 
 async def put(js: JetStreamContext, file: BinaryIO | bytes, *, bucket: str = UPLOADS_BUCKET) -> str:
@@ -46,28 +64,46 @@ async def put(js: JetStreamContext, file: BinaryIO | bytes, *, bucket: str = UPL
     return PREFIX + name
 
 
-async def size(js: JetStreamContext, source: str, *, bucket: str = UPLOADS_BUCKET) -> int:
-    """The stored size of an upload in bytes.
+class _Limited:
+    """A writer that refuses to grow past ``max_bytes``: the entry's stated size is not trusted."""
+
+    def __init__(self, into: BinaryIO, max_bytes: int) -> None:
+        self.into = into
+        self.max_bytes = max_bytes
+        self.written = 0
+
+    def write(self, data: bytes) -> int:
+        self.written += len(data)
+        if self.written > self.max_bytes:
+            raise UploadTooLarge(f"over {self.max_bytes} bytes")
+        return self.into.write(data)
+
+
+async def fetch(
+    js: JetStreamContext, source: str, into: BinaryIO, *, max_bytes: int, bucket: str = UPLOADS_BUCKET
+) -> None:
+    """Copy an upload into ``into`` (written in a thread), checking its size and digest.
 
     Raises:
         UploadMissing: No such upload (never stored, expired or deleted).
+        UploadTooLarge: Stated or actual size over ``max_bytes``.
+        UploadUnreadable: A link rather than a stored file, or chunks that do not match the digest.
     """
     store = await js.object_store(bucket)
+    name = _name(source)
     try:
-        info = await store.get_info(source.removeprefix(PREFIX))
-    except nats.js.errors.ObjectNotFoundError as exc:
+        info = await store.get_info(name)
+    except nats.js.errors.NotFoundError as exc:  # ObjectNotFoundError, ObjectDeletedError
         raise UploadMissing(source) from exc
-    return info.size or 0
-
-
-async def fetch(js: JetStreamContext, source: str, into: BinaryIO, *, bucket: str = UPLOADS_BUCKET) -> None:
-    """Copy an upload into ``into`` (written in a thread), checking its digest.
-
-    Raises:
-        UploadMissing: No such upload.
-    """
-    store = await js.object_store(bucket)
+    except nats.errors.Error as exc:
+        raise UploadUnreadable(source) from exc
+    if info.is_link():  # nats-py would follow it into another bucket, whole, into memory
+        raise UploadUnreadable(f"{source} is a link")
+    if (info.size or 0) > max_bytes:
+        raise UploadTooLarge(source)
     try:
-        await store.get(source.removeprefix(PREFIX), writeinto=into)  # type: ignore[arg-type]
-    except nats.js.errors.ObjectNotFoundError as exc:
+        await store.get(name, writeinto=_Limited(into, max_bytes))  # type: ignore[arg-type]
+    except nats.js.errors.NotFoundError as exc:
         raise UploadMissing(source) from exc
+    except nats.errors.Error as exc:
+        raise UploadUnreadable(source) from exc

@@ -123,10 +123,18 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
     async with runtime(settings, name="scribe-cli") as rt:
         await rt.start(SERVICES)
         job_id = uuid.uuid4().hex
-        if args.local:  # a path is read only by the streamer of this process, for this job
-            next(s for s in rt.services if isinstance(s, Streamer)).allow_local_file(job_id, args.input)
+        source = args.input
+        if args.local and settings.nats_url:
+            # Shared servers: another process's streamer may take the job, so the file goes as an upload.
+            file = await asyncio.to_thread(Path(source).open, "rb")
+            try:
+                source = await client.upload(rt.js, file)
+            finally:
+                file.close()
+        elif args.local:  # our own embedded servers: only this process's streamer reads the path
+            next(s for s in rt.services if isinstance(s, Streamer)).allow_local_file(job_id, source)
         options = JobOptions(romanization=args.romanization)
-        await client.submit(rt.js, args.input, options=options, job_id=job_id)
+        await client.submit(rt.js, source, options=options, job_id=job_id)
         async with contextlib.aclosing(client.follow(rt.js, job_id)) as events:
             async for event in events:
                 display.show(event)
@@ -153,9 +161,11 @@ def refuse_early(args: argparse.Namespace, settings: Settings) -> str | None:
     A path is made absolute (``args.input``) and marked local (``args.local``).
     """
     from streamer.errors import InputError
-    from streamer.source import precheck, scheme_of
+    from streamer.source import LINK_SCHEMES, precheck, scheme_of
 
-    args.local = scheme_of(args.input) is None
+    scheme = scheme_of(args.input)
+    # A file whose name looks like a scheme (take:2.wav) is still a file.
+    args.local = scheme is None or (scheme not in LINK_SCHEMES and Path(args.input).expanduser().exists())
     if args.local:
         args.input = str(Path(args.input).expanduser().resolve())
     try:
@@ -242,6 +252,11 @@ def main(argv: list[str] | None = None) -> None:
             code = asyncio.run(transcribe(args, settings))
         except KeyboardInterrupt:
             code = 130
+        except Exception as exc:  # no traceback on a user's terminal unless asked for
+            if args.verbose:
+                raise
+            print(f"scribe: {type(exc).__name__}: {exc} (run again with --verbose for details)", file=sys.stderr)
+            code = 1
         raise SystemExit(code)
     logs.configure(settings.log_level, settings.log_format)
     if args.command == "servers":

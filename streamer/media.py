@@ -408,7 +408,12 @@ class MediaReader:
                 continue
             for samples in resampled:
                 decoded = yield from self._feed(chunker, samples, decoded)
-        for samples in resampler.flush():
+        try:
+            tail = list(resampler.flush())
+        except (av.error.FFmpegError, ValueError) as exc:
+            logger.info("resampler flush failed", extra={"error": str(exc)[:200]})
+            tail = []
+        for samples in tail:
             decoded = yield from self._feed(chunker, samples, decoded)
         yield from chunker.flush()
         self._check_complete(decoded)

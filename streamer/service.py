@@ -28,7 +28,7 @@ from core.topology import Consumer
 from core.worker import consume, heartbeat
 from store import repo
 from streamer.encode import encode_for_bus
-from streamer.errors import InputError, SourceNotFound, TooLarge, human_duration
+from streamer.errors import CorruptMedia, InputError, SourceNotFound, TooLarge, human_duration
 from streamer.media import open_media
 from streamer.source import open_source
 from streamer.speech import has_speech
@@ -171,6 +171,7 @@ class Streamer:
         dead = repo.DeadLetter(subjects.JOBS_SUBMITTED, None, deliveries, "streamer stopped responding")
         reason = "The input could not be processed: the streamer stopped responding; try again later."
         await self.fail(job.job_id, reason, dead_letter=dead)
+        self.local_files.pop(job.job_id, None)
 
     async def handle(self, msg: Msg) -> None:
         job = job_submitted_decoder.decode(msg.data)
@@ -180,6 +181,7 @@ class Streamer:
         if existing is not None and existing.finished:
             if existing.status == "failed":  # its Failed event may not have gone out: send it again
                 await self.fail(job.job_id, existing.reason or "The job failed.")
+            self.local_files.pop(job.job_id, None)
             await msg.ack()
             return
         log = {"job_id": job.job_id}
@@ -207,17 +209,23 @@ class Streamer:
         if not uploads.is_upload(job.source):
             yield job.source, self.local_files.get(job.job_id) == job.source
             return
-        try:
-            size = await uploads.size(self.js, job.source)
-        except uploads.UploadMissing:
-            kept = human_duration(self.settings.upload_retention_s)
-            raise SourceNotFound(
-                f"The uploaded file is no longer stored (uploads are kept for {kept}). Upload it again."
-            ) from None
-        if size > self.settings.max_download_bytes:
-            raise TooLarge.over_limit(self.settings.max_download_bytes)
         with tempfile.NamedTemporaryFile(prefix="scribe-upload-") as copy:
-            await uploads.fetch(self.js, job.source, cast(BinaryIO, copy))
+            try:
+                await uploads.fetch(
+                    self.js, job.source, cast(BinaryIO, copy), max_bytes=self.settings.max_download_bytes
+                )
+            except uploads.UploadMissing:
+                kept = human_duration(self.settings.upload_retention_s)
+                raise SourceNotFound(
+                    f"The uploaded file is no longer stored (uploads are kept for {kept}). Upload it again."
+                ) from None
+            except uploads.UploadTooLarge:
+                raise TooLarge.over_limit(self.settings.max_download_bytes) from None
+            except uploads.UploadUnreadable:
+                raise CorruptMedia(
+                    "The uploaded file could not be read back intact (it is not a stored file, or it was damaged "
+                    "in storage). Upload it again."
+                ) from None
             copy.flush()
             yield copy.name, True
 
@@ -250,8 +258,8 @@ class Streamer:
                     await bus.publish(self.js, subjects.CHUNKS, chunk, msg_id=f"{job.job_id}:{seq}")
                     seq += 1
                 await self.progress(job.job_id, seq, seconds, duration, ended=False)
-        if seq == 0:
-            raise InputError(NO_SPEECH)
+        if seq == 0:  # what a damaged input lost may be why nothing is left
+            raise InputError(" ".join([NO_SPEECH, *warnings]))
         for warning in warnings:
             logger.info("input salvaged", extra={"job_id": job.job_id, "warning": warning})
         ended = InputEnded(job_id=job.job_id, total_chunks=seq, duration=round(seconds, 3), warnings=list(warnings))

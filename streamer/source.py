@@ -31,9 +31,12 @@ PLAYLIST_SUFFIXES = frozenset({".m3u8", ".m3u", ".pls", ".xspf", ".txt", ".ffcon
 # A URI scheme (RFC 3986); one letter is a Windows drive, not a scheme.
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
 
+# Schemes that always mean a link, even if a file of that name exists.
+LINK_SCHEMES = frozenset({"http", "https", "data", "file", "upload"})
+
 LOCAL_PATH_REFUSED = (
     "A job sent over the bus may name only an http(s) link or an upload (upload:<name>), not a path on the "
-    "server. Upload the file (scribe.client.upload, or the gateway) and submit the upload instead."
+    "server. Store the file with scribe.client.upload and submit the upload it returns instead."
 )
 
 
@@ -72,7 +75,7 @@ def precheck(source: str, *, allow_private: bool, max_duration_s: float, max_byt
         InputError: The refusal, with its message.
     """
     scheme = scheme_of(source)
-    if scheme is None:
+    if scheme is None or (scheme not in LINK_SCHEMES and Path(source).expanduser().exists()):
         path = _local_file(Path(source).expanduser(), max_bytes=max_bytes)
         open_media(path, max_duration_s=max_duration_s).close()
         return

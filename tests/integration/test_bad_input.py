@@ -8,10 +8,14 @@ makes the streamer open a path.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
+import re
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from core import bus, subjects, uploads
@@ -28,6 +32,7 @@ from core.messages import (
 )
 from core.process import Runtime
 from core.settings import Settings
+from core.topology import UPLOADS_BUCKET
 from romanizer.service import NOTHING_HEARD
 from scribe import client
 from scribe.runtime import SERVICES, runtime, services
@@ -85,8 +90,8 @@ async def test_a_job_from_the_bus_may_name_an_upload_but_never_a_path(
     settings, nats_url, database_url, pool, tmp_path: Path
 ) -> None:
     secret = tmp_path / "private.wav"
-    secret.write_bytes((AUDIO / "sherpa_yue-4.wav").read_bytes())
-    cfg = _settings(settings, nats_url, database_url)
+    secret.write_bytes((AUDIO / "sherpa_yue-4.wav").read_bytes())  # 102 kB
+    cfg = _settings(settings, nats_url, database_url).with_(max_download_bytes=110_000)
     async with runtime(cfg) as rt:
         await rt.start(SERVICES)
         path_job = await asyncio.wait_for(run_job_from_bus(rt, str(secret)), timeout=60)
@@ -94,11 +99,33 @@ async def test_a_job_from_the_bus_may_name_an_upload_but_never_a_path(
             source = await client.upload(rt.js, file)
         upload_job = await asyncio.wait_for(run_job_from_bus(rt, source), timeout=180)
         gone_job = await asyncio.wait_for(run_job_from_bus(rt, uploads.PREFIX + "0" * 32), timeout=60)
+        big_job = await asyncio.wait_for(run_job_from_bus(rt, await client.upload(rt.js, bytes(120_000))), timeout=60)
+        link_job = await asyncio.wait_for(run_job_from_bus(rt, await _link_to_another_bucket(rt)), timeout=60)
     assert isinstance(path_job, Failed) and path_job.reason == LOCAL_PATH_REFUSED
     assert isinstance(upload_job, Final) and upload_job.segment_count >= 1
     transcript = await repo.transcript(pool, upload_job.job_id)
     assert transcript is not None and "香港" in "".join(s.text for s in transcript.segments)
     assert isinstance(gone_job, Failed) and "no longer stored" in gone_job.reason
+    assert isinstance(big_job, Failed) and "larger than the 110 kB limit" in big_job.reason
+    assert isinstance(link_job, Failed) and "could not be read back intact" in link_job.reason
+
+
+async def _link_to_another_bucket(rt: Runtime) -> str:
+    """An entry in the uploads bucket that links to an object elsewhere (nats-py would follow it)."""
+    other = await rt.js.create_object_store("elsewhere")
+    await other.put("big", bytes(200_000))
+    name = "linked"
+    meta = {
+        "name": name,
+        "bucket": UPLOADS_BUCKET,
+        "nuid": "",
+        "size": 0,
+        "chunks": 0,
+        "options": {"link": {"bucket": "elsewhere", "name": "big"}},
+    }
+    subject = f"$O.{UPLOADS_BUCKET}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+    await rt.js.publish(subject, json.dumps(meta).encode(), headers={"Nats-Rollup": "sub"})
+    return uploads.PREFIX + name
 
 
 async def run_job_from_bus(rt: Runtime, source: str) -> Final | Failed:
@@ -140,6 +167,14 @@ async def test_an_empty_transcript_fails_the_job_with_the_input_warnings(
     assert job is not None and job.status == "failed" and job.warnings == [warning]
 
 
+async def _job_source(database_url: str, job_id: str) -> str:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return str(await connection.fetchval("SELECT source FROM jobs WHERE id = $1", job_id))
+    finally:
+        await connection.close()
+
+
 def test_truncated_mp3_keeps_what_it_heard_from_the_command_line(
     nats_url: str, database_url: str, tmp_path: Path
 ) -> None:
@@ -155,6 +190,11 @@ def test_truncated_mp3_keeps_what_it_heard_from_the_command_line(
     }
     done = scribe_cli("transcribe", str(truncated), "-q", "-f", "srt", "-o", str(out), env=env)
     assert done.returncode == 0, done.stderr
+    # On shared servers another streamer may take the job: the CLI sends the file as an upload.
+    job_id = re.search(r"job ([0-9a-f]{32})", done.stderr)
+    assert job_id is not None, done.stderr
+    source = asyncio.run(_job_source(database_url, job_id[1]))
+    assert source.startswith(uploads.PREFIX), source
     assert "scribe: warning: The file says it lasts 31 seconds but stops after 18 seconds" in done.stderr
     assert "Traceback" not in done.stderr
     assert "-->" in out.read_text(encoding="utf-8")

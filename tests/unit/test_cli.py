@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from core.messages import Char, Final, Partial, Progress, Segment, Usage, Word
+from scribe import cli
 from scribe.cli import SERVICE_NAMES, Display, build_parser
 
 
@@ -50,3 +53,16 @@ def test_every_service_has_its_command() -> None:
     parser = build_parser()
     for name in (*SERVICES, "all"):
         assert parser.parse_args([name]).command == name
+
+
+def test_an_unexpected_error_is_one_line_without_a_traceback(monkeypatch, capsys) -> None:
+    async def broken(args: object, settings: object) -> int:
+        raise RuntimeError("the embedded server did not start")
+
+    monkeypatch.setattr(cli, "refuse_early", lambda args, settings: None)
+    monkeypatch.setattr(cli, "transcribe", broken)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["transcribe", "clip.wav", "-q"])
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert err == "scribe: RuntimeError: the embedded server did not start (run again with --verbose for details)\n"

@@ -132,8 +132,16 @@ def test_salvage_warning(case: Case, outcomes: _Outcomes) -> None:
     """SALVAGE WARNING (issue 8's spec): audio was lost, so the reader says so in ``warnings``.
 
     The cases: a file cut at 10, 50 or 90 % (WAV) or at 50 % (the other formats with their index
-    first; see ``bench.fuzz_cases``), and a WAV header claiming 5 hours over 1 s of audio. Each is transcribed as far as it goes, with a warning.
+    first; see ``bench.fuzz_cases``), and a WAV header claiming 5 hours over 1 s of audio. Each is
+    transcribed as far as it goes, with a warning.
     """
     outcome = outcomes.of(case)
     assert outcome.warnings is not None, f"{case.name}: the reader has no 'warnings' attribute"
     assert outcome.warnings, f"{case.name}: no warning that audio was lost; {_describe(outcome)}"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name.startswith("change/")], ids=lambda case: case.name)
+def test_decoding_goes_on_through_a_format_change(case: Case, outcomes: _Outcomes) -> None:
+    """Two files joined (16 kHz mono, then 44.1 kHz stereo): both halves come out, not only the first."""
+    outcome = outcomes.of(case)
+    assert outcome.decoded_s == pytest.approx(CLIP_S, abs=0.3), f"{case.name}: {_describe(outcome)}"

@@ -92,3 +92,12 @@ def test_a_users_terminal_gets_no_traceback() -> None:
     assert plain.format(record) == "ERROR streamer: job failed"
     operator = logs.TextFormatter("%(levelname)s %(name)s: %(message)s")
     assert "Traceback" in operator.format(logging.makeLogRecord({**record.__dict__, "exc_text": None}))
+
+
+def test_a_file_whose_name_looks_like_a_scheme_is_still_a_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    clip = media.make_ogg(tmp_path, seconds=2, name="take:2")
+    assert clip.name == "take:2.ogg" and scheme_of("take:2.ogg") == "take"
+    precheck("take:2.ogg", **LIMITS)  # the file exists: read as a path, not refused as a take: link
+    with pytest.raises(BlockedURL):
+        precheck("take:3.ogg", **LIMITS)  # no such file: a link with an unknown scheme
