@@ -208,6 +208,7 @@ class Transcript(Base, frozen=True):
     segments: list[Segment]
     usage: Usage
     warnings: list[str] = []
+    partial: bool = False  # the job is still running: the lines so far
 
 
 # One encoder and one decoder per type, reused.

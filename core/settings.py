@@ -101,8 +101,10 @@ class Settings:
     max_deliver: int = 5
 
     # Gateway
-    gateway_host: str = "0.0.0.0"
+    # Loopback until accounts exist: any other address (0.0.0.0 in a container) is an explicit choice.
+    gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    max_upload_bytes: int = 500 * 1000**2  # largest file POST /v1/jobs takes (413 past it)
 
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "auto"  # auto: JSON lines off a TTY, text on one
@@ -211,6 +213,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = (
     *("chunk_min_s", "chunk_max_s", "max_duration_s", "max_download_bytes", "max_download_s", "upload_retention_s"),
+    "max_upload_bytes",
     *("ack_wait_s", "max_deliver", "asr_beam_size", "openai_timeout_s"),
 )
 _NOT_NEGATIVE = ("chunk_first_max_s", "asr_workers", "asr_threads", "max_in_flight")

@@ -1,24 +1,37 @@
-"""The HTTP gateway. For now: health and REST reads of jobs and final transcripts.
+"""The HTTP gateway: submit jobs and read them over REST.
 
-Job submission over REST and the websocket stream come with the gateway issue; the CLI
-and NATS integrations submit jobs today (``scribe.jobs.submitted``).
+``POST /v1/jobs`` takes a link (JSON) or a file (multipart, stored in the uploads bucket) and
+answers with the job's id and its token; every per-job endpoint needs that token
+(:mod:`gateway.access`). Errors have one shape (:mod:`gateway.errors`). The websocket and SSE
+streams come next (issue 9).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
-from litestar import Litestar, MediaType, Response, get
-from litestar.datastructures import State
-from litestar.exceptions import NotFoundException, ValidationException
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.datastructures import State, UploadFile
+from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery
 
-from core.messages import ROMANIZATIONS
+from core.messages import ROMANIZATIONS, JobOptions, Romanization
+from core.process import Runtime, connected
 from core.settings import Settings
+from gateway.access import TOKEN_SECRET, authorize, job_token
+from gateway.errors import ApiError, api_error, http_error, internal_error
+from scribe import client
 from scribe.formats import FORMATS, render
 from store import repo
 from store.db import create_pool
+from streamer.errors import InputError
+from streamer.source import check_link
 
 FORMAT_MEDIA = {
     "json": "application/json",
@@ -27,52 +40,156 @@ FORMAT_MEDIA = {
     "txt": "text/plain; charset=utf-8",
     "csv": "text/csv; charset=utf-8",
 }
+# Multipart framing and the form fields besides the file.
+_FORM_OVERHEAD = 64 * 1024
+
+
+class LinkSubmission(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/jobs`` with a JSON body."""
+
+    url: str
+    romanization: Romanization = "both"
 
 
 @get("/healthz", media_type=MediaType.TEXT)
-async def healthz(state: State) -> str:
-    async with state.pool.acquire() as conn:
-        await conn.fetchval("SELECT 1")
+async def healthz() -> str:
+    """Alive: the process answers (no dependency is checked)."""
     return "ok"
 
 
+@get("/readyz")
+async def readyz(state: State) -> Response[dict[str, str]]:
+    """Ready: NATS and PostgreSQL both answer."""
+    rt: Runtime = state.rt
+    checks = {"nats": "ok" if rt.nc.is_connected else "down", "database": "ok"}
+    try:
+        async with asyncio.timeout(2):
+            await rt.pool.fetchval("SELECT 1")
+    except Exception:
+        checks["database"] = "down"
+    ready = all(value == "ok" for value in checks.values())
+    return Response(checks, status_code=200 if ready else 503)
+
+
+@post("/v1/jobs", status_code=202)
+async def submit_job(request: Request, state: State) -> dict[str, Any]:
+    """Submit a link (JSON ``{"url", "romanization"}``) or a file (multipart field ``file``).
+
+    An ``Idempotency-Key`` header makes a retried submit answer with the first job.
+    """
+    rt: Runtime = state.rt
+    key = request.headers.get("idempotency-key")
+    if key and (first := await repo.idempotent_job(rt.pool, key)) is not None:
+        return await _accepted(rt, first)
+    source, romanization = await _read_submission(request, rt)
+    job_id = uuid.uuid4().hex
+    options = JobOptions(romanization=romanization)
+    async with rt.pool.acquire() as conn, conn.transaction():
+        if key and (owner := await repo.claim_idempotency_key(conn, key, job_id)) != job_id:
+            return await _accepted(rt, owner)  # a concurrent retry won the key
+        await repo.create_job(conn, job_id, source, user_id=None, options=options)
+        await client.submit(rt.js, source, options=options, job_id=job_id)
+    return await _accepted(rt, job_id)
+
+
+async def _read_submission(request: Request, rt: Runtime) -> tuple[str, Romanization]:
+    content_type, _ = request.content_type
+    if content_type == "multipart/form-data":
+        return await _read_upload(request, rt)
+    if content_type != "application/json":
+        raise ApiError(
+            400, "bad_request", 'Send JSON {"url": …, "romanization": …} or a multipart form with the field "file".'
+        )
+    try:
+        link = msgspec.json.decode(await request.body(), type=LinkSubmission)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "bad_request", f"The JSON body is not a submission: {exc}.") from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "bad_request", "The body is not valid JSON.") from exc
+    try:  # a link only: nothing a caller sends makes the gateway look at its own files
+        await asyncio.to_thread(check_link, link.url, allow_private=rt.settings.allow_private_urls)
+    except InputError as exc:
+        raise ApiError(400, "bad_input", exc.reason) from exc
+    return link.url, link.romanization
+
+
+async def _read_upload(request: Request, rt: Runtime) -> tuple[str, Romanization]:
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise ApiError(400, "bad_request", 'The form has no file in the field "file".')
+    romanization = str(form.get("romanization") or "both")
+    if romanization not in ROMANIZATIONS:
+        raise ApiError(400, "bad_request", f"romanization must be one of {', '.join(ROMANIZATIONS)}.")
+    size = await asyncio.to_thread(upload.file.seek, 0, os.SEEK_END)
+    await asyncio.to_thread(upload.file.seek, 0)
+    if size > rt.settings.max_upload_bytes:
+        raise ApiError(413, "too_large", f"The file is larger than the {rt.settings.max_upload_bytes:,} byte limit.")
+    if size == 0:
+        raise ApiError(400, "bad_input", "The uploaded file is empty.")
+    source = await client.upload(rt.js, upload.file)  # type: ignore[arg-type]
+    return source, romanization  # type: ignore[return-value]
+
+
+async def _accepted(rt: Runtime, job_id: str) -> dict[str, Any]:
+    token = job_token(await repo.secret(rt.pool, TOKEN_SECRET), job_id)
+    base = f"/v1/jobs/{job_id}"
+    return {
+        "job_id": job_id,
+        "token": token,
+        "links": {"status": base, "transcript": f"{base}/transcript"},
+    }
+
+
 @get("/v1/jobs/{job_id:str}")
-async def job_status(state: State, job_id: FromPath[str]) -> dict[str, object]:
-    job = await repo.get_job(state.pool, job_id)
-    if job is None:
-        raise NotFoundException(f"no job {job_id}")
+async def job_status(request: Request, state: State, job_id: FromPath[str]) -> dict[str, Any]:
+    job = await authorize(request, job_id)
+    usage = await repo.job_usage(state.rt.pool, job_id)
     return {
         "job_id": job.id,
         "status": job.status,
         "reason": job.reason,
         "warnings": job.warnings,
-        "duration": job.duration,
+        "progress": {"seconds_decoded": job.seconds_decoded, "duration": job.duration},
         "chunks_done": job.next_chunk,
         "total_chunks": job.total_chunks,
+        "timings": {"created_at": job.created_at, "finished_at": job.finished_at},
+        "usage": msgspec.to_builtins(usage),
     }
 
 
 @get("/v1/jobs/{job_id:str}/transcript")
 async def job_transcript(
-    state: State, job_id: FromPath[str], format: FromQuery[str] = "json", romanization: FromQuery[str] = "both"
+    request: Request,
+    state: State,
+    job_id: FromPath[str],
+    format: FromQuery[str] = "json",
+    romanization: FromQuery[str] = "both",
 ) -> Response[str]:
+    """The transcript in a download format; while the job runs, the lines so far (``"partial": true``)."""
     if format not in FORMATS:
-        raise ValidationException(f"format must be one of {', '.join(FORMATS)}")
+        raise ApiError(400, "bad_request", f"format must be one of {', '.join(FORMATS)}.")
     if romanization not in ROMANIZATIONS:
-        raise ValidationException(f"romanization must be one of {', '.join(ROMANIZATIONS)}")
-    transcript = await repo.transcript(state.pool, job_id)
+        raise ApiError(400, "bad_request", f"romanization must be one of {', '.join(ROMANIZATIONS)}.")
+    job = await authorize(request, job_id)
+    transcript = await repo.transcript(state.rt.pool, job_id, partial=True)
     if transcript is None:
-        raise NotFoundException(f"job {job_id} has no finished transcript (unknown, running or failed)")
+        raise ApiError(409, "failed", f"The job failed, so it has no transcript: {job.reason}")
     return Response(render(transcript, format, romanization), media_type=FORMAT_MEDIA[format])
 
 
 def create_app(settings: Settings) -> Litestar:
-    @asynccontextmanager
-    async def database(app: Litestar) -> AsyncIterator[None]:
-        app.state.pool = await create_pool(settings.database_url)
-        try:
-            yield
-        finally:
-            await app.state.pool.close()
+    """The gateway on the NATS and PostgreSQL the settings name."""
 
-    return Litestar(route_handlers=[healthz, job_status, job_transcript], lifespan=[database])
+    @contextlib.asynccontextmanager
+    async def runtime(app: Litestar) -> AsyncIterator[None]:
+        async with connected(settings, "gateway", create_pool, services=[]) as rt:
+            app.state.rt = rt
+            yield
+
+    return Litestar(
+        route_handlers=[healthz, readyz, submit_job, job_status, job_transcript],
+        lifespan=[runtime],
+        exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal_error},
+        request_max_body_size=settings.max_upload_bytes + _FORM_OVERHEAD,
+    )

@@ -105,6 +105,8 @@ class _JsonTranscript(msgspec.Struct):
     duration: float
     segments: list[_JsonSegment]
     usage: Usage
+    warnings: list[str] = []
+    partial: bool = False
 
 
 _json_encoder = msgspec.json.Encoder()
@@ -120,6 +122,8 @@ def _json(transcript: Transcript, systems: tuple[System, ...]) -> str:
             for s in transcript.segments
         ],
         usage=transcript.usage,
+        warnings=list(transcript.warnings),
+        partial=transcript.partial,
     )
     return msgspec.json.format(_json_encoder.encode(document), indent=2).decode("utf-8") + "\n"
 

@@ -8,8 +8,10 @@ exception on purpose: a redelivered chunk calls the ASR again, and that call is 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -42,6 +44,9 @@ class JobRow:
     next_chunk: int
     next_segment: int
     warnings: list[str]
+    seconds_decoded: float = 0.0
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> JobRow:
@@ -57,6 +62,9 @@ class JobRow:
             next_chunk=r["next_chunk"],
             next_segment=r["next_segment"],
             warnings=_warnings.decode(r["warnings"]),
+            seconds_decoded=r["seconds_decoded"],
+            created_at=r["created_at"],
+            finished_at=r["finished_at"],
         )
 
     @property
@@ -304,12 +312,16 @@ def _segment(r: Any) -> Segment:
     )
 
 
-async def transcript(db: Executor, job_id: str) -> Transcript | None:
-    """The finished transcript of a job, or None while it is not done."""
+async def transcript(db: Executor, job_id: str, *, partial: bool = False) -> Transcript | None:
+    """The finished transcript of a job, or None while it is not done.
+
+    With ``partial``, a job still running gives the lines so far (``Transcript.partial``).
+    """
     job = await get_job(db, job_id)
-    if job is None or job.status != "done":
+    if job is None or (job.status != "done" and not (partial and job.status in ("queued", "running"))):
         return None
     return Transcript(
+        partial=job.status != "done",
         job_id=job.id,
         source=job.source,
         duration=job.duration or 0.0,
@@ -317,3 +329,38 @@ async def transcript(db: Executor, job_id: str) -> Transcript | None:
         usage=await job_usage(db, job_id),
         warnings=job.warnings,
     )
+
+
+async def set_progress(db: Executor, job_id: str, seconds_decoded: float) -> None:
+    """How far the streamer has decoded the job's input."""
+    await db.execute(
+        "UPDATE jobs SET seconds_decoded = $2, updated_at = now() WHERE id = $1 AND seconds_decoded < $2",
+        job_id,
+        seconds_decoded,
+    )
+
+
+async def secret(db: Executor, name: str) -> bytes:
+    """A 32-byte secret shared by every process of the deployment, made on first use."""
+    await db.execute(
+        "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, secrets.token_bytes(32)
+    )
+    return bytes(await db.fetchval("SELECT value FROM secrets WHERE name = $1", name))
+
+
+async def claim_idempotency_key(db: Executor, key: str, job_id: str) -> str:
+    """Bind ``key`` to ``job_id`` unless it is bound already; the job the key belongs to."""
+    claimed = await db.fetchval(
+        "INSERT INTO idempotency_keys (key, job_id) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING job_id",
+        key,
+        job_id,
+    )
+    if claimed is not None:
+        return str(claimed)
+    return str(await db.fetchval("SELECT job_id FROM idempotency_keys WHERE key = $1", key))
+
+
+async def idempotent_job(db: Executor, key: str) -> str | None:
+    """The job an Idempotency-Key was first used for, if any."""
+    found = await db.fetchval("SELECT job_id FROM idempotency_keys WHERE key = $1", key)
+    return str(found) if found is not None else None

@@ -268,6 +268,7 @@ class Streamer:
         logger.info("input ended", extra={"job_id": job.job_id, "chunks": seq, "seconds": round(seconds, 1)})
 
     async def progress(self, job_id: str, chunks: int, seconds: float, duration: float | None, *, ended: bool) -> None:
+        await repo.set_progress(self.pool, job_id, round(seconds, 3))
         event = Progress(
             job_id=job_id,
             chunks_published=chunks,

@@ -79,8 +79,22 @@ def precheck(source: str, *, allow_private: bool, max_duration_s: float, max_byt
         path = _local_file(Path(source).expanduser(), max_bytes=max_bytes)
         open_media(path, max_duration_s=max_duration_s).close()
         return
+    check_link(source, allow_private=allow_private)
+
+
+def check_link(url: str, *, allow_private: bool) -> None:
+    """Refuse a link the streamer would refuse before fetching: not http(s), or not a public address.
+
+    Never reads a local file: what a remote caller (the gateway) sends is checked here.
+
+    Raises:
+        BlockedURL, UnreachableURL: The refusal, with its message.
+    """
+    scheme = scheme_of(url)
+    if scheme is None:
+        raise BlockedURL("Give an http:// or https:// link, or upload the file.")
     _require_http(scheme)
-    check_url(source.strip(), allow_private=allow_private)
+    check_url(url.strip(), allow_private=allow_private)
 
 
 def open_source(

@@ -1,42 +1,152 @@
-"""The gateway's REST reads against a real PostgreSQL."""
+"""The gateway's REST API against real NATS JetStream and PostgreSQL (Litestar's test client)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 
-from core.messages import JobOptions, Segment, Usage, Word
+from core.messages import Segment, Usage, Word
 from core.settings import Settings
+from core.topology import UPLOADS_BUCKET
 from gateway.app import create_app
+from scribe.runtime import SERVICES, runtime
 from store import repo
+from tests import media
+from tests.paths import AUDIO
 
 pytestmark = pytest.mark.integration
 
 
-async def test_job_status_and_transcript_downloads(database_url: str, pool) -> None:
-    job_id = uuid.uuid4().hex
-    await repo.create_job(pool, job_id, "clip.wav", user_id=None, options=JobOptions())
-    app = create_app(Settings(database_url=database_url))
-    async with AsyncTestClient(app=app) as client:
-        assert (await client.get("/healthz")).text == "ok"
-        assert (await client.get(f"/v1/jobs/{uuid.uuid4().hex}")).status_code == 404
-        status = (await client.get(f"/v1/jobs/{job_id}")).json()
-        assert status["status"] == "queued"
-        assert (await client.get(f"/v1/jobs/{job_id}/transcript")).status_code == 404  # not finished
+def _settings(settings: Settings, nats_url: str, database_url: str, **changes: Any) -> Settings:
+    return settings.with_(nats_url=nats_url, database_url=database_url, **changes)
 
+
+def _error(response: Any) -> dict[str, str]:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    return body["error"]
+
+
+async def test_a_link_is_submitted_and_its_job_read_with_its_token(settings, nats_url, database_url, pool) -> None:
+    app = create_app(_settings(settings, nats_url, database_url))
+    async with AsyncTestClient(app=app) as client:
+        accepted = await client.post("/v1/jobs", json={"url": "http://127.0.0.1:9/talk.mp3", "romanization": "yale"})
+        assert accepted.status_code == 202, accepted.text
+        body = accepted.json()
+        job_id, token = body["job_id"], body["token"]
+        assert len(token) == 32 and body["links"]["status"] == f"/v1/jobs/{job_id}"
+
+        missing = await client.get(f"/v1/jobs/{job_id}")
+        assert missing.status_code == 401 and _error(missing)["code"] == "unauthorized"
+        wrong = await client.get(f"/v1/jobs/{job_id}", params={"token": "x" * 32})
+        assert wrong.status_code == 401
+        other = (await client.post("/v1/jobs", json={"url": "http://127.0.0.1:9/b.mp3"})).json()
+        assert (await client.get(f"/v1/jobs/{job_id}", params={"token": other["token"]})).status_code == 401
+
+        status = await client.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"})
+        assert status.status_code == 200
+        assert status.json()["status"] in ("queued", "running", "failed")  # no streamer runs here
+        job = await repo.get_job(pool, job_id)
+        assert job is not None and job.options.romanization == "yale"
+
+        # While the job runs: the lines so far, marked partial; then the whole transcript.
+        await pool.execute("UPDATE jobs SET status = 'running', reason = NULL WHERE id = $1", job_id)
         words = [Word(text="你好", jyutping="nei5 hou2", yale="néih hóu")]
         line = Segment(seq=0, start=0.0, end=1.5, text="你好", jyutping="nei5 hou2", yale="néih hóu", words=words)
-        await repo.set_input_ended(pool, job_id, total_chunks=1, duration=1.5)
         await repo.insert_segments(pool, job_id, [line])
+        so_far = (await client.get(f"/v1/jobs/{job_id}/transcript", params={"token": token})).json()
+        assert so_far["partial"] is True and [s["text"] for s in so_far["segments"]] == ["你好"]
+        await repo.set_input_ended(pool, job_id, total_chunks=1, duration=1.5)
         usage = Usage(backend="local", model="whisper-base", billed_seconds=1.5, cost_usd=0.0)
         await repo.record_usage(pool, usage, job_id=job_id, chunk_seq=0, user_id=None)
         await repo.finish_job(pool, job_id)
-
-        srt = await client.get(f"/v1/jobs/{job_id}/transcript", params={"format": "srt", "romanization": "yale"})
+        srt = await client.get(
+            f"/v1/jobs/{job_id}/transcript", params={"token": token, "format": "srt", "romanization": "yale"}
+        )
         assert srt.status_code == 200 and "00:00:00,000 --> 00:00:01,500" in srt.text and "néih hóu" in srt.text
-        data = (await client.get(f"/v1/jobs/{job_id}/transcript")).json()
-        assert data["segments"][0]["jyutping"] == "nei5 hou2" and data["usage"]["billed_seconds"] == 1.5
-        bad = await client.get(f"/v1/jobs/{job_id}/transcript", params={"romanization": "pinyin"})
-        assert bad.status_code == 400 and "romanization" in bad.text
+        done = (await client.get(f"/v1/jobs/{job_id}/transcript", params={"token": token})).json()
+        assert done["partial"] is False and done["usage"]["billed_seconds"] == 1.5
+        final_status = (await client.get(f"/v1/jobs/{job_id}", params={"token": token})).json()
+        assert final_status["status"] == "done" and final_status["usage"]["billed_seconds"] == 1.5
+        assert final_status["timings"]["finished_at"] is not None
+
+
+async def test_bad_requests_get_a_4xx_saying_what_is_wrong(settings, nats_url, database_url) -> None:
+    app = create_app(_settings(settings, nats_url, database_url, allow_private_urls=False))
+    async with AsyncTestClient(app=app) as client:
+        cases = {
+            "not json": (client.post("/v1/jobs", content=b"{url", headers={"content-type": "application/json"}), 400),
+            "unknown field": (client.post("/v1/jobs", json={"url": "https://a.example/x", "speed": 2}), 400),
+            "bad romanization": (
+                client.post("/v1/jobs", json={"url": "https://a.example/x", "romanization": "x"}),
+                400,
+            ),
+            "a path": (client.post("/v1/jobs", json={"url": "/etc/passwd"}), 400),
+            "data uri": (client.post("/v1/jobs", json={"url": "data:audio/wav;base64,UklGR"}), 400),
+            "private": (client.post("/v1/jobs", json={"url": "http://127.0.0.1/a.mp3"}), 400),
+            "plain text": (client.post("/v1/jobs", content=b"hi", headers={"content-type": "text/plain"}), 400),
+            "form without file": (client.post("/v1/jobs", data={"romanization": "both"}), 400),
+            "unknown route": (client.get("/v1/nothing"), 404),
+        }
+        messages = {}
+        for name, (request, status) in cases.items():
+            response = await request
+            assert response.status_code == status, (name, response.text)
+            messages[name] = _error(response)["message"]
+        schema = await client.get("/schema/openapi.json")
+        assert schema.status_code == 200 and "/v1/jobs/{job_id}/transcript" in schema.json()["paths"]
+    assert "Give an http:// or https:// link" in messages["a path"]
+    assert "data: URIs are not accepted" in messages["data uri"]
+    assert "private or local network address" in messages["private"]
+    assert "romanization" in messages["bad romanization"]
+    assert '"file"' in messages["form without file"]
+
+
+async def test_a_file_is_uploaded_once_per_idempotency_key_and_refused_past_the_limit(
+    settings, nats_url, database_url, pool, rt, tmp_path: Path
+) -> None:
+    clip = media.make_ogg(tmp_path, seconds=3)
+    app = create_app(_settings(settings, nats_url, database_url, max_upload_bytes=200_000))
+    async with AsyncTestClient(app=app) as client:
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        files = {"file": ("clip.ogg", clip.read_bytes(), "audio/ogg")}
+        first = await client.post("/v1/jobs", files=files, data={"romanization": "jyutping"}, headers=headers)
+        again = await client.post("/v1/jobs", files=files, data={"romanization": "jyutping"}, headers=headers)
+        assert first.status_code == again.status_code == 202, first.text
+        assert first.json() == again.json()
+        job = await repo.get_job(pool, first.json()["job_id"])
+        assert job is not None and job.source.startswith("upload:") and job.options.romanization == "jyutping"
+        store = await rt.js.object_store(UPLOADS_BUCKET)
+        assert (await store.get_info(job.source.removeprefix("upload:"))).size == clip.stat().st_size
+
+        big = await client.post("/v1/jobs", files={"file": ("big.ogg", bytes(300_000), "audio/ogg")})
+        assert big.status_code == 413 and _error(big)["code"] == "too_large"
+        assert (await client.get("/healthz")).text == "ok"
+        assert (await client.get("/readyz")).json() == {"nats": "ok", "database": "ok"}
+
+
+@pytest.mark.slow
+async def test_an_uploaded_file_is_transcribed_and_read_back_over_rest(
+    settings, nats_url, database_url, tmp_path: Path
+) -> None:
+    cfg = _settings(settings, nats_url, database_url, chunk_min_s=8.0, chunk_max_s=16.0)
+    async with runtime(cfg) as services:
+        await services.start(SERVICES)
+        async with AsyncTestClient(app=create_app(cfg)) as client:
+            clip = (AUDIO / "sherpa_yue-4.wav").read_bytes()
+            accepted = (await client.post("/v1/jobs", files={"file": ("clip.wav", clip, "audio/wav")})).json()
+            job_id, token = accepted["job_id"], accepted["token"]
+            for _ in range(600):
+                status = (await client.get(f"/v1/jobs/{job_id}", params={"token": token})).json()
+                if status["status"] in ("done", "failed"):
+                    break
+                await asyncio.sleep(0.2)
+            assert status["status"] == "done", status
+            assert status["progress"]["seconds_decoded"] == pytest.approx(status["progress"]["duration"], abs=0.1)
+            txt = await client.get(f"/v1/jobs/{job_id}/transcript", params={"token": token, "format": "txt"})
+    assert txt.status_code == 200 and "香港" in txt.text

@@ -251,7 +251,7 @@ def test_csv(transcript: Transcript) -> None:
 def test_json_has_exactly_the_documented_keys(transcript: Transcript) -> None:
     text = render(transcript, "json")
     document = msgspec.json.decode(text)
-    assert list(document) == ["job_id", "source", "duration", "segments", "usage"]
+    assert list(document) == ["job_id", "source", "duration", "segments", "usage", "warnings", "partial"]
     assert list(document["segments"][0]) == ["seq", "start", "end", "text", "jyutping", "yale", "words", "chars"]
     assert list(document["segments"][0]["words"][0]) == ["text", "jyutping", "yale"]
     assert list(document["usage"]) == ["backend", "model", "billed_seconds", "cost_usd"]

@@ -1,0 +1,59 @@
+"""Who may see a job: today its token; API keys and users come with accounts, here.
+
+Every per-job endpoint calls :func:`authorize`, the one place the check lives. A job's token
+is an HMAC of its id under a deployment secret kept in PostgreSQL, so every gateway process
+checks the same tokens, nothing per job is stored, and an idempotent resubmit can hand out
+the first job's token again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+from litestar import Request
+
+from gateway.errors import ApiError
+from store import repo
+
+TOKEN_SECRET = "job-token"
+
+
+def job_token(secret: bytes, job_id: str) -> str:
+    """The token of a job: 32 URL-safe characters, unguessable without the secret."""
+    digest = hmac.new(secret, job_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:32]
+
+
+def presented_token(request: Request) -> str | None:
+    """The token a request carries: ``Authorization: Bearer <token>`` or ``?token=``."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query_params.get("token") or None
+
+
+async def authorize(request: Request, job_id: str) -> repo.JobRow:
+    """The job, once the request has shown its token.
+
+    Raises:
+        ApiError: 401 without a valid token (the same answer whether or not the job exists,
+            so tokens cannot be used to probe for job ids), 404 for an unknown job with a
+            token that would be its own.
+    """
+    pool = request.app.state.rt.pool
+    token = presented_token(request)
+    secret = await repo.secret(pool, TOKEN_SECRET)
+    if token is None or not hmac.compare_digest(token, job_token(secret, job_id)):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "This job needs its token: send it as ?token=… or Authorization: Bearer …, "
+            "as returned when the job was submitted.",
+        )
+    job = await repo.get_job(pool, job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"There is no job {job_id}.")
+    return job
