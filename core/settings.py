@@ -105,6 +105,8 @@ class Settings:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     max_upload_bytes: int = 500 * 1000**2  # largest file POST /v1/jobs takes (413 past it)
+    stream_queue_size: int = 1000  # events one slow viewer may have unsent before it is closed as lagged
+    stream_heartbeat_s: float = 15.0  # a quiet stream sends a heartbeat this often
 
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "auto"  # auto: JSON lines off a TTY, text on one
@@ -213,7 +215,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = (
     *("chunk_min_s", "chunk_max_s", "max_duration_s", "max_download_bytes", "max_download_s", "upload_retention_s"),
-    "max_upload_bytes",
+    *("max_upload_bytes", "stream_queue_size", "stream_heartbeat_s"),
     *("ack_wait_s", "max_deliver", "asr_beam_size", "openai_timeout_s"),
 )
 _NOT_NEGATIVE = ("chunk_first_max_s", "asr_workers", "asr_threads", "max_in_flight")

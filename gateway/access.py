@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 
-from litestar import Request
+from litestar.connection import ASGIConnection
 
 from gateway.errors import ApiError
 from store import repo
@@ -26,16 +26,28 @@ def job_token(secret: bytes, job_id: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()[:32]
 
 
-def presented_token(request: Request) -> str | None:
-    """The token a request carries: ``Authorization: Bearer <token>`` or ``?token=``."""
-    header = request.headers.get("authorization", "")
+SUBPROTOCOL_PREFIX = "token."
+
+
+def presented_token(connection: ASGIConnection) -> str | None:
+    """The token a request carries: ``Authorization: Bearer <token>``, ``?token=``, or (websockets,
+    whose browser API cannot set headers) the subprotocol ``token.<TOKEN>``."""
+    header = connection.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.query_params.get("token") or None
+    if token := connection.query_params.get("token"):
+        return token
+    return token_subprotocol(connection).removeprefix(SUBPROTOCOL_PREFIX) or None
 
 
-async def authorize(request: Request, job_id: str) -> repo.JobRow:
+def token_subprotocol(connection: ASGIConnection) -> str:
+    """The ``token.<TOKEN>`` entry of ``Sec-WebSocket-Protocol``, or ``""``."""
+    offered = connection.headers.get("sec-websocket-protocol", "")
+    return next((p.strip() for p in offered.split(",") if p.strip().startswith(SUBPROTOCOL_PREFIX)), "")
+
+
+async def authorize(request: ASGIConnection, job_id: str) -> repo.JobRow:
     """The job, once the request has shown its token.
 
     Raises:

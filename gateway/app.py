@@ -2,8 +2,9 @@
 
 ``POST /v1/jobs`` takes a link (JSON) or a file (multipart, stored in the uploads bucket) and
 answers with the job's id and its token; every per-job endpoint needs that token
-(:mod:`gateway.access`). Errors have one shape (:mod:`gateway.errors`). The websocket and SSE
-streams come next (issue 9).
+(:mod:`gateway.access`). Errors have one shape (:mod:`gateway.errors`). The live transcript
+streams over a websocket and SSE (:mod:`gateway.stream`, one NATS subscription per job per
+process: :mod:`gateway.feed`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from core.process import Runtime, connected
 from core.settings import Settings
 from gateway.access import TOKEN_SECRET, authorize, job_token
 from gateway.errors import ApiError, api_error, http_error, internal_error
+from gateway.feed import Feeds
+from gateway.stream import job_events, job_stream
 from scribe import client
 from scribe.formats import FORMATS, render
 from store import repo
@@ -137,7 +140,12 @@ async def _accepted(rt: Runtime, job_id: str) -> dict[str, Any]:
     return {
         "job_id": job_id,
         "token": token,
-        "links": {"status": base, "transcript": f"{base}/transcript"},
+        "links": {
+            "status": base,
+            "transcript": f"{base}/transcript",
+            "stream": f"{base}/stream",
+            "events": f"{base}/events",
+        },
     }
 
 
@@ -185,10 +193,14 @@ def create_app(settings: Settings) -> Litestar:
     async def runtime(app: Litestar) -> AsyncIterator[None]:
         async with connected(settings, "gateway", create_pool, services=[]) as rt:
             app.state.rt = rt
-            yield
+            app.state.feeds = Feeds(rt.js, queue_size=settings.stream_queue_size)
+            try:
+                yield
+            finally:
+                await app.state.feeds.close()
 
     return Litestar(
-        route_handlers=[healthz, readyz, submit_job, job_status, job_transcript],
+        route_handlers=[healthz, readyz, submit_job, job_status, job_transcript, job_stream, job_events],
         lifespan=[runtime],
         exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal_error},
         request_max_body_size=settings.max_upload_bytes + _FORM_OVERHEAD,

@@ -1,0 +1,147 @@
+"""One job's events for every viewer in this gateway process: one NATS subscription, fanned out.
+
+A :class:`JobFeed` subscribes to ``scribe.events.<job_id>`` from the job's first event (the
+stream keeps a week), numbers the events it receives (``seq``, from 1) and keeps them, so a
+viewer who joins late gets a snapshot cut at an exact event, then every later event: no gap,
+no repeat. Each viewer has a bounded queue; a viewer that falls behind is marked lagged and
+dropped, never slowing the others or growing memory. Any number of gateway processes can serve
+one job: each has its own feed from the same replayable stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+
+from core import subjects
+from core.messages import JobEvent, job_event_decoder
+from core.topology import EVENTS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Viewer:
+    """One websocket or SSE client of a feed.
+
+    Attributes:
+        queue: ``(seq, event)`` pairs not yet sent, at most the feed's ``queue_size``.
+        lagged: Set when an event did not fit: the viewer must be told and closed.
+        woken: Set on every offer and on lagging, so the sender wakes up.
+    """
+
+    queue: asyncio.Queue[tuple[int, JobEvent]]
+    lagged: bool = False
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, seq: int, event: JobEvent) -> None:
+        if self.lagged:
+            return
+        try:
+            self.queue.put_nowait((seq, event))
+        except asyncio.QueueFull:
+            self.lagged = True
+        self.woken.set()
+
+
+class JobFeed:
+    """The events of one job, kept and fanned out to this process's viewers."""
+
+    def __init__(self, js: JetStreamContext, job_id: str, *, queue_size: int) -> None:
+        self.js = js
+        self.job_id = job_id
+        self.queue_size = queue_size
+        self.history: list[JobEvent] = []
+        self.viewers: set[Viewer] = set()
+        self._sub: Subscription | None = None
+        self._arrived = asyncio.Event()
+
+    async def start(self, *, catch_up_s: float = 5.0) -> None:
+        """Subscribe from the job's first event, and wait until what the stream held then has arrived,
+        so the first viewer's snapshot is complete."""
+        subject = subjects.events(self.job_id)
+        self._sub = await self.js.subscribe(
+            subject, cb=self._on_event, ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.ALL
+        )
+        info = await self.js.stream_info(EVENTS.name, subjects_filter=subject)
+        held = (info.state.subjects or {}).get(subject, 0)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(catch_up_s):
+                while len(self.history) < held:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_event(self, msg: Msg) -> None:
+        event = job_event_decoder.decode(msg.data)
+        self.history.append(event)
+        seq = len(self.history)
+        self._arrived.set()
+        for viewer in self.viewers:
+            viewer.offer(seq, event)
+
+    def join(self) -> tuple[list[JobEvent], Viewer]:
+        """The events so far and a viewer that gets every later one (no await between: an exact cut)."""
+        viewer = Viewer(asyncio.Queue(self.queue_size))
+        self.viewers.add(viewer)
+        return list(self.history), viewer
+
+
+class Feeds:
+    """This process's feeds, one per job with viewers; a feed stops when its last viewer leaves."""
+
+    def __init__(self, js: JetStreamContext, *, queue_size: int) -> None:
+        self.js = js
+        self.queue_size = queue_size
+        self._feeds: dict[str, JobFeed] = {}
+        self._starting: dict[str, asyncio.Future[JobFeed]] = {}
+
+    async def _feed(self, job_id: str) -> JobFeed:
+        if (feed := self._feeds.get(job_id)) is not None:
+            return feed
+        if (starting := self._starting.get(job_id)) is not None:
+            return await asyncio.shield(starting)
+        future: asyncio.Future[JobFeed] = asyncio.get_running_loop().create_future()
+        self._starting[job_id] = future
+        feed = JobFeed(self.js, job_id, queue_size=self.queue_size)
+        try:
+            await feed.start()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            del self._starting[job_id]
+        self._feeds[job_id] = feed
+        future.set_result(feed)
+        return feed
+
+    @contextlib.asynccontextmanager
+    async def watch(self, job_id: str) -> AsyncIterator[tuple[list[JobEvent], Viewer]]:
+        """Join the job's feed: the events so far, and the viewer that receives the rest."""
+        feed = await self._feed(job_id)
+        history, viewer = feed.join()
+        try:
+            yield history, viewer
+        finally:
+            feed.viewers.discard(viewer)
+            if not feed.viewers and self._feeds.get(job_id) is feed:
+                del self._feeds[job_id]
+                await feed.stop()
+
+    async def close(self) -> None:
+        for feed in list(self._feeds.values()):
+            await feed.stop()
+        self._feeds.clear()
