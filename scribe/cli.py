@@ -180,6 +180,27 @@ def refuse_early(args: argparse.Namespace, settings: Settings) -> str | None:
     return None
 
 
+async def up(settings: Settings, host: str, port: int) -> None:
+    """``scribe up``: every service and the gateway in this process, until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    from gateway.app import create_app
+    from scribe.runtime import SERVICES, runtime
+
+    async with runtime(settings, name="scribe-up") as rt:
+        await rt.start(SERVICES)
+        app = create_app(rt.settings.with_(gateway_host=host, gateway_port=port))
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None))
+        serving = asyncio.create_task(server.serve())  # uvicorn stops it on SIGINT and SIGTERM
+        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event for it)
+            await asyncio.sleep(0.05)
+        if server.started:
+            shown = f"[{host}]" if ":" in host else host
+            print(f"gateway: http://{shown}:{port}/  (API under /v1, OpenAPI at /schema)")
+            print(f"nats:    {rt.settings.nats_url}  (integrators: subscribe to scribe.events.>)", flush=True)
+        await serving
+
+
 async def servers(settings: Settings) -> None:
     """``scribe servers``: the embedded NATS and PostgreSQL for services started as separate processes."""
     from scribe.embedded import infrastructure
@@ -215,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
     commands.add_parser("all", help="run every service in one process until SIGTERM (embedded servers if unset)")
     commands.add_parser("servers", help="start the embedded NATS and PostgreSQL and print their URLs")
+    u = commands.add_parser(
+        "up", help="the whole stack: every service and the HTTP gateway (embedded servers if unset)"
+    )
+    u.add_argument("--host", default=None, help="gateway address (default SCRIBE_GATEWAY_HOST, 127.0.0.1)")
+    u.add_argument("--port", type=int, default=None, help="gateway port (default SCRIBE_GATEWAY_PORT, 8000)")
     return parser
 
 
@@ -261,6 +287,12 @@ def main(argv: list[str] | None = None) -> None:
     logs.configure(settings.log_level, settings.log_format)
     if args.command == "servers":
         asyncio.run(servers(settings))
+        return
+    if args.command == "up":
+        host = args.host or settings.gateway_host
+        # uvicorn stops on Ctrl-C, then raises the signal again: by then everything is shut down.
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(up(settings, host, settings.gateway_port if args.port is None else args.port))
         return
     if args.command in SERVICE_NAMES and not (settings.nats_url and settings.database_url):
         print(

@@ -104,3 +104,28 @@ async def _select_one(database_url: str) -> int:
         return int(await connection.fetchval("SELECT 1"))
     finally:
         await connection.close()
+
+
+def test_scribe_up_serves_the_gateway_and_stops_on_ctrl_c(data_dir: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    up = subprocess.Popen(
+        [sys.executable, "-m", "scribe", "up", "--port", str(port)],
+        env=_environ(SCRIBE_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        gateway_line, nats_line = up.stdout.readline(), up.stdout.readline()
+        assert gateway_line.startswith(f"gateway: http://127.0.0.1:{port}/"), gateway_line
+        assert nats_line.startswith("nats:    nats://127.0.0.1:"), nats_line
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as http:
+            http.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b"".join(iter(lambda: http.recv(4096), b""))
+        assert answer.startswith(b"HTTP/1.1 200") and b'"database":"ok"' in answer, answer
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0

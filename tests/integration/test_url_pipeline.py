@@ -75,7 +75,8 @@ def test_cli_writes_json_with_characters_jyutping_and_yale(cli_env: dict[str, st
     done = scribe_cli("transcribe", str(AUDIO / "sherpa_yue-15.wav"), "--format", "json", "-o", str(out), env=cli_env)
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert set(data) == {"job_id", "source", "duration", "segments", "usage"}
+    assert set(data) == {"job_id", "source", "duration", "segments", "usage", "warnings", "partial"}
+    assert data["warnings"] == [] and data["partial"] is False
     keys = {"seq", "start", "end", "text", "jyutping", "yale", "words", "chars"}
     assert data["segments"] and all(set(segment) == keys for segment in data["segments"])
     assert all(len(segment["chars"]) == len(segment["text"]) for segment in data["segments"])
