@@ -46,6 +46,7 @@ class Session:
         self.seq = 0
         self.last_line = after
         self.finished = False
+        self.progress: dict[str, Any] = {"seconds_decoded": 0.0, "duration": None}
 
     def envelope(self, kind: str, **fields: Any) -> dict[str, Any]:
         return {"v": VERSION, "type": kind, "job_id": self.job_id, "seq": self.seq, **fields}
@@ -85,6 +86,7 @@ class Session:
         if terminal is not None:
             status = "done" if isinstance(terminal, Final) else "failed"
         segments = self._new_lines(list(lines.values()))
+        self.progress = progress
         snapshot = self.envelope(
             "snapshot",
             status=status,
@@ -100,6 +102,7 @@ class Session:
         self.seq = seq
         match event:
             case Progress():
+                self.progress = {"seconds_decoded": event.seconds_decoded, "duration": event.duration}
                 return self.envelope(
                     "progress",
                     seconds_decoded=event.seconds_decoded,
@@ -127,7 +130,7 @@ class Session:
         return self.envelope("failed", reason=event.reason)
 
     def heartbeat(self) -> dict[str, Any]:
-        return self.envelope("heartbeat", last_line=self.last_line)
+        return self.envelope("heartbeat", last_line=self.last_line, progress=self.progress)
 
     def lagged(self) -> dict[str, Any]:
         return self.envelope(

@@ -216,6 +216,7 @@ async def test_two_gateways_serve_one_job_identically_and_a_quiet_stream_gets_he
             (got_a, code_a), (got_b, code_b) = await asyncio.gather(_read_all(a), _read_all(b))
     assert opening[0] == opening[1] and opening[0]["type"] == "snapshot" and opening[0]["segments"] == []
     assert [beat["type"] for beat in beats] == ["heartbeat", "heartbeat"] and beats[0]["last_line"] == -1
+    assert beats[0]["progress"] == {"seconds_decoded": 0.0, "duration": None}
     live_a = [e for e in got_a if e["type"] != "heartbeat"]
     live_b = [e for e in got_b if e["type"] != "heartbeat"]
     assert live_a == live_b and _lines(live_a) == [0, 1, 2] and live_a[-1]["type"] == "final"
