@@ -10,10 +10,12 @@ process: :mod:`gateway.feed`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -149,6 +151,42 @@ async def _accepted(rt: Runtime, job_id: str) -> dict[str, Any]:
     }
 
 
+@get("/v1/jobs")
+async def list_jobs(state: State, limit: FromQuery[int] = 20, cursor: FromQuery[str | None] = None) -> dict[str, Any]:
+    """Recent jobs, newest first: ids and states only (a job's source and transcript need its token)."""
+    if not 1 <= limit <= 100:
+        raise ApiError(400, "bad_request", "limit must be between 1 and 100.")
+    before = _decode_cursor(cursor) if cursor else None
+    jobs = await repo.recent_jobs(state.rt.pool, limit=limit, before=before)
+    next_cursor = _encode_cursor(jobs[-1]) if len(jobs) == limit else None
+    return {
+        "jobs": [
+            {
+                "job_id": job.id,
+                "status": job.status,
+                "duration": job.duration,
+                "created_at": job.created_at,
+                "finished_at": job.finished_at,
+            }
+            for job in jobs
+        ],
+        "next_cursor": next_cursor,
+    }
+
+
+def _encode_cursor(job: repo.JobRow) -> str:
+    assert job.created_at is not None
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), job_id
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", "cursor is not one this server gave out; start without it.") from exc
+
+
 @get("/v1/jobs/{job_id:str}")
 async def job_status(request: Request, state: State, job_id: FromPath[str]) -> dict[str, Any]:
     job = await authorize(request, job_id)
@@ -200,7 +238,7 @@ def create_app(settings: Settings) -> Litestar:
                 await app.state.feeds.close()
 
     return Litestar(
-        route_handlers=[healthz, readyz, submit_job, job_status, job_transcript, job_stream, job_events],
+        route_handlers=[healthz, readyz, submit_job, list_jobs, job_status, job_transcript, job_stream, job_events],
         lifespan=[runtime],
         exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal_error},
         request_max_body_size=settings.max_upload_bytes + _FORM_OVERHEAD,

@@ -364,3 +364,17 @@ async def idempotent_job(db: Executor, key: str) -> str | None:
     """The job an Idempotency-Key was first used for, if any."""
     found = await db.fetchval("SELECT job_id FROM idempotency_keys WHERE key = $1", key)
     return str(found) if found is not None else None
+
+
+async def recent_jobs(db: Executor, *, limit: int, before: tuple[datetime, str] | None = None) -> list[JobRow]:
+    """Jobs newest first, at most ``limit``, strictly before the ``(created_at, id)`` cursor if given."""
+    if before is None:
+        records = await db.fetch("SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT $1", limit)
+    else:
+        records = await db.fetch(
+            "SELECT * FROM jobs WHERE (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $1",
+            limit,
+            before[0],
+            before[1],
+        )
+    return [JobRow.from_record(r) for r in records]

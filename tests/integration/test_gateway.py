@@ -150,3 +150,19 @@ async def test_an_uploaded_file_is_transcribed_and_read_back_over_rest(
             assert status["progress"]["seconds_decoded"] == pytest.approx(status["progress"]["duration"], abs=0.1)
             txt = await client.get(f"/v1/jobs/{job_id}/transcript", params={"token": token, "format": "txt"})
     assert txt.status_code == 200 and "香港" in txt.text
+
+
+async def test_recent_jobs_are_listed_newest_first_a_page_at_a_time(settings, nats_url, database_url) -> None:
+    app = create_app(_settings(settings, nats_url, database_url))
+    async with AsyncTestClient(app=app) as client:
+        ids = [
+            (await client.post("/v1/jobs", json={"url": f"http://127.0.0.1:9/{n}.mp3"})).json()["job_id"]
+            for n in range(3)
+        ]
+        first = (await client.get("/v1/jobs", params={"limit": 2})).json()
+        assert [job["job_id"] for job in first["jobs"]] == [ids[2], ids[1]] and first["next_cursor"]
+        assert set(first["jobs"][0]) == {"job_id", "status", "duration", "created_at", "finished_at"}
+        second = (await client.get("/v1/jobs", params={"limit": 2, "cursor": first["next_cursor"]})).json()
+        assert second["jobs"][0]["job_id"] == ids[0]
+        assert _error(await client.get("/v1/jobs", params={"cursor": "nonsense"}))["code"] == "bad_request"
+        assert (await client.get("/v1/jobs", params={"limit": 0})).status_code == 400
