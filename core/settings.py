@@ -101,6 +101,7 @@ class Settings:
     max_deliver: int = 5
 
     # Gateway
+    server_url: str = ""  # `scribe transcribe` as a client of this gateway instead of running the pipeline itself
     # Loopback until accounts exist: any other address (0.0.0.0 in a container) is an explicit choice.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000

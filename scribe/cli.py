@@ -155,6 +155,41 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def transcribe_remote(args: argparse.Namespace, server: str) -> int:
+    """``scribe transcribe --server URL``: the same output, with the pipeline on a gateway."""
+    import httpx
+
+    from scribe.remote import RemoteError, RemoteJob
+
+    display = Display(sys.stderr, romanization=args.romanization, quiet=args.quiet)
+    display.draw()
+    async with httpx.AsyncClient(base_url=server, timeout=httpx.Timeout(60.0, read=600.0)) as http:
+        try:
+            job = await RemoteJob.submit(http, args.input, local=args.local, romanization=args.romanization)
+            async for event in job.events():
+                display.show(event)
+            if isinstance(event, Failed):
+                print(f"scribe: {event.reason}", file=sys.stderr)
+                return 1
+            for warning in await job.warnings():
+                print(f"scribe: warning: {warning}", file=sys.stderr)
+            text = await job.transcript(args.format, args.romanization)
+        except (RemoteError, httpx.HTTPError) as exc:
+            print(f"scribe: {exc}", file=sys.stderr)
+            return 1
+    await _write(args, text, f"job {job.job_id} on {server}")
+    return 0
+
+
+async def _write(args: argparse.Namespace, text: str, what: str) -> None:
+    if args.output:
+        await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
+        print(f"scribe: wrote {args.output} ({what})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
 def refuse_early(args: argparse.Namespace, settings: Settings) -> str | None:
     """Check the input before anything heavy starts (servers, model): the refusal, or None.
 
@@ -226,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--romanization", "-r", choices=ROMANIZATIONS, default="both")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress or live lines on stderr")
     t.add_argument("--verbose", "-v", action="store_true", help="log what the services do")
+    t.add_argument("--server", help="a running gateway to send the job to (default SCRIBE_SERVER_URL; none: run here)")
 
     r = commands.add_parser("romanize", help="romanize text lines from stdin, one JSON object per line")
     r.add_argument("--digits", action="store_true", help="keep digits as written instead of reading them")
@@ -274,8 +310,9 @@ def main(argv: list[str] | None = None) -> None:
         if (refusal := refuse_early(args, settings)) is not None:
             print(f"scribe: {refusal}", file=sys.stderr)
             raise SystemExit(1)
+        server = args.server or settings.server_url
         try:
-            code = asyncio.run(transcribe(args, settings))
+            code = asyncio.run(transcribe_remote(args, server) if server else transcribe(args, settings))
         except KeyboardInterrupt:
             code = 130
         except Exception as exc:  # no traceback on a user's terminal unless asked for

@@ -95,7 +95,11 @@ class EmbeddedNats:
         # Flags override the file: our own ports, so several servers can run side by side.
         args += ["-a", "127.0.0.1", "-p", str(self.port), "-m", str(free_port()), "-js", "-sd", str(self.store_dir)]
         with open(self.store_dir / "nats-server.log", "ab") as log:
-            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            # Its own session: Ctrl-C in the terminal goes to scribe, which drains and then stops
+            # the server, instead of killing the server under the services still using it.
+            self._process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, start_new_session=True
+            )
 
     def wait_ready(self, timeout: float = 10.0) -> str:
         """Block until the server accepts connections."""

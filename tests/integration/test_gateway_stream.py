@@ -25,7 +25,10 @@ from core.process import Runtime
 from core.settings import Settings
 from gateway.access import TOKEN_SECRET, job_token
 from gateway.app import create_app
+from scribe.runtime import SERVICES, runtime
 from store import repo
+from tests.helpers import run_job, scribe_cli
+from tests.paths import AUDIO
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +224,26 @@ async def test_two_gateways_serve_one_job_identically_and_a_quiet_stream_gets_he
     live_b = [e for e in got_b if e["type"] != "heartbeat"]
     assert live_a == live_b and _lines(live_a) == [0, 1, 2] and live_a[-1]["type"] == "final"
     assert code_a == code_b == 1000
+
+
+@pytest.mark.slow
+async def test_the_command_line_as_a_client_of_a_gateway_writes_what_the_embedded_run_writes(
+    settings, nats_url, database_url, data_dir, tmp_path
+) -> None:
+    cfg = settings.with_(nats_url=nats_url, database_url=database_url, chunk_min_s=8.0, chunk_max_s=16.0)
+    clip = AUDIO / "sherpa_yue-4.wav"
+    async with runtime(cfg) as services, gateway(cfg) as host:
+        await services.start(SERVICES)
+        here = await run_job(services, str(clip))
+        out = tmp_path / "remote.json"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SCRIBE_")},
+            "SCRIBE_DATA_DIR": str(data_dir),
+        }
+        args = ("transcribe", str(clip), "--server", f"http://{host}", "-f", "json", "-o", str(out))
+        done = await asyncio.to_thread(scribe_cli, *args, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    remote = json.loads(out.read_text(encoding="utf-8"))
+    assert [s["text"] for s in remote["segments"]] == [line.text for line in here.lines]
+    assert remote["segments"] and remote["partial"] is False
+    assert "Traceback" not in done.stderr and "wrote" in done.stderr
