@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -40,9 +41,9 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def gateway(settings: Settings) -> AsyncIterator[str]:
-    """A real gateway process's server on a free port, in this event loop; yields its base URL."""
-    port = _free_port()
+async def gateway(settings: Settings, port: int | None = None) -> AsyncIterator[str]:
+    """A real gateway process's server on a port (a free one by default), in this event loop; yields host:port."""
+    port = port or _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None))
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
@@ -113,7 +114,9 @@ async def test_late_joiners_get_a_snapshot_then_live_lines_and_resume_without_ga
         assert [e["seq"] for e in rest] == [3, 4]  # the job's 3rd and 4th events
 
         # A viewer that saw lines up to 2 resumes: lines 3 and 4 once, then the end; the token as subprotocol.
-        async with websockets.connect(f"{url}?after=2", subprotocols=[f"token.{token}"]) as resumed:
+        async with websockets.connect(
+            f"{url}?after=2", subprotocols=[websockets.Subprotocol(f"token.{token}")]
+        ) as resumed:
             assert resumed.subprotocol == f"token.{token}"
             again, code = await _read_all(resumed)
         assert [e["type"] for e in again] == ["snapshot", "final"] and _lines(again) == [3, 4] and code == 1000
@@ -247,3 +250,37 @@ async def test_the_command_line_as_a_client_of_a_gateway_writes_what_the_embedde
     assert [s["text"] for s in remote["segments"]] == [line.text for line in here.lines]
     assert remote["segments"] and remote["partial"] is False
     assert "Traceback" not in done.stderr and "wrote" in done.stderr
+
+
+async def test_the_examples_follow_a_job_over_nats_and_resume_over_the_websocket(
+    settings, nats_url, database_url, rt
+) -> None:
+    cfg = settings.with_(nats_url=nats_url, database_url=database_url)
+    job_id, token = await _job(rt)
+    port = _free_port()
+    ws_example = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "examples/ws_follow.py",
+        f"http://127.0.0.1:{port}",
+        job_id,
+        token,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with gateway(cfg, port):
+        await _publish(rt, _partial(job_id, 0, 0, 1))
+        first = [await asyncio.wait_for(ws_example.stdout.readline(), 30) for _ in range(2)]  # type: ignore[union-attr]
+    # The gateway went away mid-job; a new one comes up on the same address and the job goes on.
+    await _publish(rt, _partial(job_id, 1, 2), _final(job_id, 3))
+    async with gateway(cfg, port):
+        rest, errors = await asyncio.wait_for(ws_example.communicate(), 60)
+    assert ws_example.returncode == 0, errors
+    lines = [line.split()[0] for line in [*(b.decode() for b in first), *rest.decode().splitlines()]]
+    assert lines == ["0", "1", "2", "--"] and b"resuming after line 1" in errors
+
+    nats_example = await asyncio.create_subprocess_exec(
+        sys.executable, "examples/nats_follow.py", nats_url, job_id, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(nats_example.communicate(), 60)
+    assert nats_example.returncode == 0
+    assert [line.split()[0] for line in out.decode().splitlines()] == ["0", "1", "2", "--"]
