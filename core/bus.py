@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from core import subjects
-from core.messages import Failed, Final, JobEvent, Partial, encoder
+from core.messages import Cancelled, Failed, Final, JobEvent, Partial, encoder
 from core.topology import Bucket, Consumer, Topology
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,8 @@ def event_msg_id(event: JobEvent) -> str | None:
             return f"{event.job_id}:final"
         case Failed():
             return f"{event.job_id}:failed"
+        case Cancelled():
+            return f"{event.job_id}:cancelled"
         case Partial():
             return f"{event.job_id}:partial:{event.chunk_seq}"
     return None

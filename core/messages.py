@@ -8,7 +8,7 @@ Subjects (see ``core.subjects``) and what they carry:
 - ``scribe.jobs.submitted``          JobSubmitted
 - ``scribe.chunks``                  AudioChunk
 - ``scribe.segments.<job_id>``       SegmentsEvent = ChunkTranscribed | ChunkFailed | InputEnded
-- ``scribe.events.<job_id>``         JobEvent = Progress | Partial | Final | Failed
+- ``scribe.events.<job_id>``         JobEvent = Progress | Partial | Final | Failed | Cancelled
 """
 
 from __future__ import annotations
@@ -195,7 +195,14 @@ class Failed(Base, frozen=True, tag="failed"):
     reason: str
 
 
-JobEvent = Progress | Partial | Final | Failed
+class Cancelled(Base, frozen=True, tag="cancelled"):
+    """The job was cancelled on request; lines already sent stay, no more come."""
+
+    job_id: str
+    reason: str = "Cancelled on request."
+
+
+JobEvent = Progress | Partial | Final | Failed | Cancelled
 
 
 # --- the whole transcript (CLI output, REST) -----------------------------------------

@@ -107,3 +107,12 @@ async def fetch(
         raise UploadMissing(source) from exc
     except nats.errors.Error as exc:
         raise UploadUnreadable(source) from exc
+
+
+async def delete(js: JetStreamContext, source: str, *, bucket: str = UPLOADS_BUCKET) -> None:
+    """Delete an upload; one already gone is fine."""
+    store = await js.object_store(bucket)
+    try:
+        await store.delete(_name(source))
+    except nats.js.errors.NotFoundError:
+        pass

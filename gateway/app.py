@@ -19,12 +19,13 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar import Litestar, MediaType, Request, Response, delete, get, post
 from litestar.datastructures import State, UploadFile
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery
 
-from core.messages import ROMANIZATIONS, JobOptions, Romanization
+from core import bus, uploads
+from core.messages import ROMANIZATIONS, Cancelled, JobOptions, Romanization
 from core.process import Runtime, connected
 from core.settings import Settings
 from gateway.access import TOKEN_SECRET, authorize, job_token
@@ -204,6 +205,27 @@ async def job_status(request: Request, state: State, job_id: FromPath[str]) -> d
     }
 
 
+@delete("/v1/jobs/{job_id:str}", status_code=200)
+async def cancel_or_purge(
+    request: Request, state: State, job_id: FromPath[str], purge: FromQuery[bool] = False
+) -> dict[str, Any]:
+    """Cancel a job (the download stops, queued chunks are dropped; chunks already billed stay
+    billed), or with ``?purge=true`` delete a finished job's transcript and uploaded audio."""
+    rt: Runtime = state.rt
+    job = await authorize(request, job_id)
+    if purge:
+        if not job.finished:
+            raise ApiError(409, "running", "The job is still running: cancel it first, then purge it.")
+        await repo.purge_job(rt.pool, job_id)
+        if uploads.is_upload(job.source):
+            await uploads.delete(rt.js, job.source)
+        return {"job_id": job_id, "status": job.status, "purged": True}
+    if not await repo.cancel_job(rt.pool, job_id):
+        raise ApiError(409, "finished", f"The job has already ended ({job.status}); nothing to cancel.")
+    await bus.publish_event(rt.js, Cancelled(job_id=job_id))
+    return {"job_id": job_id, "status": "cancelled", "purged": False}
+
+
 @get("/v1/jobs/{job_id:str}/transcript")
 async def job_transcript(
     request: Request,
@@ -218,9 +240,11 @@ async def job_transcript(
     if romanization not in ROMANIZATIONS:
         raise ApiError(400, "bad_request", f"romanization must be one of {', '.join(ROMANIZATIONS)}.")
     job = await authorize(request, job_id)
+    if job.purged_at is not None:
+        raise ApiError(410, "purged", "This job's transcript and audio were deleted on request.")
     transcript = await repo.transcript(state.rt.pool, job_id, partial=True)
     if transcript is None:
-        raise ApiError(409, "failed", f"The job failed, so it has no transcript: {job.reason}")
+        raise ApiError(409, job.status, f"The job has no transcript ({job.status}): {job.reason}")
     return Response(render(transcript, format, romanization), media_type=FORMAT_MEDIA[format])
 
 
@@ -238,7 +262,17 @@ def create_app(settings: Settings) -> Litestar:
                 await app.state.feeds.close()
 
     return Litestar(
-        route_handlers=[healthz, readyz, submit_job, list_jobs, job_status, job_transcript, job_stream, job_events],
+        route_handlers=[
+            healthz,
+            readyz,
+            submit_job,
+            list_jobs,
+            job_status,
+            cancel_or_purge,
+            job_transcript,
+            job_stream,
+            job_events,
+        ],
         lifespan=[runtime],
         exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal_error},
         request_max_body_size=settings.max_upload_bytes + _FORM_OVERHEAD,

@@ -20,7 +20,15 @@ class ApiError(Exception):
         self.message = message
 
 
-_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    413: "too_large",
+}
 
 
 def error_response(status: int, code: str, message: str) -> Response[dict[str, dict[str, str]]]:

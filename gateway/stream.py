@@ -3,7 +3,7 @@
 One envelope for both: ``{"v": 1, "type", "job_id", "seq", ...}``, ``seq`` counting the job's
 events. A viewer first gets a ``snapshot`` (status, progress, every line after ``after``, the
 next line number), then live ``progress``, ``segments``, and one terminal ``final`` or
-``failed``; ``heartbeat`` when quiet, ``lagged`` (close 4408) when it fell behind, ``error``
+``failed`` or ``cancelled``; ``heartbeat`` when quiet, ``lagged`` (close 4408) when it fell behind, ``error``
 (close 4401 / 4404 / 4400) when refused. Lines are numbered by their own ``seq`` and sent once:
 a viewer resumes with ``?after=N`` (websocket) or ``Last-Event-ID: N`` (SSE, whose event ids
 are line numbers).
@@ -22,7 +22,7 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from core.messages import Failed, Final, JobEvent, Partial, Progress, Segment
+from core.messages import Cancelled, Failed, Final, JobEvent, Partial, Progress, Segment
 from core.process import Runtime
 from gateway.access import authorize, token_subprotocol
 from gateway.errors import ApiError
@@ -36,6 +36,24 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_LAGGED = 4408
 _CLOSE_FOR_STATUS = {400: CLOSE_BAD_REQUEST, 401: CLOSE_UNAUTHORIZED, 404: CLOSE_NOT_FOUND}
+
+
+_STATUS = {Final: "done", Failed: "failed", Cancelled: "cancelled"}
+
+
+async def _terminal_from_store(pool: Any, job: repo.JobRow) -> Final | Failed | Cancelled:
+    if job.status == "done":
+        usage = await repo.job_usage(pool, job.id)
+        return Final(
+            job_id=job.id,
+            duration=job.duration or 0.0,
+            segment_count=job.next_segment,
+            usage=usage,
+            warnings=job.warnings,
+        )
+    if job.status == "cancelled":
+        return Cancelled(job_id=job.id, reason=job.reason or "Cancelled on request.")
+    return Failed(job_id=job.id, reason=job.reason or "The job failed.")
 
 
 class Session:
@@ -74,17 +92,12 @@ class Session:
                 case Progress():
                     progress = {"seconds_decoded": event.seconds_decoded, "duration": event.duration}
                     status = "running" if status == "queued" else status
-                case Final() | Failed():
+                case Final() | Failed() | Cancelled():
                     terminal = event
-        if terminal is None and job.status in ("done", "failed"):  # the events may have expired: the store says
-            usage = await repo.job_usage(pool, self.job_id)
-            terminal = (
-                Final(job_id=job.id, duration=job.duration or 0.0, segment_count=job.next_segment, usage=usage)
-                if job.status == "done"
-                else Failed(job_id=job.id, reason=job.reason or "The job failed.")
-            )
+        if terminal is None and job.finished:  # the events may have expired, or not arrived yet: the store says
+            terminal = await _terminal_from_store(pool, job)
         if terminal is not None:
-            status = "done" if isinstance(terminal, Final) else "failed"
+            status = _STATUS[type(terminal)]
         segments = self._new_lines(list(lines.values()))
         self.progress = progress
         snapshot = self.envelope(
@@ -113,21 +126,24 @@ class Session:
             case Partial():
                 segments = self._new_lines(list(event.segments))
                 return self.envelope("segments", segments=segments) if segments else None
-            case Final() | Failed():
+            case Final() | Failed() | Cancelled():
                 return self._terminal(event)
         return None
 
-    def _terminal(self, event: Final | Failed) -> dict[str, Any]:
+    def _terminal(self, event: Final | Failed | Cancelled) -> dict[str, Any]:
         self.finished = True
-        if isinstance(event, Final):
-            return self.envelope(
-                "final",
-                duration=event.duration,
-                segment_count=event.segment_count,
-                usage=msgspec.to_builtins(event.usage),
-                warnings=event.warnings,
-            )
-        return self.envelope("failed", reason=event.reason)
+        match event:
+            case Final():
+                return self.envelope(
+                    "final",
+                    duration=event.duration,
+                    segment_count=event.segment_count,
+                    usage=msgspec.to_builtins(event.usage),
+                    warnings=event.warnings,
+                )
+            case Failed():
+                return self.envelope("failed", reason=event.reason)
+        return self.envelope("cancelled", reason=event.reason)
 
     def heartbeat(self) -> dict[str, Any]:
         return self.envelope("heartbeat", last_line=self.last_line, progress=self.progress)

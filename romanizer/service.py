@@ -122,7 +122,7 @@ class RomanizerService:
         event = segments_event_decoder.decode(msg.data)
         async with self.pool.acquire() as conn, conn.transaction():
             job = await repo.get_job(conn, event.job_id, for_update=True)
-            if job is None or job.status == "failed":
+            if job is None or job.status in ("failed", "cancelled"):
                 final = None
             elif job.status == "done":
                 # A redelivery after the commit: the final event may not have gone out.

@@ -22,7 +22,7 @@ from typing import TextIO
 import msgspec
 
 from core import logs
-from core.messages import ROMANIZATIONS, Char, Failed, Final, JobEvent, JobOptions, Partial, Progress
+from core.messages import ROMANIZATIONS, Cancelled, Char, Failed, Final, JobEvent, JobOptions, Partial, Progress
 from core.settings import Settings
 from romanizer.romanize import Romanizer
 from scribe import client
@@ -72,7 +72,7 @@ class Display:
                         self.line(f"        {segment.jyutping}")
                     if self.romanization in ("yale", "both"):
                         self.line(f"        {segment.yale}")
-            case Final() | Failed():
+            case Final() | Failed() | Cancelled():
                 self.finish()
                 return
         self.progress()
@@ -138,7 +138,7 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
         async with contextlib.aclosing(client.follow(rt.js, job_id)) as events:
             async for event in events:
                 display.show(event)
-        if isinstance(event, Failed):
+        if isinstance(event, Failed | Cancelled):
             print(f"scribe: {event.reason}", file=sys.stderr)
             return 1
         transcript = await repo.transcript(rt.pool, job_id)
@@ -168,7 +168,7 @@ async def transcribe_remote(args: argparse.Namespace, server: str) -> int:
             job = await RemoteJob.submit(http, args.input, local=args.local, romanization=args.romanization)
             async for event in job.events():
                 display.show(event)
-            if isinstance(event, Failed):
+            if isinstance(event, Failed | Cancelled):
                 print(f"scribe: {event.reason}", file=sys.stderr)
                 return 1
             for warning in await job.warnings():

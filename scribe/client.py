@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from core import bus, subjects, uploads
-from core.messages import Failed, Final, JobEvent, JobOptions, JobSubmitted, Partial, job_event_decoder
+from core.messages import Cancelled, Failed, Final, JobEvent, JobOptions, JobSubmitted, Partial, job_event_decoder
 
 
 async def upload(js: JetStreamContext, file: BinaryIO | bytes) -> str:
@@ -70,7 +70,7 @@ async def submit(
 
 
 async def follow(js: JetStreamContext, job_id: str, *, after: int = -1) -> AsyncGenerator[JobEvent, None]:
-    """The job's events in order, from its first one to its ``Final`` or ``Failed`` (yielded last).
+    """The job's events in order, from its first one to its ``Final``, ``Failed`` or ``Cancelled`` (yielded last).
 
     Args:
         js: A JetStream context.
@@ -98,7 +98,7 @@ async def follow(js: JetStreamContext, job_id: str, *, after: int = -1) -> Async
             if isinstance(event, Partial) and event.segments and event.segments[0].seq <= after:
                 event = msgspec.structs.replace(event, segments=[s for s in event.segments if s.seq > after])
             yield event
-            if isinstance(event, Final | Failed):
+            if isinstance(event, Final | Failed | Cancelled):
                 return
     finally:
         await sub.unsubscribe()

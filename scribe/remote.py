@@ -19,7 +19,7 @@ import msgspec
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from core.messages import Failed, Final, JobEvent, Partial, Progress, Segment, Usage
+from core.messages import Cancelled, Failed, Final, JobEvent, Partial, Progress, Segment, Usage
 
 RECONNECTS = 5
 
@@ -73,7 +73,7 @@ class RemoteJob:
                                 done += 1  # the gateway sends a chunk's new lines at once
                                 event = msgspec.structs.replace(event, chunks_done=done)
                             yield event
-                            if isinstance(event, Final | Failed):
+                            if isinstance(event, Final | Failed | Cancelled):
                                 return
             except (ConnectionClosed, OSError):
                 continue  # resume after the last line seen
@@ -147,4 +147,6 @@ def _events(job_id: str, envelope: dict[str, Any]) -> list[JobEvent]:
             ]
         case "failed":
             return [Failed(job_id=job_id, reason=envelope["reason"])]
+        case "cancelled":
+            return [Cancelled(job_id=job_id, reason=envelope["reason"])]
     return []

@@ -47,6 +47,7 @@ class JobRow:
     seconds_decoded: float = 0.0
     created_at: datetime | None = None
     finished_at: datetime | None = None
+    purged_at: datetime | None = None
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> JobRow:
@@ -65,11 +66,12 @@ class JobRow:
             seconds_decoded=r["seconds_decoded"],
             created_at=r["created_at"],
             finished_at=r["finished_at"],
+            purged_at=r["purged_at"],
         )
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "failed")
+        return self.status in ("done", "failed", "cancelled")
 
 
 async def create_job(db: Executor, job_id: str, source: str, *, user_id: str | None, options: JobOptions) -> None:
@@ -135,8 +137,8 @@ async def fail_job(
         dead_letter: The message given up on, when there is one.
 
     Returns:
-        The job's status afterwards: ``"failed"`` (now or before), ``"done"`` (the failure came
-        too late and changed nothing), or ``None`` for a job the store does not know.
+        The job's status afterwards: ``"failed"`` (now or before), ``"done"`` or ``"cancelled"``
+        (the failure came too late and changed nothing), or ``None`` for a job the store does not know.
     """
     if dead_letter is not None:
         await record_dead_letter(
@@ -378,3 +380,24 @@ async def recent_jobs(db: Executor, *, limit: int, before: tuple[datetime, str] 
             before[1],
         )
     return [JobRow.from_record(r) for r in records]
+
+
+async def cancel_job(db: Executor, job_id: str) -> bool:
+    """Cancel a job that has not finished (the first outcome wins); whether this call cancelled it."""
+    cancelled = await db.fetchval(
+        "UPDATE jobs SET status = 'cancelled', reason = 'Cancelled on request.', updated_at = now(),"
+        " finished_at = now() WHERE id = $1 AND status IN ('queued', 'running') RETURNING id",
+        job_id,
+    )
+    return cancelled is not None
+
+
+async def purge_job(db: Executor, job_id: str) -> None:
+    """Delete a finished job's lines and raw ASR text; its row and usage stay for the ledger."""
+    await db.execute("DELETE FROM segments WHERE job_id = $1", job_id)
+    await db.execute("UPDATE chunks SET raw_segments = NULL WHERE job_id = $1", job_id)
+    await db.execute("UPDATE jobs SET purged_at = now(), updated_at = now() WHERE id = $1", job_id)
+
+
+async def is_cancelled(db: Executor, job_id: str) -> bool:
+    return bool(await db.fetchval("SELECT status = 'cancelled' FROM jobs WHERE id = $1", job_id))

@@ -245,6 +245,9 @@ class Streamer:
             async for decoded in decoded_pieces:
                 seconds, duration = decoded.seconds, decoded.duration_hint
                 warnings += decoded.warnings
+                if await repo.is_cancelled(self.pool, job.job_id):
+                    logger.info("job cancelled: decoding stopped", extra={"job_id": job.job_id, "chunks": seq})
+                    return
                 if decoded.piece is not None:
                     piece = decoded.piece
                     chunk = AudioChunk(

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import nats.js.errors
 import pytest
 from litestar.testing import AsyncTestClient
 
-from core.messages import Segment, Usage, Word
+from core.messages import Cancelled, Final, JobEvent, Progress, Segment, Usage, Word
 from core.settings import Settings
 from core.topology import UPLOADS_BUCKET
 from gateway.app import create_app
+from scribe import client as scribe_client
 from scribe.runtime import SERVICES, runtime
 from store import repo
 from tests import media
@@ -166,3 +169,53 @@ async def test_recent_jobs_are_listed_newest_first_a_page_at_a_time(settings, na
         assert second["jobs"][0]["job_id"] == ids[0]
         assert _error(await client.get("/v1/jobs", params={"cursor": "nonsense"}))["code"] == "bad_request"
         assert (await client.get("/v1/jobs", params={"limit": 0})).status_code == 400
+
+
+@pytest.mark.slow
+async def test_a_cancelled_job_stops_and_a_purged_one_keeps_nothing_but_its_row(
+    settings, nats_url, database_url, pool, rt, tmp_path: Path
+) -> None:
+    cfg = _settings(settings, nats_url, database_url, chunk_min_s=8.0, chunk_max_s=12.0)
+    long_clip = media.make_long(tmp_path, 120.0)
+    async with runtime(cfg) as services:
+        await services.start(SERVICES)
+        async with AsyncTestClient(app=create_app(cfg)) as client:
+            files = {"file": ("long.ogg", long_clip.read_bytes(), "audio/ogg")}
+            accepted = (await client.post("/v1/jobs", files=files)).json()
+            job_id, token = accepted["job_id"], accepted["token"]
+            purge_early = await client.delete(f"/v1/jobs/{job_id}", params={"token": token, "purge": "true"})
+            assert purge_early.status_code == 409 and _error(purge_early)["code"] == "running"
+            for _ in range(600):  # until the first lines are in: the job is well under way
+                if (await client.get(f"/v1/jobs/{job_id}", params={"token": token})).json()["chunks_done"] >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            cancelled = await client.delete(f"/v1/jobs/{job_id}", params={"token": token})
+            assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+            again = await client.delete(f"/v1/jobs/{job_id}", params={"token": token})
+            assert again.status_code == 409 and _error(again)["code"] == "finished"
+            await asyncio.sleep(3)  # what the transcribers held is finished or dropped by now
+            status = (await client.get(f"/v1/jobs/{job_id}", params={"token": token})).json()
+            billed_chunks = await pool.fetchval("SELECT count(*) FROM usage WHERE job_id = $1", job_id)
+            chunks = await pool.fetchval("SELECT count(*) FROM chunks WHERE job_id = $1", job_id)
+            assert status["status"] == "cancelled" and status["reason"] == "Cancelled on request."
+            assert chunks <= billed_chunks
+            job = await repo.get_job(pool, job_id)
+            assert job is not None
+            purged = await client.delete(f"/v1/jobs/{job_id}", params={"token": token, "purge": "true"})
+            assert purged.status_code == 200 and purged.json()["purged"] is True
+            gone = await client.get(f"/v1/jobs/{job_id}/transcript", params={"token": token})
+            assert gone.status_code == 410 and _error(gone)["code"] == "purged"
+    assert await pool.fetchval("SELECT count(*) FROM segments WHERE job_id = $1", job_id) == 0
+    store = await rt.js.object_store(UPLOADS_BUCKET)
+    with pytest.raises(nats.js.errors.NotFoundError):
+        await store.get_info(job.source.removeprefix("upload:"))
+    events = [e async for e in client_events(rt, job_id)]
+    assert isinstance(events[-1], Cancelled) and not any(isinstance(e, Final) for e in events)
+    published = max(e.chunks_published for e in events if isinstance(e, Progress))
+    assert 1 <= billed_chunks < published, (billed_chunks, published)  # queued chunks were dropped, not billed
+
+
+async def client_events(rt: Any, job_id: str) -> AsyncIterator[JobEvent]:
+    """The job's events from the bus, to its terminal one."""
+    async for event in scribe_client.follow(rt.js, job_id):
+        yield event

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from core.messages import Final, Progress
+from core import bus
+from core.messages import Cancelled, Final, Progress
 from scribe import client
 from scribe.runtime import SERVICES, runtime
+from store import repo
 from tests import media
 from tests.helpers import scribe_cli
 from tests.paths import AUDIO
@@ -103,3 +105,23 @@ def test_cli_bad_input_exits_non_zero_with_a_reason(cli_env: dict[str, str], tmp
 def test_cli_unknown_format_is_a_usage_error(cli_env: dict[str, str]) -> None:
     done = scribe_cli("transcribe", "x.wav", "--format", "docx", env=cli_env, timeout=60)
     assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+async def test_cancelling_a_job_stops_its_download(settings, nats_url, database_url, pool, site: Site) -> None:
+    cfg = settings.with_(nats_url=nats_url, database_url=database_url, chunk_min_s=8.0, chunk_max_s=12.0)
+    total = len(site.routes["/talk.ogg"].body)
+    async with runtime(cfg) as rt:
+        await rt.start(SERVICES)
+        job_id = await client.submit(rt.js, site.url("/talk.ogg"))
+        async for event in client.follow(rt.js, job_id):
+            if isinstance(event, Progress) and event.chunks_published >= 1:
+                break
+        assert await repo.cancel_job(pool, job_id)
+        await bus.publish_event(rt.js, Cancelled(job_id=job_id))
+        sent_at_cancel = site.sent[-1]
+        events = [e async for e in client.follow(rt.js, job_id)]
+        await asyncio.sleep(1.0)
+    assert isinstance(events[-1], Cancelled)
+    assert sent_at_cancel < total * 0.8 and site.sent[-1] < total, (sent_at_cancel, site.sent[-1], total)
+    job = await repo.get_job(pool, job_id)
+    assert job is not None and job.status == "cancelled" and job.total_chunks is None  # the input never "ended"
