@@ -66,7 +66,8 @@ async def ensure_topology(js: JetStreamContext, topology: Topology, owned: Colle
                 f"stream {stream.name} exists with settings that cannot be changed to ours ({exc.description}); "
                 f"remove it (nats stream rm {stream.name}) or point SCRIBE_NATS_URL at another server"
             ) from exc
-    await _ensure_bucket(js, topology.uploads)
+    for bucket in (topology.uploads, topology.audio):
+        await _ensure_bucket(js, bucket)
     for consumer in topology.consumers:
         if owned is None or consumer.durable in owned:
             await _ensure_consumer(js, consumer)

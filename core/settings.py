@@ -66,6 +66,7 @@ class Settings:
     max_download_bytes: int = 2 * 1024**3
     max_download_s: float = 3600.0  # wall clock for one download: a trickling server cannot hold a streamer
     upload_retention_s: float = 86_400.0  # how long an uploaded file is kept in the uploads bucket
+    audio_retention_s: float = 7 * 86_400.0  # how long a job's audio is kept for playback
     # 40-60 s chunks: within a chunk faster-whisper packs speech into full 30 s windows, so
     # longer chunks waste less padding (bench: 10 minutes in 30.5 s of ASR against 51.7 s
     # with 20-30 s chunks, on 2 one-thread workers); the short first chunk keeps latency.
@@ -216,6 +217,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = (
     *("chunk_min_s", "chunk_max_s", "max_duration_s", "max_download_bytes", "max_download_s", "upload_retention_s"),
+    "audio_retention_s",
     *("max_upload_bytes", "stream_queue_size", "stream_heartbeat_s"),
     *("ack_wait_s", "max_deliver", "asr_beam_size", "openai_timeout_s"),
 )

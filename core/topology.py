@@ -142,16 +142,18 @@ class Bucket:
 
 
 UPLOADS_BUCKET = "scribe-uploads"
+AUDIO_BUCKET = "scribe-audio"  # each job's audio for playback, under the job's id
 
 
 @dataclass(frozen=True)
 class Topology:
-    """The streams, the three services' consumers and the uploads bucket, for one set of settings."""
+    """The streams, the three services' consumers and the two buckets, for one set of settings."""
 
     streamer: Consumer
     transcriber: Consumer
     romanizer: Consumer
     uploads: Bucket = Bucket(UPLOADS_BUCKET, _DAY_S)
+    audio: Bucket = Bucket(AUDIO_BUCKET, 7 * _DAY_S)
     streams: tuple[Stream, ...] = STREAMS
 
     @classmethod
@@ -164,6 +166,7 @@ class Topology:
             ),
             romanizer=Consumer(SEGMENTS, "romanizer", f"{subjects.SEGMENTS_PREFIX}.>", 30.0, 10, 1024),
             uploads=Bucket(UPLOADS_BUCKET, settings.upload_retention_s),
+            audio=Bucket(AUDIO_BUCKET, settings.audio_retention_s),
         )
 
     @property

@@ -47,18 +47,21 @@ def _name(source: str) -> str:
     return source.strip().removeprefix(PREFIX)
 
 
-async def put(js: JetStreamContext, file: BinaryIO | bytes, *, bucket: str = UPLOADS_BUCKET) -> str:
-    """Store a file under a new random name.
+async def put(
+    js: JetStreamContext, file: BinaryIO | bytes, *, bucket: str = UPLOADS_BUCKET, name: str | None = None
+) -> str:
+    """Store a file under ``name`` (a new random one by default).
 
     Args:
         js: A JetStream context.
         file: The bytes, or a binary file open for reading (read in a thread).
         bucket: The object store.
+        name: The object's name.
 
     Returns:
         The source to submit: ``upload:<name>``.
     """
-    name = secrets.token_hex(16)
+    name = name or secrets.token_hex(16)
     store = await js.object_store(bucket)
     await store.put(name, file)  # type: ignore[arg-type]  # any binary reader works (it calls readinto)
     return PREFIX + name

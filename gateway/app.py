@@ -28,7 +28,9 @@ from core import bus, uploads
 from core.messages import ROMANIZATIONS, Cancelled, JobOptions, Romanization
 from core.process import Runtime, connected
 from core.settings import Settings
+from core.topology import AUDIO_BUCKET
 from gateway.access import TOKEN_SECRET, authorize, job_token
+from gateway.audio import job_audio
 from gateway.errors import ApiError, api_error, http_error, internal_error
 from gateway.feed import Feeds
 from gateway.stream import job_events, job_stream
@@ -148,6 +150,7 @@ async def _accepted(rt: Runtime, job_id: str) -> dict[str, Any]:
             "transcript": f"{base}/transcript",
             "stream": f"{base}/stream",
             "events": f"{base}/events",
+            "audio": f"{base}/audio",
         },
     }
 
@@ -219,6 +222,8 @@ async def cancel_or_purge(
         await repo.purge_job(rt.pool, job_id)
         if uploads.is_upload(job.source):
             await uploads.delete(rt.js, job.source)
+        await uploads.delete(rt.js, job_id, bucket=AUDIO_BUCKET)
+        (rt.settings.data_dir / "gateway-audio" / f"{job_id}.ogg").unlink(missing_ok=True)
         return {"job_id": job_id, "status": job.status, "purged": True}
     if not await repo.cancel_job(rt.pool, job_id):
         raise ApiError(409, "finished", f"The job has already ended ({job.status}); nothing to cancel.")
@@ -272,6 +277,7 @@ def create_app(settings: Settings) -> Litestar:
             job_transcript,
             job_stream,
             job_events,
+            job_audio,
         ],
         lifespan=[runtime],
         exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal_error},

@@ -14,6 +14,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 import asyncpg
@@ -24,12 +25,13 @@ from core import bus, subjects, uploads
 from core.messages import AudioChunk, InputEnded, JobSubmitted, Progress, job_submitted_decoder
 from core.process import Runtime
 from core.settings import Settings
-from core.topology import Consumer
+from core.topology import AUDIO_BUCKET, Consumer
 from core.worker import consume, heartbeat
 from store import repo
 from streamer.encode import encode_for_bus
 from streamer.errors import CorruptMedia, InputError, SourceNotFound, TooLarge, human_duration
 from streamer.media import open_media
+from streamer.playback import PlaybackWriter
 from streamer.source import open_source
 from streamer.speech import has_speech
 
@@ -64,9 +66,10 @@ class Decoded:
 
 
 def _decode(
-    source: str, local: bool, settings: Settings, max_payload: int, cancel: threading.Event
+    source: str, local: bool, playback: Path, settings: Settings, max_payload: int, cancel: threading.Event
 ) -> Iterator[Decoded]:
-    """Blocking: fetch, decode and encode the job's input, one piece at a time."""
+    """Blocking: fetch, decode and encode the job's input, one piece at a time, and write the whole
+    timeline to ``playback`` for listening (finished once the last report is out)."""
     media, duration_hint = open_source(
         source,
         local=local,
@@ -77,6 +80,7 @@ def _decode(
     )
     try:
         reader = open_media(media, max_duration_s=settings.max_duration_s)
+        writer = PlaybackWriter(playback)
         try:
             hint = reader.duration or duration_hint
             seconds = 0.0
@@ -88,14 +92,18 @@ def _decode(
             ):
                 if cancel.is_set():
                     return
+                writer.write(piece.samples)
                 seconds = piece.end
                 if piece.silent or (settings.vad and not has_speech(piece.samples)):
                     yield Decoded(None, seconds, hint)
                     continue
                 codec, audio = encode_for_bus(piece.samples, settings.chunk_codec, max_payload)
                 yield Decoded(EncodedPiece(piece.offset, piece.duration, codec, audio), seconds, hint)
+            writer.close()
             yield Decoded(None, seconds, hint, warnings=tuple(reader.warnings))
         finally:
+            with contextlib.suppress(Exception):  # an input that failed: its playback file is dropped
+                writer.close()
             reader.close()
     finally:
         if hasattr(media, "close"):
@@ -234,13 +242,17 @@ class Streamer:
             await self.stream_from(job, source, local)
 
     async def stream_from(self, job: JobSubmitted, source: str, local: bool) -> None:
+        with tempfile.TemporaryDirectory(prefix="scribe-playback-") as folder:
+            await self.stream_into(job, source, local, Path(folder) / "audio.ogg")
+
+    async def stream_into(self, job: JobSubmitted, source: str, local: bool, playback: Path) -> None:
         seq = 0
         seconds = 0.0
         duration: float | None = None
         warnings: tuple[str, ...] = ()
         # aclosing: on an error the decoding thread is told to stop at once, not at garbage collection.
         async with contextlib.aclosing(
-            _in_thread(_decode, source, local, self.settings, self.nc.max_payload)
+            _in_thread(_decode, source, local, playback, self.settings, self.nc.max_payload)
         ) as decoded_pieces:
             async for decoded in decoded_pieces:
                 seconds, duration = decoded.seconds, decoded.duration_hint
@@ -265,6 +277,12 @@ class Streamer:
             raise InputError(" ".join([NO_SPEECH, *warnings]))
         for warning in warnings:
             logger.info("input salvaged", extra={"job_id": job.job_id, "warning": warning})
+        # Before the input ends: when the transcript is final, its audio is there to play.
+        file = await asyncio.to_thread(playback.open, "rb")
+        try:
+            await uploads.put(self.js, file, bucket=AUDIO_BUCKET, name=job.job_id)
+        finally:
+            file.close()
         ended = InputEnded(job_id=job.job_id, total_chunks=seq, duration=round(seconds, 3), warnings=list(warnings))
         await bus.publish(self.js, subjects.segments(job.job_id), ended, msg_id=f"{job.job_id}:end")
         await self.progress(job.job_id, seq, seconds, seconds, ended=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import av
 import nats.js.errors
 import pytest
 from litestar.testing import AsyncTestClient
@@ -152,7 +154,22 @@ async def test_an_uploaded_file_is_transcribed_and_read_back_over_rest(
             assert status["status"] == "done", status
             assert status["progress"]["seconds_decoded"] == pytest.approx(status["progress"]["duration"], abs=0.1)
             txt = await client.get(f"/v1/jobs/{job_id}/transcript", params={"token": token, "format": "txt"})
+            audio_url, auth = f"/v1/jobs/{job_id}/audio", {"token": token}
+            whole = await client.get(audio_url, params=auth)
+            size = len(whole.content)
+            head = await client.get(audio_url, params=auth, headers={"Range": "bytes=0-99"})
+            tail = await client.get(audio_url, params=auth, headers={"Range": "bytes=-10"})
+            past = await client.get(audio_url, params=auth, headers={"Range": f"bytes={size}-"})
+            nonsense = await client.get(audio_url, params=auth, headers={"Range": "items=1-2"})
     assert txt.status_code == 200 and "香港" in txt.text
+    assert whole.status_code == 200 and whole.headers["content-type"].startswith("audio/ogg")
+    with av.open(io.BytesIO(whole.content)) as played:  # the whole timeline: line times match
+        assert played.duration / 1e6 == pytest.approx(status["progress"]["duration"], abs=0.1)
+    assert head.status_code == 206 and head.content == whole.content[:100]
+    assert head.headers["content-range"] == f"bytes 0-99/{size}" and head.headers["accept-ranges"] == "bytes"
+    assert tail.status_code == 206 and tail.content == whole.content[-10:]
+    assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{size}"
+    assert nonsense.status_code == 400
 
 
 async def test_recent_jobs_are_listed_newest_first_a_page_at_a_time(settings, nats_url, database_url) -> None:
@@ -205,6 +222,7 @@ async def test_a_cancelled_job_stops_and_a_purged_one_keeps_nothing_but_its_row(
             assert purged.status_code == 200 and purged.json()["purged"] is True
             gone = await client.get(f"/v1/jobs/{job_id}/transcript", params={"token": token})
             assert gone.status_code == 410 and _error(gone)["code"] == "purged"
+            assert (await client.get(f"/v1/jobs/{job_id}/audio", params={"token": token})).status_code == 410
     assert await pool.fetchval("SELECT count(*) FROM segments WHERE job_id = $1", job_id) == 0
     store = await rt.js.object_store(UPLOADS_BUCKET)
     with pytest.raises(nats.js.errors.NotFoundError):
