@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# A job's token in a logged URL (?token=…) or subprotocol (token.…) is a credential: never written.
+_TOKEN = re.compile(r"(token[=.])[A-Za-z0-9_\-]{8,}")
+
+
+def redact(text: str) -> str:
+    """``text`` with job tokens replaced by ``…``."""
+    return _TOKEN.sub(r"\1…", text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +34,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -46,7 +54,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
         extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
-        return base + ("".join(f" {k}={v}" for k, v in extras.items()) if extras else "")
+        return redact(base + ("".join(f" {k}={v}" for k, v in extras.items()) if extras else ""))
 
 
 def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None, *, tracebacks: bool = True) -> None:

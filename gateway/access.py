@@ -47,6 +47,14 @@ def token_subprotocol(connection: ASGIConnection) -> str:
     return next((p.strip() for p in offered.split(",") if p.strip().startswith(SUBPROTOCOL_PREFIX)), "")
 
 
+async def token_secret(connection: ASGIConnection) -> bytes:
+    """The deployment's token secret, read once per gateway process (it never changes)."""
+    state = connection.app.state
+    if getattr(state, "token_secret", None) is None:
+        state.token_secret = await repo.secret(state.rt.pool, TOKEN_SECRET)
+    return bytes(state.token_secret)
+
+
 async def authorize(request: ASGIConnection, job_id: str) -> repo.JobRow:
     """The job, once the request has shown its token.
 
@@ -57,7 +65,7 @@ async def authorize(request: ASGIConnection, job_id: str) -> repo.JobRow:
     """
     pool = request.app.state.rt.pool
     token = presented_token(request)
-    secret = await repo.secret(pool, TOKEN_SECRET)
+    secret = await token_secret(request)
     if token is None or not hmac.compare_digest(token, job_token(secret, job_id)):
         raise ApiError(
             401,

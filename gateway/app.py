@@ -282,4 +282,5 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[runtime],
         exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal_error},
         request_max_body_size=settings.max_upload_bytes + _FORM_OVERHEAD,
+        logging_config=None,  # the process set logging up (core.logs): level, format, no tokens
     )

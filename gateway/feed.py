@@ -34,11 +34,14 @@ class Viewer:
 
     Attributes:
         queue: ``(seq, event)`` pairs not yet sent, at most the feed's ``queue_size``.
+        encoded: The feed's envelopes as JSON text by event number, shared by every viewer that
+            gets the same envelope (most do: an event is encoded once, not once per viewer).
         lagged: Set when an event did not fit: the viewer must be told and closed.
         woken: Set on every offer and on lagging, so the sender wakes up.
     """
 
     queue: asyncio.Queue[tuple[int, JobEvent]]
+    encoded: dict[int, str] = field(default_factory=dict)
     lagged: bool = False
     woken: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -63,6 +66,7 @@ class JobFeed:
         self.viewers: set[Viewer] = set()
         self._sub: Subscription | None = None
         self._arrived = asyncio.Event()
+        self.encoded: dict[int, str] = {}
 
     async def start(self, *, catch_up_s: float = 5.0) -> None:
         """Subscribe from the job's first event, and wait until what the stream held then has arrived,
@@ -90,12 +94,14 @@ class JobFeed:
         self.history.append(event)
         seq = len(self.history)
         self._arrived.set()
+        while len(self.encoded) > 64:  # viewers this far behind are lagged anyway
+            del self.encoded[next(iter(self.encoded))]
         for viewer in self.viewers:
             viewer.offer(seq, event)
 
     def join(self) -> tuple[list[JobEvent], Viewer]:
         """The events so far and a viewer that gets every later one (no await between: an exact cut)."""
-        viewer = Viewer(asyncio.Queue(self.queue_size))
+        viewer = Viewer(asyncio.Queue(self.queue_size), self.encoded)
         self.viewers.add(viewer)
         return list(self.history), viewer
 

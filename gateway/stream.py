@@ -110,6 +110,21 @@ class Session:
         )
         return [snapshot] + ([self._terminal(terminal)] if terminal is not None else [])
 
+    def shared(self, event: JobEvent) -> bool:
+        """Whether this viewer's envelope for ``event`` is everyone's (no line of it already sent)."""
+        return not isinstance(event, Partial) or all(line.seq > self.last_line for line in event.segments)
+
+    def advance(self, seq: int, event: JobEvent) -> None:
+        """Count ``event`` as sent without building its envelope (another viewer's encoding is used)."""
+        self.seq = seq
+        match event:
+            case Partial() if event.segments:
+                self.last_line = max(self.last_line, max(line.seq for line in event.segments))
+            case Progress():
+                self.progress = {"seconds_decoded": event.seconds_decoded, "duration": event.duration}
+            case Final() | Failed() | Cancelled():
+                self.finished = True
+
     def live(self, seq: int, event: JobEvent) -> dict[str, Any] | None:
         """The envelope for one live event, or None when it carries nothing new for this viewer."""
         self.seq = seq
@@ -168,22 +183,44 @@ def _after(value: str | None) -> int:
     return after
 
 
-async def _events(session: Session, viewer: Viewer, heartbeat_s: float) -> AsyncIterator[dict[str, Any]]:
-    """Live envelopes for one viewer until the job's terminal event (or it lags)."""
+async def _events(session: Session, viewer: Viewer, heartbeat_s: float) -> AsyncIterator[tuple[str, str]]:
+    """``(type, JSON text)`` of each live envelope for one viewer, until the job's end (or it lags)."""
     while not session.finished:
         if viewer.lagged:
-            yield session.lagged()
+            yield "lagged", _json(session.lagged())
             return
         try:
-            seq, event = await asyncio.wait_for(viewer.queue.get(), heartbeat_s)
-        except TimeoutError:
-            yield session.heartbeat()
-            continue
+            seq, event = viewer.queue.get_nowait()  # a burst costs no timer per event
+        except asyncio.QueueEmpty:
+            try:
+                seq, event = await asyncio.wait_for(viewer.queue.get(), heartbeat_s)
+            except TimeoutError:
+                yield "heartbeat", _json(session.heartbeat())
+                continue
         if viewer.lagged:  # what is queued is not all there is: say so rather than send a gap later
-            yield session.lagged()
+            yield "lagged", _json(session.lagged())
             return
-        if (envelope := session.live(seq, event)) is not None:
-            yield envelope
+        shared = session.shared(event)
+        if shared and seq in viewer.encoded:
+            session.advance(seq, event)
+            text = viewer.encoded[seq]
+        elif (envelope := session.live(seq, event)) is not None:
+            text = _json(envelope)
+            if shared:
+                viewer.encoded[seq] = text
+        else:
+            continue
+        yield _kind(event), text
+
+
+def _json(envelope: dict[str, Any]) -> str:
+    return msgspec.json.encode(envelope).decode()
+
+
+def _kind(event: JobEvent) -> str:
+    return {Progress: "progress", Partial: "segments", Final: "final", Failed: "failed", Cancelled: "cancelled"}[
+        type(event)
+    ]
 
 
 @websocket("/v1/jobs/{job_id:str}/stream")
@@ -203,10 +240,10 @@ async def job_stream(socket: WebSocket, state: State, job_id: FromPath[str]) -> 
     try:
         async with feeds.watch(job_id) as (history, viewer):
             for envelope in await session.opening(rt.pool, history):
-                await socket.send_json(envelope)
-            async for envelope in _events(session, viewer, rt.settings.stream_heartbeat_s):
-                await socket.send_json(envelope)
-                if envelope["type"] == "lagged":
+                await socket.send_text(_json(envelope))
+            async for kind, text in _events(session, viewer, rt.settings.stream_heartbeat_s):
+                await socket.send_text(text)
+                if kind == "lagged":
                     await socket.close(code=CLOSE_LAGGED, reason="lagged")
                     return
         await socket.close(code=CLOSE_NORMAL)
@@ -226,14 +263,12 @@ async def job_events(request: Request, state: State, job_id: FromPath[str]) -> S
         session = Session(job_id, after)
         async with feeds.watch(job_id) as (history, viewer):
             for envelope in await session.opening(rt.pool, history):
-                yield _sse(envelope, session)
-            async for envelope in _events(session, viewer, rt.settings.stream_heartbeat_s):
-                yield _sse(envelope, session)
+                yield _sse(envelope["type"], _json(envelope), session)
+            async for kind, text in _events(session, viewer, rt.settings.stream_heartbeat_s):
+                yield _sse(kind, text, session)
 
     return ServerSentEvent(messages())
 
 
-def _sse(envelope: dict[str, Any], session: Session) -> ServerSentEventMessage:
-    return ServerSentEventMessage(
-        data=msgspec.json.encode(envelope).decode(), event=envelope["type"], id=session.last_line
-    )
+def _sse(kind: str, text: str, session: Session) -> ServerSentEventMessage:
+    return ServerSentEventMessage(data=text, event=kind, id=session.last_line)
