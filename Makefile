@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INPUT ?= ../shared/data/audio/sherpa_yue-6.wav
 ARGS ?=
 
-.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-romanize bench-fuzz
+.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-romanize bench-fuzz bench-gateway
 
 $(BIN)/scribe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-pipeline: setup
 	$(BIN)/python -m bench.pipeline --runs 2
 
 # Baselines of the benchmark only (ToJyutping is also what romanizer/build/lexicon.py rebuilds from).
+bench-gateway: setup
+	$(BIN)/python -m bench.gateway_load
+
 bench-fuzz: setup
 	$(BIN)/python -m bench.fuzz_media
 
