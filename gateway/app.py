@@ -29,7 +29,7 @@ from core.messages import ROMANIZATIONS, Cancelled, JobOptions, Romanization
 from core.process import Runtime, connected
 from core.settings import Settings
 from core.topology import AUDIO_BUCKET
-from gateway.access import TOKEN_SECRET, authorize, job_token
+from gateway.access import authorize, job_token, token_secret
 from gateway.audio import job_audio
 from gateway.errors import ApiError, api_error, http_error, internal_error
 from gateway.feed import Feeds
@@ -88,16 +88,16 @@ async def submit_job(request: Request, state: State) -> dict[str, Any]:
     rt: Runtime = state.rt
     key = request.headers.get("idempotency-key")
     if key and (first := await repo.idempotent_job(rt.pool, key)) is not None:
-        return await _accepted(rt, first)
+        return await _accepted(request, first)
     source, romanization = await _read_submission(request, rt)
     job_id = uuid.uuid4().hex
     options = JobOptions(romanization=romanization)
     async with rt.pool.acquire() as conn, conn.transaction():
         if key and (owner := await repo.claim_idempotency_key(conn, key, job_id)) != job_id:
-            return await _accepted(rt, owner)  # a concurrent retry won the key
+            return await _accepted(request, owner)  # a concurrent retry won the key
         await repo.create_job(conn, job_id, source, user_id=None, options=options)
         await client.submit(rt.js, source, options=options, job_id=job_id)
-    return await _accepted(rt, job_id)
+    return await _accepted(request, job_id)
 
 
 async def _read_submission(request: Request, rt: Runtime) -> tuple[str, Romanization]:
@@ -139,8 +139,8 @@ async def _read_upload(request: Request, rt: Runtime) -> tuple[str, Romanization
     return source, romanization  # type: ignore[return-value]
 
 
-async def _accepted(rt: Runtime, job_id: str) -> dict[str, Any]:
-    token = job_token(await repo.secret(rt.pool, TOKEN_SECRET), job_id)
+async def _accepted(request: Request, job_id: str) -> dict[str, Any]:
+    token = job_token(await token_secret(request), job_id)
     base = f"/v1/jobs/{job_id}"
     return {
         "job_id": job_id,

@@ -89,12 +89,16 @@ async def job_audio(request: Request, state: State, job_id: FromPath[str]) -> Re
     if wanted is None:
         return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}"}, media_type=MEDIA_TYPE)
     first, last = wanted
-    with path.open("rb") as file:
-        file.seek(first)
-        body = file.read(last - first + 1)
+    body = await asyncio.to_thread(_read, path, first, last - first + 1)
     return Response(
         body,
         status_code=206,
         media_type=MEDIA_TYPE,
         headers={"Content-Range": f"bytes {first}-{last}/{size}", "Accept-Ranges": "bytes"},
     )
+
+
+def _read(path: Path, offset: int, size: int) -> bytes:
+    with path.open("rb") as file:
+        file.seek(offset)
+        return file.read(size)

@@ -37,13 +37,11 @@ class Viewer:
         encoded: The feed's envelopes as JSON text by event number, shared by every viewer that
             gets the same envelope (most do: an event is encoded once, not once per viewer).
         lagged: Set when an event did not fit: the viewer must be told and closed.
-        woken: Set on every offer and on lagging, so the sender wakes up.
     """
 
     queue: asyncio.Queue[tuple[int, JobEvent]]
     encoded: dict[int, str] = field(default_factory=dict)
     lagged: bool = False
-    woken: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, seq: int, event: JobEvent) -> None:
         if self.lagged:
@@ -52,7 +50,6 @@ class Viewer:
             self.queue.put_nowait((seq, event))
         except asyncio.QueueFull:
             self.lagged = True
-        self.woken.set()
 
 
 class JobFeed:

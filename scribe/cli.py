@@ -146,12 +146,7 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
     for warning in transcript.warnings:
         print(f"scribe: warning: {warning}", file=sys.stderr)
     text = render(transcript, args.format, args.romanization)
-    if args.output:
-        await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
-        print(f"scribe: wrote {args.output} ({len(transcript.segments)} lines, job {job_id})", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    await _write(args, text, f"{len(transcript.segments)} lines, job {job_id}")
     return 0
 
 
@@ -182,6 +177,7 @@ async def transcribe_remote(args: argparse.Namespace, server: str) -> int:
 
 
 async def _write(args: argparse.Namespace, text: str, what: str) -> None:
+    """The transcript to ``-o`` (saying so, with ``what``) or to stdout."""
     if args.output:
         await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
         print(f"scribe: wrote {args.output} ({what})", file=sys.stderr)
@@ -196,11 +192,9 @@ def refuse_early(args: argparse.Namespace, settings: Settings) -> str | None:
     A path is made absolute (``args.input``) and marked local (``args.local``).
     """
     from streamer.errors import InputError
-    from streamer.source import LINK_SCHEMES, precheck, scheme_of
+    from streamer.source import is_local_path, precheck
 
-    scheme = scheme_of(args.input)
-    # A file whose name looks like a scheme (take:2.wav) is still a file.
-    args.local = scheme is None or (scheme not in LINK_SCHEMES and Path(args.input).expanduser().exists())
+    args.local = is_local_path(args.input)
     if args.local:
         args.input = str(Path(args.input).expanduser().resolve())
     try:

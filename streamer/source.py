@@ -46,6 +46,13 @@ def scheme_of(source: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
+def is_local_path(source: str) -> bool:
+    """Whether a user's input names a file: no scheme, or one that is not a link's and a file of
+    that name exists (``take:2.wav``)."""
+    scheme = scheme_of(source)
+    return scheme is None or (scheme not in LINK_SCHEMES and Path(source).expanduser().exists())
+
+
 def _require_http(scheme: str) -> None:
     if scheme in ("http", "https"):
         return
@@ -74,8 +81,7 @@ def precheck(source: str, *, allow_private: bool, max_duration_s: float, max_byt
     Raises:
         InputError: The refusal, with its message.
     """
-    scheme = scheme_of(source)
-    if scheme is None or (scheme not in LINK_SCHEMES and Path(source).expanduser().exists()):
+    if is_local_path(source):
         path = _local_file(Path(source).expanduser(), max_bytes=max_bytes)
         open_media(path, max_duration_s=max_duration_s).close()
         return
