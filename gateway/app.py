@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -261,6 +262,11 @@ def create_app(settings: Settings) -> Litestar:
         async with connected(settings, "gateway", create_pool, services=[]) as rt:
             app.state.rt = rt
             app.state.feeds = Feeds(rt.js, queue_size=settings.stream_queue_size)
+            # What start-up made (modules, the app, connections) lives as long as the process: kept
+            # out of the collector's full passes, which otherwise stall every viewer's stream for
+            # 100-200 ms once a thousand connections' objects have piled up (bench/gateway_load.py).
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:

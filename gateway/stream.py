@@ -193,7 +193,8 @@ async def _events(session: Session, viewer: Viewer, heartbeat_s: float) -> Async
             seq, event = viewer.queue.get_nowait()  # a burst costs no timer per event
         except asyncio.QueueEmpty:
             try:
-                seq, event = await asyncio.wait_for(viewer.queue.get(), heartbeat_s)
+                async with asyncio.timeout(heartbeat_s):  # a timer, not a task per wait (wait_for makes one)
+                    seq, event = await viewer.queue.get()
             except TimeoutError:
                 yield "heartbeat", _json(session.heartbeat())
                 continue
