@@ -16,6 +16,7 @@ import gc
 import os
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ import msgspec
 from litestar import Litestar, MediaType, Request, Response, delete, get, post
 from litestar.datastructures import State, UploadFile
 from litestar.exceptions import HTTPException
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, FromQuery
 
 from core import bus, uploads
@@ -60,6 +62,43 @@ class LinkSubmission(msgspec.Struct, forbid_unknown_fields=True):
     romanization: Romanization = "both"
 
 
+_ROMANIZATION_SCHEMA = Schema(
+    type=OpenAPIType.STRING, enum=list(ROMANIZATIONS), default="both", description="The readings to add."
+)
+
+
+@dataclass
+class SubmitOperation(Operation):
+    """The submit's body in the OpenAPI document: it is read by hand (JSON or a multipart form),
+    so Litestar cannot describe it from the handler's signature."""
+
+    def __post_init__(self) -> None:
+        link = Schema(
+            type=OpenAPIType.OBJECT,
+            required=["url"],
+            properties={
+                "url": Schema(type=OpenAPIType.STRING, description="An http(s) link to audio or video."),
+                "romanization": _ROMANIZATION_SCHEMA,
+            },
+        )
+        upload = Schema(
+            type=OpenAPIType.OBJECT,
+            required=["file"],
+            properties={
+                "file": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, description="The audio file."),
+                "romanization": _ROMANIZATION_SCHEMA,
+            },
+        )
+        self.request_body = RequestBody(
+            required=True,
+            description="A link as JSON, or a file as a multipart form (up to SCRIBE_MAX_UPLOAD_BYTES).",
+            content={
+                "application/json": OpenAPIMediaType(schema=link),
+                "multipart/form-data": OpenAPIMediaType(schema=upload),
+            },
+        )
+
+
 @get("/healthz", media_type=MediaType.TEXT)
 async def healthz() -> str:
     """Alive: the process answers (no dependency is checked)."""
@@ -80,7 +119,7 @@ async def readyz(state: State) -> Response[dict[str, str]]:
     return Response(checks, status_code=200 if ready else 503)
 
 
-@post("/v1/jobs", status_code=202)
+@post("/v1/jobs", status_code=202, operation_class=SubmitOperation)
 async def submit_job(request: Request, state: State) -> dict[str, Any]:
     """Submit a link (JSON ``{"url", "romanization"}``) or a file (multipart field ``file``).
 

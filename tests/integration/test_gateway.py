@@ -105,6 +105,9 @@ async def test_bad_requests_get_a_4xx_saying_what_is_wrong(settings, nats_url, d
             messages[name] = _error(response)["message"]
         schema = await client.get("/schema/openapi.json")
         assert schema.status_code == 200 and "/v1/jobs/{job_id}/transcript" in schema.json()["paths"]
+        body = schema.json()["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+        assert body["application/json"]["schema"]["required"] == ["url"]
+        assert body["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
     assert "Give an http:// or https:// link" in messages["a path"]
     assert "data: URIs are not accepted" in messages["data uri"]
     assert "private or local network address" in messages["private"]

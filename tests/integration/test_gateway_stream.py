@@ -208,13 +208,41 @@ def _drain(sock: socket.socket) -> bytes:
     return bytes(data)
 
 
-async def test_two_gateways_serve_one_job_identically_and_a_quiet_stream_gets_heartbeats(
+@contextlib.asynccontextmanager
+async def gateway_process(settings: Settings) -> AsyncIterator[str]:
+    """``python -m gateway`` as its own OS process on a free port; yields host:port once it answers."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SCRIBE_NATS_URL": settings.nats_url or "",
+        "SCRIBE_DATABASE_URL": settings.database_url or "",
+        "SCRIBE_GATEWAY_PORT": str(port),
+        "SCRIBE_STREAM_HEARTBEAT_S": str(settings.stream_heartbeat_s),
+        "SCRIBE_DATA_DIR": str(settings.data_dir),
+    }
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", env=env)
+    host = f"127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as http, asyncio.timeout(30):
+            while True:
+                assert proc.returncode is None, f"the gateway exited with {proc.returncode}"
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get(f"http://{host}/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+        yield host
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_two_gateway_processes_serve_one_job_identically_and_a_quiet_stream_gets_heartbeats(
     settings, nats_url, database_url, rt
 ) -> None:
     cfg = settings.with_(nats_url=nats_url, database_url=database_url, stream_heartbeat_s=0.2)
     job_id, token = await _job(rt)
     path = f"/v1/jobs/{job_id}/stream?token={token}"
-    async with gateway(cfg) as first, gateway(cfg) as second:  # two apps: two connections, two feeds
+    async with gateway_process(cfg) as first, gateway_process(cfg) as second:
         async with websockets.connect(f"ws://{first}{path}") as a, websockets.connect(f"ws://{second}{path}") as b:
             opening = [json.loads(await a.recv()), json.loads(await b.recv())]
             beats = [json.loads(await a.recv()), json.loads(await b.recv())]  # nothing happens for 0.2 s
