@@ -36,6 +36,7 @@ from gateway.access import authorize, job_token, token_secret
 from gateway.audio import job_audio
 from gateway.errors import ApiError, api_error, http_error, internal_error
 from gateway.feed import Feeds
+from gateway.pages import static_files, viewer_page
 from gateway.stream import job_events, job_stream
 from scribe import client
 from scribe.formats import FORMATS, render
@@ -191,6 +192,7 @@ async def _accepted(request: Request, job_id: str) -> dict[str, Any]:
             "stream": f"{base}/stream",
             "events": f"{base}/events",
             "audio": f"{base}/audio",
+            "page": f"/jobs/{job_id}?token={token}",
         },
     }
 
@@ -323,6 +325,8 @@ def create_app(settings: Settings) -> Litestar:
             job_stream,
             job_events,
             job_audio,
+            viewer_page,
+            static_files(),
         ],
         lifespan=[runtime],
         exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal_error},

@@ -225,7 +225,7 @@ async def up(settings: Settings, host: str, port: int) -> None:
             await asyncio.sleep(0.05)
         if server.started:
             shown = f"[{host}]" if ":" in host else host
-            print(f"gateway: http://{shown}:{port}/  (API under /v1, OpenAPI at /schema)")
+            print(f"viewer:  http://{shown}:{port}/  (open it in a browser; the API is under /v1, OpenAPI at /schema)")
             print(f"nats:    {rt.settings.nats_url}  (integrators: subscribe to scribe.events.>)", flush=True)
         await serving
 

@@ -120,12 +120,16 @@ def test_scribe_up_serves_the_gateway_and_stops_on_ctrl_c(data_dir: Path) -> Non
     try:
         assert up.stdout is not None
         gateway_line, nats_line = up.stdout.readline(), up.stdout.readline()
-        assert gateway_line.startswith(f"gateway: http://127.0.0.1:{port}/"), gateway_line
+        assert gateway_line.startswith(f"viewer:  http://127.0.0.1:{port}/"), gateway_line
         assert nats_line.startswith("nats:    nats://127.0.0.1:"), nats_line
         with socket.create_connection(("127.0.0.1", port), timeout=5) as http:
             http.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             answer = b"".join(iter(lambda: http.recv(4096), b""))
         assert answer.startswith(b"HTTP/1.1 200") and b'"database":"ok"' in answer, answer
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as http:
+            http.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            page = b"".join(iter(lambda: http.recv(4096), b""))
+        assert page.startswith(b"HTTP/1.1 200") and b'<form id="start"' in page, page[:200]
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0

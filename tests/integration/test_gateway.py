@@ -45,6 +45,12 @@ async def test_a_link_is_submitted_and_its_job_read_with_its_token(settings, nat
         body = accepted.json()
         job_id, token = body["job_id"], body["token"]
         assert len(token) == 32 and body["links"]["status"] == f"/v1/jobs/{job_id}"
+        assert body["links"]["page"] == f"/jobs/{job_id}?token={token}"
+        page = await client.get(body["links"]["page"])
+        assert page.status_code == 200 and page.headers["referrer-policy"] == "no-referrer"
+        assert '<script type="module" src="/static/viewer.js">' in page.text
+        script = await client.get("/static/viewer.js")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
 
         missing = await client.get(f"/v1/jobs/{job_id}")
         assert missing.status_code == 401 and _error(missing)["code"] == "unauthorized"

@@ -1,0 +1,62 @@
+// A job's live stream over the gateway's websocket, resumed by line number after any drop.
+// The token travels as the subprotocol "token.<T>" (a browser cannot set headers).
+
+const FINAL = new Set(["final", "failed", "cancelled"]);
+const REFUSED = new Set([4400, 4401, 4404]);
+
+export class JobStream {
+  /**
+   * @param {string} jobId
+   * @param {string} token
+   * @param {(envelope: object) => void} onEnvelope every envelope, in order
+   * @param {(state: string, detail?: string) => void} onConnection "live", "reconnecting", "closed"
+   */
+  constructor(jobId, token, onEnvelope, onConnection) {
+    this.jobId = jobId;
+    this.token = token;
+    this.onEnvelope = onEnvelope;
+    this.onConnection = onConnection;
+    this.lastLine = -1;
+    this.finished = false;
+    this.refused = false;
+    this.attempt = 0;
+    this.socket = null;
+  }
+
+  open() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const url = `${scheme}//${location.host}/v1/jobs/${encodeURIComponent(this.jobId)}/stream?after=${this.lastLine}`;
+    const socket = new WebSocket(url, [`token.${this.token}`]);
+    this.socket = socket;
+    socket.onmessage = (message) => {
+      const envelope = JSON.parse(message.data);
+      if (envelope.type === "snapshot") {
+        this.attempt = 0;
+        this.onConnection("live");
+      }
+      for (const line of envelope.segments || []) this.lastLine = Math.max(this.lastLine, line.seq);
+      if (FINAL.has(envelope.type)) this.finished = true;
+      if (envelope.type === "error") this.refused = true;
+      this.onEnvelope(envelope);
+    };
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return;
+      if (this.finished || this.refused || REFUSED.has(event.code)) {
+        this.onConnection("closed");
+        return;
+      }
+      // Dropped, lagged (4408) or the gateway restarted: resume after the last line we have.
+      const delay = event.code === 4408 ? 0 : Math.min(10000, 500 * 2 ** this.attempt);
+      this.attempt += 1;
+      this.onConnection("reconnecting", delay);
+      this.timer = setTimeout(() => this.open(), delay);
+    };
+  }
+
+  close() {
+    clearTimeout(this.timer);
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close(1000);
+  }
+}
