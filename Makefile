@@ -24,6 +24,10 @@ transcribe: setup
 /usr/bin/docker-compose:
 	(apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null) || sudo sh -c 'apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null'
 
+# Headless Chromium, its driver and a CJK font (Debian) for the viewer's browser tests (tests/integration/test_viewer.py).
+/usr/bin/chromedriver:
+	(apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei >/dev/null) || sudo sh -c 'apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei >/dev/null'
+
 # lint-imports checks the layers declared in pyproject.toml ([tool.importlinter]).
 lint: setup
 	$(BIN)/ruff format --check .
@@ -31,7 +35,7 @@ lint: setup
 	$(BIN)/mypy core scribe streamer transcriber romanizer store gateway
 	$(BIN)/lint-imports
 
-test: setup /usr/bin/docker-compose lint
+test: setup /usr/bin/docker-compose /usr/bin/chromedriver lint
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 
 bench-asr: setup

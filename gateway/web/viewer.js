@@ -207,8 +207,8 @@ function showStatus() {
     bar.max = 1;
     bar.value = 1;
     const count = view.order.length;
-    $("#status").textContent = `${STATUS_WORDS[status]} ${count} line${count === 1 ? "" : "s"}${
-      duration ? `, ${clock(duration)} of audio` : ""}.`;
+    const lines = count ? ` ${count} line${count === 1 ? "" : "s"}${duration ? `, ${clock(duration)} of audio` : ""}.` : "";
+    $("#status").textContent = `${STATUS_WORDS[status]}${lines}`;
     $("#eta").textContent = "";
     return;
   }
