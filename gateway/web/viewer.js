@@ -20,7 +20,9 @@ const view = {
   reading: READINGS.includes(localStorage.getItem("scribe.reading")) ? localStorage.getItem("scribe.reading") : "jyutping",
   tones: localStorage.getItem("scribe.tones") === "1",
   progress: { seconds_decoded: 0, duration: null },
-  samples: [], // [wall seconds, seconds transcribed] for the estimate of the time left
+  first: null, // [wall seconds, seconds transcribed] when this page started watching
+  lastDone: null,
+  eta: null, // {at, left}: the last estimate of the seconds left, counted down between lines
   current: null, // seq of the line being played
   stopAt: null, // "repeat line" pauses at the line's end
   audioReady: false,
@@ -99,6 +101,7 @@ function wireStart() {
 // --- a job ------------------------------------------------------------------------------------------
 
 function openJob(id, token) {
+  setInterval(() => { if (document.body.dataset.state === "running" && view.status) showStatus(); }, 1000);
   view.job = { id, token };
   $("#start-view").hidden = true;
   $("#job-view").hidden = false;
@@ -225,17 +228,23 @@ function showStatus() {
   $("#eta").textContent = estimate(done, duration);
 }
 
+// Lines come in bursts (one per chunk, several chunks at once), so the pace is measured from the
+// moment this page started watching, re-estimated only when new lines arrive, once a sixth of
+// the audio has come in since then, and counted down in between.
 function estimate(done, duration) {
   const now = performance.now() / 1000;
-  const samples = view.samples;
-  if (!samples.length || samples[samples.length - 1][1] !== done) samples.push([now, done]);
-  while (samples.length > 2 && now - samples[0][0] > 60) samples.shift();
-  if (!duration || samples.length < 2) return "";
-  const [t0, s0] = samples[0];
-  const rate = (done - s0) / (now - t0);
-  if (!(rate > 0)) return "";
-  const left = Math.max(0, (duration - done) / rate);
-  return left < 5 ? "Almost there." : `About ${left < 90 ? `${Math.round(left)} s` : `${Math.round(left / 60)} min`} left.`;
+  view.first ??= [now, done];
+  if (done !== view.lastDone) {
+    view.lastDone = done;
+    const [t0, d0] = view.first;
+    const rate = (done - d0) / (now - t0);
+    if (duration && rate > 0 && done - d0 >= duration / 6) view.eta = { at: now, left: (duration - done) / rate };
+  }
+  if (!duration) return "";
+  if (!view.eta) return "Estimating the time left…";
+  const left = view.eta.left - (now - view.eta.at);
+  if (left < 10) return "Almost there.";
+  return `About ${left < 90 ? `${Math.round(left / 5) * 5} s` : `${Math.round(left / 60)} min`} left.`;
 }
 
 function clock(seconds) {
