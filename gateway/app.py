@@ -303,9 +303,9 @@ def create_app(settings: Settings) -> Litestar:
         async with connected(settings, "gateway", create_pool, services=[]) as rt:
             app.state.rt = rt
             app.state.feeds = Feeds(rt.js, queue_size=settings.stream_queue_size)
-            # What start-up made (modules, the app, connections) lives as long as the process: kept
-            # out of the collector's full passes, which otherwise stall every viewer's stream for
-            # 100-200 ms once a thousand connections' objects have piled up (bench/gateway_load.py).
+            # What start-up made (modules, the app, the connections: most of the heap) lives as long
+            # as the process: kept out of the collector's full passes, which then took 100-200 ms and
+            # stalled every viewer's stream at once (bench/gateway_load.py, 1,000 viewers).
             gc.collect()
             gc.freeze()
             try:

@@ -368,8 +368,13 @@ function wireAudio() {
   audio.addEventListener("error", () => {
     // Stored once the whole input is decoded: try again while the job goes on.
     audio.removeAttribute("src");
-    $("#audio-note").textContent = "The audio can be played once the whole input has been read.";
     clearTimeout(view.audioRetry);
+    view.audioTries = (view.audioTries || 0) + 1;
+    if (view.audioTries > 10) {
+      $("#audio-note").textContent = "The audio is not available: it is kept for a limited time after a job ends.";
+      return;
+    }
+    $("#audio-note").textContent = "The audio can be played once the whole input has been read.";
     if (document.body.dataset.state === "running" || document.body.dataset.state === "done") {
       view.audioRetry = setTimeout(loadAudio, 3000);
     }
