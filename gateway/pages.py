@@ -8,6 +8,7 @@ Tokens sit in the page's address, so no request the page makes carries a ``Refer
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from litestar import MediaType, Response, Router, get
@@ -27,10 +28,15 @@ PAGE_HEADERS = {
 }
 
 
+@cache
+def _index() -> bytes:
+    return (WEB / "index.html").read_bytes()  # read once per process, not on the event loop per request
+
+
 @get(["/", "/jobs/{job_id:str}"], media_type=MediaType.HTML, include_in_schema=False, sync_to_thread=False)
 def viewer_page() -> Response[bytes]:
     """The viewer (its script shows the start form at ``/`` and the job at ``/jobs/{id}``)."""
-    return Response((WEB / "index.html").read_bytes(), media_type=MediaType.HTML, headers=PAGE_HEADERS)
+    return Response(_index(), media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
 
 def static_files() -> Router:

@@ -21,6 +21,7 @@ export class JobStream {
     this.refused = false;
     this.attempt = 0;
     this.socket = null;
+    this.timer = null; // the pending reconnect
   }
 
   open() {

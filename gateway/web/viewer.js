@@ -19,16 +19,20 @@ const view = {
   order: [], // seqs in order
   reading: READINGS.includes(localStorage.getItem("scribe.reading")) ? localStorage.getItem("scribe.reading") : "jyutping",
   tones: localStorage.getItem("scribe.tones") === "1",
+  status: null, // the job's status as the stream last told it
   progress: { seconds_decoded: 0, duration: null },
   first: null, // [wall seconds, seconds transcribed] when this page started watching
   lastDone: null,
   eta: null, // {at, left}: the last estimate of the seconds left, counted down between lines
   current: null, // seq of the line being played
   stopAt: null, // "repeat line" pauses at the line's end
-  audioReady: false,
+  pending: null, // seq of a line asked for before the audio was loaded
+  audioTries: 0,
   audioRetry: null,
   stream: null,
 };
+
+const audioReady = () => $("#audio").readyState >= HTMLMediaElement.HAVE_METADATA;
 
 // --- start a job ----------------------------------------------------------------------------------
 
@@ -297,7 +301,7 @@ function lineElement(line) {
   copy.className = "copy";
   copy.textContent = "Copy";
   copy.setAttribute("aria-label", `Copy line ${line.seq + 1}`);
-  copy.addEventListener("click", () => copyText(copy, `${line.text}\n${lineReading(line, view.reading || "jyutping")}`.trim()));
+  copy.addEventListener("click", () => copyText(copy, `${line.text}\n${lineReading(line, view.reading)}`.trim()));
   item.append(time, text, copy);
   return item;
 }
@@ -348,7 +352,7 @@ async function copyText(button, text) {
 
 function loadAudio() {
   const audio = $("#audio");
-  if (view.audioReady || audio.getAttribute("src") || !view.job) return;
+  if (audioReady() || audio.getAttribute("src") || !view.job) return;
   $("#audio-note").textContent = "Loading the audio…";
   audio.src = `/v1/jobs/${view.job.id}/audio?token=${encodeURIComponent(view.job.token)}`;
   audio.load();
@@ -357,7 +361,6 @@ function loadAudio() {
 function wireAudio() {
   const audio = $("#audio");
   audio.addEventListener("loadedmetadata", () => {
-    view.audioReady = true;
     $("#audio-note").textContent = "";
     if (view.pending != null) {
       const seq = view.pending;
@@ -369,7 +372,7 @@ function wireAudio() {
     // Stored once the whole input is decoded: try again while the job goes on.
     audio.removeAttribute("src");
     clearTimeout(view.audioRetry);
-    view.audioTries = (view.audioTries || 0) + 1;
+    view.audioTries += 1;
     if (view.audioTries > 10) {
       $("#audio-note").textContent = "The audio is not available: it is kept for a limited time after a job ends.";
       return;
@@ -393,7 +396,7 @@ function playLine(seq, { stopAtEnd = false } = {}) {
   if (!entry) return;
   markCurrent(seq);
   const audio = $("#audio");
-  if (!view.audioReady) {
+  if (!audioReady()) {
     view.pending = seq;
     loadAudio();
     return;
@@ -417,7 +420,7 @@ function step(by) {
 
 function togglePlay() {
   const audio = $("#audio");
-  if (!view.audioReady) {
+  if (!audioReady()) {
     if (view.order.length) playLine(view.current ?? view.order[0]);
     return;
   }
@@ -441,16 +444,14 @@ function followPlayback() {
 }
 
 function markCurrent(seq) {
-  if (view.current != null) view.lines.get(view.current)?.element.classList.remove("current");
+  const before = view.lines.get(view.current)?.element;
+  before?.classList.remove("current");
+  before?.removeAttribute("aria-current");
   view.current = seq;
-  const entry = view.lines.get(seq);
-  if (!entry) return;
-  entry.element.classList.add("current");
-  entry.element.setAttribute("aria-current", "true");
-  for (const other of document.querySelectorAll('li.line[aria-current]')) {
-    if (other !== entry.element) other.removeAttribute("aria-current");
-  }
-  entry.element.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  const { element } = view.lines.get(seq);
+  element.classList.add("current");
+  element.setAttribute("aria-current", "true");
+  element.scrollIntoView({ block: "nearest", behavior: "smooth" });
 }
 
 function wireKeys() {
