@@ -2,10 +2,15 @@
 
 State lives in PostgreSQL, not in memory: each message is handled in one transaction
 holding the job's row lock, so several romanizers can run and a redelivery changes
-nothing. Partial events are published before the commit with message ids, so a crash
-between the two is repaired by the redelivery and JetStream drops the repeated events;
-the final event goes out after the commit (readers of it find the job done) and again on
-any redelivery that finds the job done.
+nothing. Events go out only after that transaction commits, so no viewer sees a line the
+store then rolls back. The job row is the outbox that keeps a crash between the commit and
+the publish from losing an event: ``next_chunk`` counts the chunks whose lines are stored,
+``published_chunks`` those whose ``Partial`` is on the bus. After every message, a
+redelivery included, the romanizer publishes the chunks in between in chunk order (the
+lines it has just built, or the stored ones) and then moves the mark; the events' message
+ids make JetStream drop any it published before a crash came ahead of the mark. Then the
+job's terminal event: ``Final`` when it is done, ``Failed`` (kept aside while the
+transaction ran) when it failed, again on any redelivery that finds it so.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from dataclasses import dataclass
 
 import asyncpg
 from nats.aio.client import Client as NATS
@@ -22,6 +28,7 @@ from core import bus, subjects
 from core.messages import (
     ChunkFailed,
     ChunkTranscribed,
+    Failed,
     Final,
     InputEnded,
     Partial,
@@ -73,6 +80,21 @@ def romanize_chunk(
     return out
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a handled message leaves to publish once its transaction has committed.
+
+    Attributes:
+        job: The job as the transaction left it.
+        partials: The Partials of the chunks that transaction emitted, in order.
+        terminal: The job's ``Final`` or ``Failed`` event, when it has ended so.
+    """
+
+    job: repo.JobRow
+    partials: list[Partial]
+    terminal: Final | Failed | None
+
+
 class RomanizerService:
     """Consumes ``scribe.segments.>`` and publishes ``scribe.events.<job>``."""
 
@@ -97,8 +119,17 @@ class RomanizerService:
         """Nothing to release: the connections belong to the process."""
 
     async def exhausted(self, data: bytes, deliveries: int) -> None:
-        """A message this service failed on every time: fail its job rather than leave it waiting."""
+        """A message this service failed on every time: fail its job rather than leave it waiting.
+
+        Lines stored but not yet published go out first if they can, so viewers get them before the failure.
+        """
         event = segments_event_decoder.decode(data)
+        job = await repo.get_job(self.pool, event.job_id)
+        if job is not None and job.status in ("queued", "running"):
+            try:
+                await self.flush(job, [])
+            except Exception:  # failing the job matters more than the events of its last lines
+                logger.warning("stored lines left unpublished", extra={"job_id": job.id}, exc_info=True)
         await self.fail(
             self.pool,
             event.job_id,
@@ -112,29 +143,60 @@ class RomanizerService:
         )
 
     async def fail(
-        self, db: repo.Executor, job_id: str, reason: str, *, dead_letter: repo.DeadLetter | None = None
+        self,
+        db: repo.Executor,
+        job_id: str,
+        reason: str,
+        *,
+        publish: repo.PublishFailed | None = None,
+        dead_letter: repo.DeadLetter | None = None,
     ) -> None:
-        """Fail the job unless it has finished (the first outcome wins) and tell its subscribers why."""
-        publish = functools.partial(bus.publish_event, self.js)
+        """Fail the job unless it has finished (the first outcome wins) and tell its subscribers why.
+
+        ``publish`` replaces publishing the ``Failed`` event at once: inside a transaction it is
+        kept, to go out after the commit.
+        """
+        publish = publish or functools.partial(bus.publish_event, self.js)
         await repo.fail_job(db, job_id, reason, publish=publish, dead_letter=dead_letter)
 
     async def handle(self, msg: Msg) -> None:
         event = segments_event_decoder.decode(msg.data)
         async with self.pool.acquire() as conn, conn.transaction():
-            job = await repo.get_job(conn, event.job_id, for_update=True)
-            if job is None or job.status in ("failed", "cancelled"):
-                final = None
-            elif job.status == "done":
-                # A redelivery after the commit: the final event may not have gone out.
-                final = await self.final_event(conn, event.job_id)
-            else:
-                final = await self.apply(conn, event)
-        # After the commit, so whoever reacts to it reads the finished transcript.
-        if final is not None:
-            await bus.publish_event(self.js, final)
+            outcome = await self.settle(conn, event)
+        # Only after the commit: what a rollback takes back was never seen.
+        if outcome is not None:
+            await self.flush(outcome.job, outcome.partials)
+            if outcome.terminal is not None:
+                await bus.publish_event(self.js, outcome.terminal)
         await msg.ack()
 
-    async def apply(self, conn: asyncpg.Connection, event: SegmentsEvent) -> Final | None:
+    async def settle(self, conn: asyncpg.Connection, event: SegmentsEvent) -> Outcome | None:
+        """Apply the event under the job's row lock; what there is to publish once it commits."""
+        job = await repo.get_job(conn, event.job_id, for_update=True)
+        if job is None or job.status == "cancelled":
+            return None  # its viewers were told no more lines come
+        failures: list[Failed] = []
+        partials: list[Partial] = []
+        if job.status in ("queued", "running"):
+
+            async def keep(failed: Failed) -> object:
+                failures.append(failed)
+                return None
+
+            partials = await self.apply(conn, event, keep)
+            job = await repo.get_job(conn, event.job_id)
+            assert job is not None
+        terminal: Final | Failed | None = None
+        if job.status == "done":
+            terminal = await self.final_event(conn, job)
+        elif job.status == "failed":  # now, or before: a redelivery repeats the event (JetStream drops it)
+            terminal = failures[-1] if failures else Failed(job_id=job.id, reason=job.reason or "The job failed.")
+        return Outcome(job, partials, terminal)
+
+    async def apply(
+        self, conn: asyncpg.Connection, event: SegmentsEvent, publish_failed: repo.PublishFailed
+    ) -> list[Partial]:
+        """Store the event and emit what it makes ready; the Partials of the chunks emitted."""
         match event:
             case ChunkTranscribed():
                 await repo.save_chunk_result(
@@ -150,47 +212,84 @@ class RomanizerService:
                 )
             case ChunkFailed():  # from a transcriber of an integrator's: ours fail the job themselves
                 reason = f"Part of the audio (chunk {event.seq}) could not be transcribed: {event.reason}"
-                await self.fail(conn, event.job_id, reason)
-                return None
-        return await self.emit_ready(conn, event.job_id)
+                await self.fail(conn, event.job_id, reason, publish=publish_failed)
+                return []
+        return await self.emit_ready(conn, event.job_id, publish_failed)
 
-    async def emit_ready(self, conn: asyncpg.Connection, job_id: str) -> Final | None:
-        """Emit every chunk that is next in order; finish the job and return its final event when all are in."""
+    async def emit_ready(
+        self, conn: asyncpg.Connection, job_id: str, publish_failed: repo.PublishFailed
+    ) -> list[Partial]:
+        """Emit every chunk that is next in order, and finish the job when all are in.
+
+        Returns:
+            The Partial event of each chunk emitted, in order, to publish after the commit.
+        """
         job = await repo.get_job(conn, job_id)
         assert job is not None
         next_chunk, next_segment = job.next_chunk, job.next_segment
         previous = await repo.last_segment_texts(conn, job_id)
+        partials: list[Partial] = []
         while (raw := await repo.chunk_result(conn, job_id, next_chunk)) is not None:
             lines = romanize_chunk(self.romanizer, raw, chunk_seq=next_chunk, first_seq=next_segment, previous=previous)
             await repo.insert_segments(conn, job_id, lines)
             next_chunk += 1
             next_segment += len(lines)
             previous = (previous + [s.text for s in lines])[-3:]
-            partial = Partial(
-                job_id=job_id,
-                chunk_seq=next_chunk - 1,
-                segments=lines,
-                chunks_done=next_chunk,
-                total_chunks=job.total_chunks,
+            partials.append(
+                Partial(
+                    job_id=job_id,
+                    chunk_seq=next_chunk - 1,
+                    segments=lines,
+                    chunks_done=next_chunk,
+                    total_chunks=job.total_chunks,
+                )
             )
-            await bus.publish_event(self.js, partial)
         if (next_chunk, next_segment) != (job.next_chunk, job.next_segment):
             await repo.advance(conn, job_id, next_chunk=next_chunk, next_segment=next_segment)
         if job.total_chunks is None or next_chunk < job.total_chunks:
-            return None
+            return partials
         if next_segment == 0:  # every chunk came back empty: an empty transcript is no success
-            await self.fail(conn, job_id, " ".join([NOTHING_HEARD, *job.warnings]))
-            return None
+            await self.fail(conn, job_id, " ".join([NOTHING_HEARD, *job.warnings]), publish=publish_failed)
+            return partials
         await repo.finish_job(conn, job_id)
         logger.info("job done", extra={"job_id": job_id, "segments": next_segment})
-        return await self.final_event(conn, job_id)
+        return partials
 
-    async def final_event(self, conn: asyncpg.Connection, job_id: str) -> Final:
-        job = await repo.get_job(conn, job_id)
-        assert job is not None
-        usage = await repo.job_usage(conn, job_id)
+    async def flush(self, seen: repo.JobRow, built: list[Partial]) -> None:
+        """Publish the Partial of every chunk stored but not yet published, in chunk order; then move the mark.
+
+        Runs under the job's row lock: flushes of one job take turns (the later one finds
+        nothing left), and a cancellation waits for the one under way, so no line goes out
+        after the ``Cancelled`` event.
+
+        Args:
+            seen: The job as the message's transaction left it.
+            built: The Partials that transaction built; the others come from the store.
+        """
+        if seen.published_chunks >= seen.next_chunk:
+            return  # chunks stored after this message's commit are their own messages' to publish
+        async with self.pool.acquire() as conn, conn.transaction():
+            job = await repo.get_job(conn, seen.id, for_update=True)
+            if job is None or job.status == "cancelled" or job.published_chunks >= job.next_chunk:
+                return
+            ready = {partial.chunk_seq: partial for partial in built}
+            missing = [c for c in range(job.published_chunks, job.next_chunk) if c not in ready]
+            stored = await repo.segments_of_chunks(conn, job.id, missing[0], missing[-1] + 1) if missing else {}
+            for chunk_seq in range(job.published_chunks, job.next_chunk):
+                partial = ready.get(chunk_seq) or Partial(
+                    job_id=job.id,
+                    chunk_seq=chunk_seq,
+                    segments=stored.get(chunk_seq, []),
+                    chunks_done=chunk_seq + 1,
+                    total_chunks=job.total_chunks,
+                )
+                await bus.publish_event(self.js, partial)
+            await repo.mark_published(conn, job.id, job.next_chunk)
+
+    async def final_event(self, conn: asyncpg.Connection, job: repo.JobRow) -> Final:
+        usage = await repo.job_usage(conn, job.id)
         return Final(
-            job_id=job_id,
+            job_id=job.id,
             duration=job.duration or 0.0,
             segment_count=job.next_segment,
             usage=usage,

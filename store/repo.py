@@ -48,6 +48,8 @@ class JobRow:
     created_at: datetime | None = None
     finished_at: datetime | None = None
     purged_at: datetime | None = None
+    # The romanizer's outbox mark: chunks below it have had their Partial published.
+    published_chunks: int = 0
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> JobRow:
@@ -67,6 +69,7 @@ class JobRow:
             created_at=r["created_at"],
             finished_at=r["finished_at"],
             purged_at=r["purged_at"],
+            published_chunks=r["published_chunks"],
         )
 
     @property
@@ -238,6 +241,28 @@ async def advance(db: Executor, job_id: str, *, next_chunk: int, next_segment: i
         next_chunk,
         next_segment,
     )
+
+
+async def segments_of_chunks(db: Executor, job_id: str, first: int, end: int) -> dict[int, list[Segment]]:
+    """The stored lines of chunks ``first`` up to (not including) ``end``, by chunk, each in line order.
+
+    A chunk that has no lines has no key.
+    """
+    rows = await db.fetch(
+        "SELECT * FROM segments WHERE job_id = $1 AND chunk_seq >= $2 AND chunk_seq < $3 ORDER BY seq",
+        job_id,
+        first,
+        end,
+    )
+    lines: dict[int, list[Segment]] = {}
+    for r in rows:
+        lines.setdefault(r["chunk_seq"], []).append(_segment(r))
+    return lines
+
+
+async def mark_published(db: Executor, job_id: str, chunks: int) -> None:
+    """Record that the Partials of the job's first ``chunks`` chunks are on the bus; the mark never moves back."""
+    await db.execute("UPDATE jobs SET published_chunks = GREATEST(published_chunks, $2) WHERE id = $1", job_id, chunks)
 
 
 async def finish_job(db: Executor, job_id: str) -> None:
