@@ -8,15 +8,27 @@ import re
 import sys
 import time
 from typing import Any
+from urllib.parse import unquote_plus
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-# A job's token in a logged URL (?token=…) or subprotocol (token.…) is a credential: never written.
-_TOKEN = re.compile(r"(token[=.])[A-Za-z0-9_\-]{8,}")
+# Credentials in a logged URL or header are never written: a query parameter whose name, once
+# decoded (?to%6Ben= is ?token=), is one of these, and a websocket subprotocol ``token.…``/``key.…``.
+SECRET_PARAMETERS = frozenset({"token", "key", "api_key", "apikey", "access_token", "secret"})
+_PARAMETER = re.compile(r"(?<=[?&;])([^=&;\s\"'#]{1,200})=([^&;\s\"'#]*)")
+_SUBPROTOCOL = re.compile(r"\b((?:token|key)\.)[^\s,\"']{4,}")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s,\"']+")
+
+
+def _parameter(match: re.Match[str]) -> str:
+    name = unquote_plus(match[1]).strip().lower()
+    return f"{match[1]}=…" if name in SECRET_PARAMETERS else match[0]
 
 
 def redact(text: str) -> str:
-    """``text`` with job tokens replaced by ``…``."""
-    return _TOKEN.sub(r"\1…", text)
+    """``text`` with tokens and keys (in query strings, subprotocols, bearer headers) replaced by ``…``."""
+    text = _PARAMETER.sub(_parameter, text)
+    text = _SUBPROTOCOL.sub(r"\1…", text)
+    return _BEARER.sub(r"\1…", text)
 
 
 class JsonFormatter(logging.Formatter):

@@ -109,6 +109,20 @@ class Settings:
     max_upload_bytes: int = 500 * 1000**2  # largest file POST /v1/jobs takes (413 past it)
     stream_queue_size: int = 1000  # events one slow viewer may have unsent before it is closed as lagged
     stream_heartbeat_s: float = 15.0  # a quiet stream sends a heartbeat this often
+    # Who may call: the Host names this gateway answers to (DNS rebinding), and the web origins
+    # besides its own that may make state-changing requests (CORS). Comma-separated.
+    gateway_allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
+    cors_origins: tuple[str, ...] = ()
+    # What one client address may hold, and how long a slow client may take (slowloris).
+    gateway_max_connections_per_client: int = 100  # HTTP connections and websockets together
+    gateway_max_websockets_per_client: int = 50
+    gateway_header_timeout_s: float = 10.0  # the whole request head
+    gateway_body_timeout_s: float = 20.0  # a body's grace period, extended by each byte at the minimum rate
+    gateway_body_min_rate: int = 500  # bytes per second a body must average after its grace period
+    gateway_send_timeout_s: float = 30.0  # a client that reads nothing of a response this long is dropped
+    # Completion webhooks: each POST's timeout and how many attempts (with backoff) before giving up.
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 6
 
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "auto"  # auto: JSON lines off a TTY, text on one
@@ -192,6 +206,8 @@ def _convert(name: str, raw: str, type_: Any) -> Any:
         return value
     if typing.get_origin(type_) is Mapping:
         return _parse_prices(raw)
+    if typing.get_origin(type_) is tuple:
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     try:
         if type_ is bool:
             if raw.lower() in {"1", "true", "yes", "on"}:
@@ -219,6 +235,9 @@ _POSITIVE = (
     *("chunk_min_s", "chunk_max_s", "max_duration_s", "max_download_bytes", "max_download_s", "upload_retention_s"),
     "audio_retention_s",
     *("max_upload_bytes", "stream_queue_size", "stream_heartbeat_s"),
+    *("gateway_max_connections_per_client", "gateway_max_websockets_per_client", "gateway_header_timeout_s"),
+    *("gateway_body_timeout_s", "gateway_body_min_rate", "gateway_send_timeout_s"),
+    *("webhook_timeout_s", "webhook_max_attempts"),
     *("ack_wait_s", "max_deliver", "asr_beam_size", "openai_timeout_s"),
 )
 _NOT_NEGATIVE = ("chunk_first_max_s", "asr_workers", "asr_threads", "max_in_flight")

@@ -14,3 +14,13 @@ def segments(job_id: str) -> str:
 def events(job_id: str) -> str:
     """The subject of one job's events (romanizer and streamer -> clients)."""
     return f"{EVENTS_PREFIX}.{job_id}"
+
+
+# Core NATS (no stream keeps it): a job's transcript and audio were purged. Every gateway process
+# listens, drops its cached copy of the audio and closes the job's streams.
+PURGED_PREFIX = "scribe.purged"
+
+
+def purged(job_id: str) -> str:
+    """The subject announcing that one job was purged."""
+    return f"{PURGED_PREFIX}.{job_id}"

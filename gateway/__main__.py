@@ -1,15 +1,26 @@
 """`python -m gateway`: serve the HTTP API on SCRIBE_GATEWAY_HOST:SCRIBE_GATEWAY_PORT (127.0.0.1:8000).
 
-It needs SCRIBE_NATS_URL and SCRIBE_DATABASE_URL, like every service started on its own.
+It needs SCRIBE_NATS_URL and SCRIBE_DATABASE_URL, like every service started on its own. SIGTERM
+and SIGINT stop it after the requests in hand.
 """
 
+import asyncio
+import signal
 import sys
-
-import uvicorn
 
 from core import logs
 from core.settings import Settings
+from gateway import server
 from gateway.app import create_app
+
+
+async def _serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    app = create_app(settings)
+    await server.serve(app, settings, host=settings.gateway_host, port=settings.gateway_port, stop=stop)
 
 
 def main() -> None:
@@ -22,7 +33,8 @@ def main() -> None:
         )
         raise SystemExit(2)
     logs.configure(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port, log_config=None)
+    server.raise_open_files_limit()
+    asyncio.run(_serve(settings))
 
 
 if __name__ == "__main__":

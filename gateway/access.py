@@ -66,12 +66,16 @@ async def authorize(request: ASGIConnection, job_id: str) -> repo.JobRow:
     pool = request.app.state.rt.pool
     token = presented_token(request)
     secret = await token_secret(request)
-    if token is None or not hmac.compare_digest(token, job_token(secret, job_id)):
+    # Bytes, not str: compare_digest refuses non-ASCII text, and any token that is not the job's is simply wrong.
+    if token is None or not hmac.compare_digest(
+        token.encode("utf-8", "surrogatepass"), job_token(secret, job_id).encode()
+    ):
         raise ApiError(
             401,
             "unauthorized",
             "This job needs its token: send it as ?token=… or Authorization: Bearer …, "
             "as returned when the job was submitted.",
+            headers={"WWW-Authenticate": 'Bearer realm="cantonesescribe"'},
         )
     job = await repo.get_job(pool, job_id)
     if job is None:

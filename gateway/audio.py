@@ -3,36 +3,49 @@
 The streamer stores the whole timeline (silences included, so line times match) as Ogg/Opus in
 the ``scribe-audio`` bucket once the input is decoded. A gateway copies it once into a cache
 folder of its own and serves byte ranges from there, so a browser can seek (Litestar has no
-range support: ``Range: bytes=a-b``, ``a-`` and ``-n`` are handled here; one range per request).
+range support: ``Range: bytes=a-b``, ``a-`` and ``-n`` are handled here; one range per request;
+``If-Range`` with the audio's ``ETag`` or ``Last-Modified`` date). Its ETag is its content's
+hash, the same from every gateway process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Annotated, Any
 
-from litestar import Request, Response, get
-from litestar.datastructures import State
-from litestar.params import FromPath
+from litestar import HttpMethod, Request, Response, route
+from litestar.datastructures import ETag, State
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, HeaderParameter
 from litestar.response import File
 
 from core import uploads
 from core.process import Runtime
 from core.topology import AUDIO_BUCKET
 from gateway.access import authorize
-from gateway.errors import ApiError
+from gateway.errors import ApiError, ErrorBody, ErrorDetail
+from gateway.openapi import JOB_TOKEN, AudioOperation, error_responses
+from gateway.purge import audio_cache
 
 MEDIA_TYPE = "audio/ogg"
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")  # 18 digits: every size an int64 can say
+_etags: dict[Path, tuple[float, str]] = {}  # path -> (mtime, ETag): a file is hashed once
 
 
-async def cached_audio(rt: Runtime, job_id: str) -> Path:
-    """The job's audio in this gateway's cache folder, fetched from the bucket the first time."""
-    folder = rt.settings.data_dir / "gateway-audio"
+async def cached_audio(rt: Runtime, job_id: str, *, finished: bool) -> Path:
+    """The job's audio in this gateway's cache folder, fetched from the bucket the first time.
+
+    Raises:
+        ApiError: 404 while the audio is not stored yet; 410 when the job has ended and it is
+            not stored (it expired, or the input never decoded).
+    """
+    folder = audio_cache(rt)
     path = folder / f"{job_id}.ogg"
     if path.exists():
         return path
@@ -43,11 +56,18 @@ async def cached_audio(rt: Runtime, job_id: str) -> Path:
             await uploads.fetch(rt.js, job_id, into, max_bytes=rt.settings.max_download_bytes, bucket=AUDIO_BUCKET)
         os.replace(partial, path)  # whole or not at all, also for a concurrent request
     except uploads.UploadMissing:
+        if finished:
+            days = rt.settings.audio_retention_s / 86_400
+            raise ApiError(
+                410,
+                "audio_gone",
+                f"This job's audio is no longer stored: audio is kept for {days:g} days after a job, and a job "
+                "whose input could not be decoded has none. The transcript is still available.",
+            ) from None
         raise ApiError(
             404,
             "audio_not_ready",
-            "The audio is stored once the input is fully decoded, and kept for a limited time: "
-            "try again when the job is further along.",
+            "The audio is stored once the input is fully decoded: try again when the job is further along.",
         ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -74,27 +94,80 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     return first, last
 
 
-@get("/v1/jobs/{job_id:str}/audio")
-async def job_audio(request: Request, state: State, job_id: FromPath[str]) -> Response[bytes] | File:
+def _etag(path: Path) -> str:
+    mtime = path.stat().st_mtime
+    known = _etags.get(path)
+    if known is not None and known[0] == mtime:
+        return known[1]
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    etag = digest.hexdigest()[:32]
+    _etags[path] = (mtime, etag)
+    return etag
+
+
+@route(
+    "/v1/jobs/{job_id:str}/audio",
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
+    security=JOB_TOKEN,
+    operation_class=AudioOperation,
+    responses={
+        200: ResponseSpec(bytes, description="The whole audio (Ogg/Opus).", generate_examples=False),
+        206: ResponseSpec(bytes, description="The byte range asked for.", generate_examples=False),
+        **error_responses(400, 401, 404, 410, 416, 503),
+    },
+    summary="A job's audio",
+)
+async def job_audio(
+    request: Request[Any, Any, Any],
+    state: State,
+    job_id: FromPath[str],
+    range_: Annotated[
+        str | None, HeaderParameter(name="Range", description="One byte range: bytes=a-b, bytes=a- or bytes=-n.")
+    ] = None,
+    if_range: Annotated[
+        str | None,
+        HeaderParameter(name="If-Range", description="Honour Range only if the audio still has this ETag."),
+    ] = None,
+) -> Response[Any]:
     """The job's audio; ``Range`` gives 206 with that part, or 416 past the end."""
     job = await authorize(request, job_id)
     if job.purged_at is not None:
         raise ApiError(410, "purged", "This job's transcript and audio were deleted on request.")
-    path = await cached_audio(state.rt, job_id)
+    path = await cached_audio(state.rt, job_id, finished=job.finished)
     size = path.stat().st_size
-    header = request.headers.get("range")
-    if header is None:
-        return File(path, media_type=MEDIA_TYPE, content_disposition_type="inline", headers={"Accept-Ranges": "bytes"})
-    wanted = byte_range(header, size)
+    etag = await asyncio.to_thread(_etag, path)
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
+    if range_ is not None and if_range is not None and if_range.strip() != f'"{etag}"':
+        range_ = None  # the client's copy is of other audio (or dated): send the whole
+    if range_ is None:
+        return File(
+            path,
+            media_type=MEDIA_TYPE,
+            content_disposition_type="inline",
+            filename=f"{job_id}.ogg",
+            headers=headers,
+            etag=ETag(value=etag),
+        )
+    headers |= {"ETag": f'"{etag}"', "Content-Disposition": f'inline; filename="{job_id}.ogg"'}
+    wanted = byte_range(range_, size)
     if wanted is None:
-        return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}"}, media_type=MEDIA_TYPE)
+        body = ErrorBody(
+            ErrorDetail(
+                code="range_not_satisfiable",
+                message=f"The range starts past the end of the audio, which is {size:,} bytes long.",
+            )
+        )
+        return Response(body, status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     first, last = wanted
-    body = await asyncio.to_thread(_read, path, first, last - first + 1)
+    data = await asyncio.to_thread(_read, path, first, last - first + 1)
     return Response(
-        body,
+        data,
         status_code=206,
         media_type=MEDIA_TYPE,
-        headers={"Content-Range": f"bytes {first}-{last}/{size}", "Accept-Ranges": "bytes"},
+        headers={**headers, "Content-Range": f"bytes {first}-{last}/{size}"},
     )
 
 

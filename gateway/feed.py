@@ -37,11 +37,15 @@ class Viewer:
         encoded: The feed's envelopes as JSON text by event number, shared by every viewer that
             gets the same envelope (most do: an event is encoded once, not once per viewer).
         lagged: Set when an event did not fit: the viewer must be told and closed.
+        purged: Set when the job was purged: the viewer must be told and closed.
+        wake: Set when ``purged`` is, so a viewer waiting for its next event notices at once.
     """
 
     queue: asyncio.Queue[tuple[int, JobEvent]]
     encoded: dict[int, str] = field(default_factory=dict)
     lagged: bool = False
+    purged: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, seq: int, event: JobEvent) -> None:
         if self.lagged:
@@ -123,7 +127,11 @@ class Feeds:
         try:
             await feed.start()
         except BaseException as exc:
-            future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()  # the viewer that started it left; another retries
+            else:
+                future.set_exception(exc)
+                future.add_done_callback(lambda done: done.exception())  # retrieved even when nobody waits
             raise
         finally:
             del self._starting[job_id]
@@ -143,6 +151,18 @@ class Feeds:
             if not feed.viewers and self._feeds.get(job_id) is feed:
                 del self._feeds[job_id]
                 await feed.stop()
+
+    async def purged(self, job_id: str) -> None:
+        """The job was purged: its viewers are told and closed, and its events forgotten."""
+        feed = self._feeds.pop(job_id, None)
+        if feed is None:
+            return
+        for viewer in feed.viewers:
+            viewer.purged = True
+            viewer.wake.set()
+        feed.history.clear()
+        feed.encoded.clear()
+        await feed.stop()
 
     async def close(self) -> None:
         for feed in list(self._feeds.values()):

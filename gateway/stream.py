@@ -1,42 +1,65 @@
 """A job's live transcript over a websocket (``/v1/jobs/{id}/stream``) and SSE (``/v1/jobs/{id}/events``).
 
-One envelope for both: ``{"v": 1, "type", "job_id", "seq", ...}``, ``seq`` counting the job's
-events. A viewer first gets a ``snapshot`` (status, progress, every line after ``after``, the
-next line number), then live ``progress``, ``segments``, and one terminal ``final`` or
-``failed`` or ``cancelled``; ``heartbeat`` when quiet, ``lagged`` (close 4408) when it fell behind, ``error``
-(close 4401 / 4404 / 4400) when refused. Lines are numbered by their own ``seq`` and sent once:
-a viewer resumes with ``?after=N`` (websocket) or ``Last-Event-ID: N`` (SSE, whose event ids
-are line numbers).
+One set of messages for both (:mod:`gateway.envelopes`). A viewer first gets a ``snapshot``
+(status, progress, the lines after ``after``; a long backlog continues at once in ``segments``
+pages), then live ``progress``, ``segments`` and one terminal ``final``, ``failed`` or
+``cancelled``; ``heartbeat`` when quiet, ``lagged`` (close 4408) when it fell behind, ``error``
+when refused (close 4400 / 4401 / 4404 / 4410) or when the service cannot serve it now
+(``retryable``, close 1013). Lines are numbered by their own ``seq`` and sent once: a viewer
+resumes with ``?after=N`` (websocket) or ``Last-Event-ID: N`` (SSE, whose event ids are line
+numbers).
+
+A websocket is read for as long as it is open (its messages are discarded), so the client's
+pongs and close frames are seen. A viewer that reads nothing for ``SCRIBE_GATEWAY_SEND_TIMEOUT_S``
+is closed as lagged and dropped (:mod:`gateway.server` aborts it if even that is not read).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any
 
-import msgspec
-from litestar import Request, WebSocket, get, websocket
+from litestar import Request, Response, WebSocket, get, websocket
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
-from litestar.params import FromPath
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from core.messages import Cancelled, Failed, Final, JobEvent, Partial, Progress, Segment
 from core.process import Runtime
 from gateway.access import authorize, token_subprotocol
-from gateway.errors import ApiError
+from gateway.envelopes import (
+    CancelledEnvelope,
+    Envelope,
+    ErrorEnvelope,
+    FailedEnvelope,
+    FinalEnvelope,
+    Heartbeat,
+    Lagged,
+    Lines,
+    ProgressEnvelope,
+    Snapshot,
+    encode,
+)
+from gateway.errors import UNAVAILABLE, ApiError, unavailable
 from gateway.feed import Feeds, Viewer
+from gateway.limits import Limiter, client_address
+from gateway.openapi import JOB_TOKEN, EventStreamOperation, error_responses
+from gateway.schemas import JobProgress
 from store import repo
 
-VERSION = 1
 CLOSE_NORMAL = 1000
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_LAGGED = 4408
-_CLOSE_FOR_STATUS = {400: CLOSE_BAD_REQUEST, 401: CLOSE_UNAUTHORIZED, 404: CLOSE_NOT_FOUND}
-
+CLOSE_PURGED = 4410
+_CLOSE_FOR_STATUS = {400: CLOSE_BAD_REQUEST, 401: CLOSE_UNAUTHORIZED, 404: CLOSE_NOT_FOUND, 410: CLOSE_PURGED}
+PAGE_LINES = 100  # lines per snapshot page: a long job's backlog never makes one huge message
+SSE_RETRY_MS = 3000  # how long an EventSource waits before it reconnects after a drop
 
 _STATUS = {Final: "done", Failed: "failed", Cancelled: "cancelled"}
 
@@ -56,6 +79,10 @@ async def _terminal_from_store(pool: Any, job: repo.JobRow) -> Final | Failed | 
     return Failed(job_id=job.id, reason=job.reason or "The job failed.")
 
 
+def purged_error() -> ApiError:
+    return ApiError(410, "purged", "This job's transcript and audio were deleted on request.")
+
+
 class Session:
     """What one viewer has been sent: the last event number and the last line number."""
 
@@ -64,25 +91,28 @@ class Session:
         self.seq = 0
         self.last_line = after
         self.finished = False
-        self.progress: dict[str, Any] = {"seconds_decoded": 0.0, "duration": None}
+        self.progress = JobProgress(seconds_decoded=0.0, duration=None)
 
-    def envelope(self, kind: str, **fields: Any) -> dict[str, Any]:
-        return {"v": VERSION, "type": kind, "job_id": self.job_id, "seq": self.seq, **fields}
-
-    def _new_lines(self, lines: list[Segment]) -> list[dict[str, Any]]:
+    def _new_lines(self, lines: list[Segment]) -> list[Segment]:
         fresh = sorted((line for line in lines if line.seq > self.last_line), key=lambda line: line.seq)
         if fresh:
             self.last_line = fresh[-1].seq
-        return [msgspec.to_builtins(line) for line in fresh]
+        return fresh
 
-    async def opening(self, pool: Any, history: list[JobEvent]) -> list[dict[str, Any]]:
-        """The snapshot (lines from the store and the events so far, each once), and the terminal
-        event if the job has ended."""
+    async def opening(self, pool: Any, history: list[JobEvent]) -> list[Envelope]:
+        """The snapshot (lines from the store and the events so far, each once) in pages, and the
+        terminal event if the job has ended.
+
+        Raises:
+            ApiError: 410 for a job purged meanwhile.
+        """
         job = await repo.get_job(pool, self.job_id)
         assert job is not None
+        if job.purged_at is not None:
+            raise purged_error()
         self.seq = len(history)
         lines = {line.seq: line for line in await repo.segments(pool, self.job_id)}
-        progress: dict[str, Any] = {"seconds_decoded": job.seconds_decoded, "duration": job.duration}
+        progress = JobProgress(seconds_decoded=job.seconds_decoded, duration=job.duration)
         status, terminal = job.status, None
         for event in history:
             match event:
@@ -90,7 +120,7 @@ class Session:
                     lines.update((line.seq, line) for line in event.segments)
                     status = "running" if status == "queued" else status
                 case Progress():
-                    progress = {"seconds_decoded": event.seconds_decoded, "duration": event.duration}
+                    progress = JobProgress(seconds_decoded=event.seconds_decoded, duration=event.duration)
                     status = "running" if status == "queued" else status
                 case Final() | Failed() | Cancelled():
                     terminal = event
@@ -98,17 +128,29 @@ class Session:
             terminal = await _terminal_from_store(pool, job)
         if terminal is not None:
             status = _STATUS[type(terminal)]
-        segments = self._new_lines(list(lines.values()))
+        fresh = self._new_lines(list(lines.values()))
         self.progress = progress
-        snapshot = self.envelope(
-            "snapshot",
-            status=status,
-            progress=progress,
-            warnings=job.warnings,
-            segments=segments,
-            next_line=self.last_line + 1,
-        )
-        return [snapshot] + ([self._terminal(terminal)] if terminal is not None else [])
+        pages = [fresh[start : start + PAGE_LINES] for start in range(0, len(fresh), PAGE_LINES)] or [[]]
+        first = pages[0]
+        out: list[Envelope] = [
+            Snapshot(
+                job_id=self.job_id,
+                seq=self.seq,
+                status=status,  # type: ignore[arg-type]
+                progress=progress,
+                warnings=job.warnings,
+                segments=first,
+                next_line=(first[-1].seq + 1) if first else self.last_line + 1,
+                more_lines=len(pages) > 1,
+            )
+        ]
+        out += [
+            Lines(job_id=self.job_id, seq=self.seq, segments=page, more_lines=index < len(pages) - 1)
+            for index, page in enumerate(pages[1:], start=1)
+        ]
+        if terminal is not None:
+            out.append(self._terminal(terminal))
+        return out
 
     def shared(self, event: JobEvent) -> bool:
         """Whether this viewer's envelope for ``event`` is everyone's (no line of it already sent)."""
@@ -121,18 +163,19 @@ class Session:
             case Partial() if event.segments:
                 self.last_line = max(self.last_line, max(line.seq for line in event.segments))
             case Progress():
-                self.progress = {"seconds_decoded": event.seconds_decoded, "duration": event.duration}
+                self.progress = JobProgress(seconds_decoded=event.seconds_decoded, duration=event.duration)
             case Final() | Failed() | Cancelled():
                 self.finished = True
 
-    def live(self, seq: int, event: JobEvent) -> dict[str, Any] | None:
+    def live(self, seq: int, event: JobEvent) -> Envelope | None:
         """The envelope for one live event, or None when it carries nothing new for this viewer."""
         self.seq = seq
         match event:
             case Progress():
-                self.progress = {"seconds_decoded": event.seconds_decoded, "duration": event.duration}
-                return self.envelope(
-                    "progress",
+                self.progress = JobProgress(seconds_decoded=event.seconds_decoded, duration=event.duration)
+                return ProgressEnvelope(
+                    job_id=self.job_id,
+                    seq=seq,
                     seconds_decoded=event.seconds_decoded,
                     duration=event.duration,
                     chunks_published=event.chunks_published,
@@ -140,44 +183,51 @@ class Session:
                 )
             case Partial():
                 segments = self._new_lines(list(event.segments))
-                return self.envelope("segments", segments=segments) if segments else None
+                return Lines(job_id=self.job_id, seq=seq, segments=segments) if segments else None
             case Final() | Failed() | Cancelled():
                 return self._terminal(event)
         return None
 
-    def _terminal(self, event: Final | Failed | Cancelled) -> dict[str, Any]:
+    def _terminal(self, event: Final | Failed | Cancelled) -> Envelope:
         self.finished = True
         match event:
             case Final():
-                return self.envelope(
-                    "final",
+                return FinalEnvelope(
+                    job_id=self.job_id,
+                    seq=self.seq,
                     duration=event.duration,
                     segment_count=event.segment_count,
-                    usage=msgspec.to_builtins(event.usage),
+                    usage=event.usage,
                     warnings=event.warnings,
                 )
             case Failed():
-                return self.envelope("failed", reason=event.reason)
-        return self.envelope("cancelled", reason=event.reason)
+                return FailedEnvelope(job_id=self.job_id, seq=self.seq, reason=event.reason)
+        return CancelledEnvelope(job_id=self.job_id, seq=self.seq, reason=event.reason)
 
-    def heartbeat(self) -> dict[str, Any]:
-        return self.envelope("heartbeat", last_line=self.last_line, progress=self.progress)
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(job_id=self.job_id, seq=self.seq, last_line=self.last_line, progress=self.progress)
 
-    def lagged(self) -> dict[str, Any]:
-        return self.envelope(
-            "lagged",
-            last_line=self.last_line,
-            message=f"This viewer fell behind; reconnect with after={self.last_line} to resume.",
+    def lagged(self, last_line: int | None = None) -> Lagged:
+        line = self.last_line if last_line is None else last_line
+        return Lagged(
+            job_id=self.job_id,
+            seq=self.seq,
+            last_line=line,
+            message=f"This viewer fell behind; reconnect with after={line} to resume.",
+        )
+
+    def error(self, exc: ApiError) -> ErrorEnvelope:
+        return ErrorEnvelope(
+            job_id=self.job_id, seq=self.seq, code=exc.code, message=exc.message, retryable=exc.status >= 500
         )
 
 
 def _after(value: str | None) -> int:
     if value is None or value == "":
         return -1
-    try:
-        after = int(value)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"after must be a line number, not {value!r}.") from None
+    if len(value) > 12 or not value.lstrip("-").isdigit():
+        raise ApiError(400, "bad_request", f"after must be a line number, not {value[:40]!r}.")
+    after = int(value)
     if after < -1:
         raise ApiError(400, "bad_request", "after must be -1 or more.")
     return after
@@ -186,27 +236,32 @@ def _after(value: str | None) -> int:
 async def _events(session: Session, viewer: Viewer, heartbeat_s: float) -> AsyncIterator[tuple[str, str]]:
     """``(type, JSON text)`` of each live envelope for one viewer, until the job's end (or it lags)."""
     while not session.finished:
+        if viewer.purged:
+            yield "error", encode(session.error(purged_error()))
+            return
         if viewer.lagged:
-            yield "lagged", _json(session.lagged())
+            yield "lagged", encode(session.lagged())
             return
         try:
             seq, event = viewer.queue.get_nowait()  # a burst costs no timer per event
         except asyncio.QueueEmpty:
             try:
                 async with asyncio.timeout(heartbeat_s):  # a timer, not a task per wait (wait_for makes one)
-                    seq, event = await viewer.queue.get()
+                    seq, event = await _next(viewer)
             except TimeoutError:
-                yield "heartbeat", _json(session.heartbeat())
+                yield "heartbeat", encode(session.heartbeat())
+                continue
+            except _Woken:
                 continue
         if viewer.lagged:  # what is queued is not all there is: say so rather than send a gap later
-            yield "lagged", _json(session.lagged())
+            yield "lagged", encode(session.lagged())
             return
         shared = session.shared(event)
         if shared and seq in viewer.encoded:
             session.advance(seq, event)
             text = viewer.encoded[seq]
         elif (envelope := session.live(seq, event)) is not None:
-            text = _json(envelope)
+            text = encode(envelope)
             if shared:
                 viewer.encoded[seq] = text
         else:
@@ -214,8 +269,25 @@ async def _events(session: Session, viewer: Viewer, heartbeat_s: float) -> Async
         yield _kind(event), text
 
 
-def _json(envelope: dict[str, Any]) -> str:
-    return msgspec.json.encode(envelope).decode()
+class _Woken(Exception):
+    """A viewer was woken for something other than an event (the job was purged)."""
+
+
+async def _next(viewer: Viewer) -> tuple[int, JobEvent]:
+    """The viewer's next event; raises :class:`_Woken` if it is woken first."""
+    if viewer.wake.is_set():
+        raise _Woken
+    getting = asyncio.ensure_future(viewer.queue.get())
+    waking = asyncio.ensure_future(viewer.wake.wait())
+    try:
+        await asyncio.wait((getting, waking), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waking.cancel()
+        if not getting.done():
+            getting.cancel()
+    if getting.done() and not getting.cancelled():
+        return getting.result()
+    raise _Woken
 
 
 def _kind(event: JobEvent) -> str:
@@ -224,52 +296,172 @@ def _kind(event: JobEvent) -> str:
     ]
 
 
+@contextlib.contextmanager
+def _counted(limiter: Limiter, address: str) -> Iterator[bool]:
+    admitted = limiter.open_websocket(address)
+    try:
+        yield admitted
+    finally:
+        if admitted:
+            limiter.close_websocket(address)
+
+
 @websocket("/v1/jobs/{job_id:str}/stream")
-async def job_stream(socket: WebSocket, state: State, job_id: FromPath[str]) -> None:
+async def job_stream(socket: WebSocket[Any, Any, Any], state: State, job_id: FromPath[str]) -> None:
     """The live transcript over a websocket (see the module docstring for the protocol)."""
     rt: Runtime = state.rt
-    feeds: Feeds = state.feeds
+    limiter: Limiter = state.limiter
     await socket.accept(subprotocols=token_subprotocol(socket) or None)
     session = Session(job_id, -1)
+    with _counted(limiter, client_address(socket)) as admitted:
+        if not admitted:
+            await _refuse(socket, session, limiter.websocket_refusal(), CLOSE_TRY_AGAIN_LATER)
+            return
+        reader = asyncio.create_task(_discard_incoming(socket))
+        writer = asyncio.create_task(_serve_stream(socket, session, rt, state.feeds))
+        try:
+            await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+            await asyncio.gather(reader, writer, return_exceptions=True)
+
+
+async def _discard_incoming(socket: WebSocket[Any, Any, Any]) -> None:
+    """Read until the client goes: its pongs and close frames are handled below us; messages are ignored."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while (await socket.receive())["type"] != "websocket.disconnect":
+            pass
+
+
+async def _refuse(socket: WebSocket[Any, Any, Any], session: Session, exc: ApiError, code: int) -> None:
+    with contextlib.suppress(WebSocketDisconnect, OSError):
+        await socket.send_text(encode(session.error(exc)))
+        await socket.close(code=code, reason=exc.code)
+
+
+async def _serve_stream(socket: WebSocket[Any, Any, Any], session: Session, rt: Runtime, feeds: Feeds) -> None:
     try:
-        await authorize(socket, job_id)
+        job = await authorize(socket, session.job_id)
         session.last_line = _after(socket.query_params.get("after"))
+        if job.purged_at is not None:
+            raise purged_error()
+        if not rt.nc.is_connected:
+            raise unavailable("The live stream")
     except ApiError as exc:
-        await socket.send_json(session.envelope("error", code=exc.code, message=exc.message, retryable=False))
-        await socket.close(code=_CLOSE_FOR_STATUS.get(exc.status, CLOSE_BAD_REQUEST), reason=exc.code)
+        code = CLOSE_TRY_AGAIN_LATER if exc.status >= 500 else _CLOSE_FOR_STATUS.get(exc.status, CLOSE_BAD_REQUEST)
+        await _refuse(socket, session, exc, code)
         return
+    timeout = rt.settings.gateway_send_timeout_s
     try:
-        async with feeds.watch(job_id) as (history, viewer):
-            for envelope in await session.opening(rt.pool, history):
-                await socket.send_text(_json(envelope))
+        async with feeds.watch(session.job_id) as (history, viewer):
+            sent = _Sent(session.last_line)
+            try:
+                opening = await session.opening(rt.pool, history)
+            except ApiError as exc:
+                await _refuse(socket, session, exc, _CLOSE_FOR_STATUS.get(exc.status, CLOSE_BAD_REQUEST))
+                return
+            for envelope in opening:
+                if not await _send(socket, encode(envelope), timeout):
+                    await _close_lagged(socket, session, sent.line)
+                    return
+                sent.note(envelope)
             async for kind, text in _events(session, viewer, rt.settings.stream_heartbeat_s):
-                await socket.send_text(text)
+                if not await _send(socket, text, timeout):
+                    await _close_lagged(socket, session, sent.line)
+                    return
+                sent.line = session.last_line
                 if kind == "lagged":
                     await socket.close(code=CLOSE_LAGGED, reason="lagged")
                     return
+                if kind == "error":
+                    await socket.close(code=CLOSE_PURGED, reason="purged")
+                    return
         await socket.close(code=CLOSE_NORMAL)
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, OSError):
         return
+    except UNAVAILABLE:  # NATS or PostgreSQL went away mid-stream: say so; the viewer resumes later
+        await _refuse(socket, session, unavailable("The live stream"), CLOSE_TRY_AGAIN_LATER)
 
 
-@get("/v1/jobs/{job_id:str}/events")
-async def job_events(request: Request, state: State, job_id: FromPath[str]) -> ServerSentEvent:
-    """The live transcript as server-sent events; ``Last-Event-ID: N`` resumes after line N."""
-    await authorize(request, job_id)
-    after = _after(request.headers.get("last-event-id") or request.query_params.get("after"))
+class _Sent:
+    """The last line the client has been sent, whatever the session has prepared."""
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+    def note(self, envelope: Envelope) -> None:
+        segments = getattr(envelope, "segments", None)
+        if segments:
+            self.line = max(self.line, segments[-1].seq)
+
+
+async def _send(socket: WebSocket[Any, Any, Any], text: str, limit_s: float) -> bool:
+    """Send one message; False when the client has not read for ``limit_s`` seconds (nothing was sent)."""
+    try:
+        async with asyncio.timeout(limit_s):
+            await socket.send_text(text)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _close_lagged(socket: WebSocket[Any, Any, Any], session: Session, last_line: int) -> None:
+    """The client stopped reading: its last words go out without waiting for it (see gateway.server)."""
+    with contextlib.suppress(WebSocketDisconnect, OSError):
+        await socket.send_text(encode(session.lagged(last_line)))
+        await socket.close(code=CLOSE_LAGGED, reason="lagged")
+
+
+@get(
+    "/v1/jobs/{job_id:str}/events",
+    security=JOB_TOKEN,
+    operation_class=EventStreamOperation,
+    responses=error_responses(400, 401, 404, 410, 503),
+    summary="The live transcript as server-sent events",
+)
+async def job_events(
+    request: Request[Any, Any, Any],
+    state: State,
+    job_id: FromPath[str],
+    last_event_id: Annotated[
+        str | None,
+        HeaderParameter(name="Last-Event-ID", description="Resume after this line number (the last event's id)."),
+    ] = None,
+    after: Annotated[
+        str | None, QueryParameter(name="after", description="As Last-Event-ID, for a first request.")
+    ] = None,
+) -> ServerSentEvent | Response[None]:
+    """The live transcript as server-sent events; ``Last-Event-ID: N`` resumes after line N.
+
+    A reconnect to an ended job that has already seen its last line gets 204, which stops an
+    EventSource from reconnecting.
+    """
+    job = await authorize(request, job_id)
+    if job.purged_at is not None:
+        raise purged_error()
+    resumed = last_event_id not in (None, "")
+    start = _after(last_event_id if resumed else after)
     rt: Runtime = state.rt
+    if not rt.nc.is_connected:
+        raise unavailable("The live stream")
+    if resumed and job.finished and start >= job.next_segment - 1:
+        return Response(None, status_code=204)
     feeds: Feeds = state.feeds
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
-        session = Session(job_id, after)
-        async with feeds.watch(job_id) as (history, viewer):
-            for envelope in await session.opening(rt.pool, history):
-                yield _sse(envelope["type"], _json(envelope), session)
-            async for kind, text in _events(session, viewer, rt.settings.stream_heartbeat_s):
-                yield _sse(kind, text, session)
+        session = Session(job_id, start)
+        try:
+            async with feeds.watch(job_id) as (history, viewer):
+                for index, envelope in enumerate(await session.opening(rt.pool, history)):
+                    yield _sse(envelope.__struct_config__.tag, encode(envelope), session, first=index == 0)  # type: ignore[arg-type]
+                async for kind, text in _events(session, viewer, rt.settings.stream_heartbeat_s):
+                    yield _sse(kind, text, session)
+        except ApiError as exc:
+            yield _sse("error", encode(session.error(exc)), session)
 
-    return ServerSentEvent(messages())
+    return ServerSentEvent(messages(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-def _sse(kind: str, text: str, session: Session) -> ServerSentEventMessage:
-    return ServerSentEventMessage(data=text, event=kind, id=session.last_line)
+def _sse(kind: str, text: str, session: Session, *, first: bool = False) -> ServerSentEventMessage:
+    return ServerSentEventMessage(data=text, event=kind, id=session.last_line, retry=SSE_RETRY_MS if first else None)

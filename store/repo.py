@@ -375,22 +375,30 @@ async def secret(db: Executor, name: str) -> bytes:
     return bytes(await db.fetchval("SELECT value FROM secrets WHERE name = $1", name))
 
 
-async def claim_idempotency_key(db: Executor, key: str, job_id: str) -> str:
-    """Bind ``key`` to ``job_id`` unless it is bound already; the job the key belongs to."""
+async def claim_idempotency_key(db: Executor, key: str, job_id: str, fingerprint: str) -> tuple[str, str | None]:
+    """Bind ``key`` to ``job_id`` and the request's ``fingerprint`` unless it is bound already.
+
+    Returns:
+        The job the key belongs to and the fingerprint it was bound with (``None`` for keys bound
+        before fingerprints were kept: those match no request).
+    """
     claimed = await db.fetchval(
-        "INSERT INTO idempotency_keys (key, job_id) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING job_id",
+        "INSERT INTO idempotency_keys (key, job_id, request_hash) VALUES ($1, $2, $3)"
+        " ON CONFLICT (key) DO NOTHING RETURNING job_id",
         key,
         job_id,
+        fingerprint,
     )
     if claimed is not None:
-        return str(claimed)
-    return str(await db.fetchval("SELECT job_id FROM idempotency_keys WHERE key = $1", key))
+        return str(claimed), fingerprint
+    row = await db.fetchrow("SELECT job_id, request_hash FROM idempotency_keys WHERE key = $1", key)
+    return str(row["job_id"]), row["request_hash"]
 
 
-async def idempotent_job(db: Executor, key: str) -> str | None:
-    """The job an Idempotency-Key was first used for, if any."""
-    found = await db.fetchval("SELECT job_id FROM idempotency_keys WHERE key = $1", key)
-    return str(found) if found is not None else None
+async def idempotent_job(db: Executor, key: str) -> tuple[str, str | None] | None:
+    """The job an Idempotency-Key was first used for and the fingerprint of that request, if any."""
+    row = await db.fetchrow("SELECT job_id, request_hash FROM idempotency_keys WHERE key = $1", key)
+    return (str(row["job_id"]), row["request_hash"]) if row is not None else None
 
 
 async def recent_jobs(db: Executor, *, limit: int, before: tuple[datetime, str] | None = None) -> list[JobRow]:
@@ -426,3 +434,9 @@ async def purge_job(db: Executor, job_id: str) -> None:
 
 async def is_cancelled(db: Executor, job_id: str) -> bool:
     return bool(await db.fetchval("SELECT status = 'cancelled' FROM jobs WHERE id = $1", job_id))
+
+
+async def unpurged_jobs(db: Executor, job_ids: list[str]) -> set[str]:
+    """Which of ``job_ids`` exist and have not been purged."""
+    rows = await db.fetch("SELECT id FROM jobs WHERE id = ANY($1::text[]) AND purged_at IS NULL", job_ids)
+    return {row["id"] for row in rows}

@@ -2,7 +2,7 @@
 // The token travels as the subprotocol "token.<T>" (a browser cannot set headers).
 
 const FINAL = new Set(["final", "failed", "cancelled"]);
-const REFUSED = new Set([4400, 4401, 4404]);
+const REFUSED = new Set([4400, 4401, 4404, 4410]);
 
 export class JobStream {
   /**
@@ -37,7 +37,7 @@ export class JobStream {
       }
       for (const line of envelope.segments || []) this.lastLine = Math.max(this.lastLine, line.seq);
       if (FINAL.has(envelope.type)) this.finished = true;
-      if (envelope.type === "error") this.refused = true;
+      if (envelope.type === "error" && !envelope.retryable) this.refused = true;
       this.onEnvelope(envelope);
     };
     socket.onclose = (event) => {

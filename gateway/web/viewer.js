@@ -169,6 +169,10 @@ function onEnvelope(envelope) {
       showStatus();
       break;
     case "error":
+      if (envelope.retryable) { // the server is busy or briefly down: the stream reconnects by itself
+        $("#status").textContent = envelope.message;
+        break;
+      }
       setState("failed");
       showError(envelope.message);
       $("#status").textContent = "This transcript cannot be shown.";

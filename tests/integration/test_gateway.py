@@ -14,9 +14,10 @@ import nats.js.errors
 import pytest
 from litestar.testing import AsyncTestClient
 
+from core import subjects
 from core.messages import Cancelled, Final, JobEvent, Progress, Segment, Usage, Word
 from core.settings import Settings
-from core.topology import UPLOADS_BUCKET
+from core.topology import EVENTS, UPLOADS_BUCKET
 from gateway.app import create_app
 from scribe import client as scribe_client
 from scribe.runtime import SERVICES, runtime
@@ -25,6 +26,8 @@ from tests import media
 from tests.paths import AUDIO
 
 pytestmark = pytest.mark.integration
+
+BASE_URL = "http://127.0.0.1"  # a name the gateway answers to (SCRIBE_GATEWAY_ALLOWED_HOSTS)
 
 
 def _settings(settings: Settings, nats_url: str, database_url: str, **changes: Any) -> Settings:
@@ -39,7 +42,7 @@ def _error(response: Any) -> dict[str, str]:
 
 async def test_a_link_is_submitted_and_its_job_read_with_its_token(settings, nats_url, database_url, pool) -> None:
     app = create_app(_settings(settings, nats_url, database_url))
-    async with AsyncTestClient(app=app) as client:
+    async with AsyncTestClient(app=app, base_url=BASE_URL) as client:
         accepted = await client.post("/v1/jobs", json={"url": "http://127.0.0.1:9/talk.mp3", "romanization": "yale"})
         assert accepted.status_code == 202, accepted.text
         body = accepted.json()
@@ -89,7 +92,7 @@ async def test_a_link_is_submitted_and_its_job_read_with_its_token(settings, nat
 
 async def test_bad_requests_get_a_4xx_saying_what_is_wrong(settings, nats_url, database_url) -> None:
     app = create_app(_settings(settings, nats_url, database_url, allow_private_urls=False))
-    async with AsyncTestClient(app=app) as client:
+    async with AsyncTestClient(app=app, base_url=BASE_URL) as client:
         cases = {
             "not json": (client.post("/v1/jobs", content=b"{url", headers={"content-type": "application/json"}), 400),
             "unknown field": (client.post("/v1/jobs", json={"url": "https://a.example/x", "speed": 2}), 400),
@@ -100,8 +103,11 @@ async def test_bad_requests_get_a_4xx_saying_what_is_wrong(settings, nats_url, d
             "a path": (client.post("/v1/jobs", json={"url": "/etc/passwd"}), 400),
             "data uri": (client.post("/v1/jobs", json={"url": "data:audio/wav;base64,UklGR"}), 400),
             "private": (client.post("/v1/jobs", json={"url": "http://127.0.0.1/a.mp3"}), 400),
-            "plain text": (client.post("/v1/jobs", content=b"hi", headers={"content-type": "text/plain"}), 400),
-            "form without file": (client.post("/v1/jobs", data={"romanization": "both"}), 400),
+            "plain text": (client.post("/v1/jobs", content=b"hi", headers={"content-type": "text/plain"}), 415),
+            "form without file": (
+                client.post("/v1/jobs", data={"romanization": "both"}, files={"other": ("a.txt", b"x")}),
+                400,
+            ),
             "unknown route": (client.get("/v1/nothing"), 404),
         }
         messages = {}
@@ -126,7 +132,7 @@ async def test_a_file_is_uploaded_once_per_idempotency_key_and_refused_past_the_
 ) -> None:
     clip = media.make_ogg(tmp_path, seconds=3)
     app = create_app(_settings(settings, nats_url, database_url, max_upload_bytes=200_000))
-    async with AsyncTestClient(app=app) as client:
+    async with AsyncTestClient(app=app, base_url=BASE_URL) as client:
         headers = {"Idempotency-Key": uuid.uuid4().hex}
         files = {"file": ("clip.ogg", clip.read_bytes(), "audio/ogg")}
         first = await client.post("/v1/jobs", files=files, data={"romanization": "jyutping"}, headers=headers)
@@ -151,7 +157,7 @@ async def test_an_uploaded_file_is_transcribed_and_read_back_over_rest(
     cfg = _settings(settings, nats_url, database_url, chunk_min_s=8.0, chunk_max_s=16.0)
     async with runtime(cfg) as services:
         await services.start(SERVICES)
-        async with AsyncTestClient(app=create_app(cfg)) as client:
+        async with AsyncTestClient(app=create_app(cfg), base_url=BASE_URL) as client:
             clip = (AUDIO / "sherpa_yue-4.wav").read_bytes()
             accepted = (await client.post("/v1/jobs", files={"file": ("clip.wav", clip, "audio/wav")})).json()
             job_id, token = accepted["job_id"], accepted["token"]
@@ -183,7 +189,7 @@ async def test_an_uploaded_file_is_transcribed_and_read_back_over_rest(
 
 async def test_recent_jobs_are_listed_newest_first_a_page_at_a_time(settings, nats_url, database_url) -> None:
     app = create_app(_settings(settings, nats_url, database_url))
-    async with AsyncTestClient(app=app) as client:
+    async with AsyncTestClient(app=app, base_url=BASE_URL) as client:
         ids = [
             (await client.post("/v1/jobs", json={"url": f"http://127.0.0.1:9/{n}.mp3"})).json()["job_id"]
             for n in range(3)
@@ -205,7 +211,7 @@ async def test_a_cancelled_job_stops_and_a_purged_one_keeps_nothing_but_its_row(
     long_clip = media.make_long(tmp_path, 120.0)
     async with runtime(cfg) as services:
         await services.start(SERVICES)
-        async with AsyncTestClient(app=create_app(cfg)) as client:
+        async with AsyncTestClient(app=create_app(cfg), base_url=BASE_URL) as client:
             files = {"file": ("long.ogg", long_clip.read_bytes(), "audio/ogg")}
             accepted = (await client.post("/v1/jobs", files=files)).json()
             job_id, token = accepted["job_id"], accepted["token"]
@@ -227,6 +233,7 @@ async def test_a_cancelled_job_stops_and_a_purged_one_keeps_nothing_but_its_row(
             assert chunks <= billed_chunks
             job = await repo.get_job(pool, job_id)
             assert job is not None
+            events = [e async for e in client_events(rt, job_id)]
             purged = await client.delete(f"/v1/jobs/{job_id}", params={"token": token, "purge": "true"})
             assert purged.status_code == 200 and purged.json()["purged"] is True
             gone = await client.get(f"/v1/jobs/{job_id}/transcript", params={"token": token})
@@ -236,7 +243,8 @@ async def test_a_cancelled_job_stops_and_a_purged_one_keeps_nothing_but_its_row(
     store = await rt.js.object_store(UPLOADS_BUCKET)
     with pytest.raises(nats.js.errors.NotFoundError):
         await store.get_info(job.source.removeprefix("upload:"))
-    events = [e async for e in client_events(rt, job_id)]
+    info = await rt.js.stream_info(EVENTS.name, subjects_filter=subjects.events(job_id))
+    assert not (info.state.subjects or {}).get(subjects.events(job_id)), "purge left the job's events replayable"
     assert isinstance(events[-1], Cancelled) and not any(isinstance(e, Final) for e in events)
     published = max(e.chunks_published for e in events if isinstance(e, Progress))
     assert 1 <= billed_chunks < published, (billed_chunks, published)  # queued chunks were dropped, not billed

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from websockets.exceptions import ConnectionClosed
 
@@ -24,6 +23,7 @@ from core import bus
 from core.messages import Final, JobEvent, JobOptions, Partial, Progress, Segment, Usage
 from core.process import Runtime
 from core.settings import Settings
+from gateway import server as gateway_server
 from gateway.access import TOKEN_SECRET, job_token
 from gateway.app import create_app
 from scribe.runtime import SERVICES, runtime
@@ -44,7 +44,7 @@ def _free_port() -> int:
 async def gateway(settings: Settings, port: int | None = None) -> AsyncIterator[str]:
     """A real gateway process's server on a port (a free one by default), in this event loop; yields host:port."""
     port = port or _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None))
+    server = gateway_server.Server(gateway_server.config(create_app(settings), settings, host="127.0.0.1", port=port))
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
         await asyncio.sleep(0.05)

@@ -20,3 +20,16 @@ def test_tokens_in_logged_urls_and_subprotocols_are_redacted() -> None:
         assert "SECRETsecret_123" not in written, fmt
         assert "token=…&after=4" in written and "token.…" in written, written
     logs.configure("WARNING", "text")
+
+
+def test_a_token_under_an_encoded_parameter_name_is_redacted_too() -> None:
+    """``?to%6Ben=`` is ``?token=`` once decoded, and the gateway accepts it as such."""
+    for text in (
+        '"GET /v1/jobs/ab12?to%6Ben=SECRETsecret_123 HTTP/1.1" 200',
+        "/v1/jobs/ab12/events?after=2&%74oken=SECRETsecret_123",
+        "/v1/jobs/ab12?TOKEN=SECRETsecret_123",
+        "Authorization: Bearer SECRETsecret_123",
+    ):
+        redacted = logs.redact(text)
+        assert "SECRETsecret_123" not in redacted, redacted
+    assert logs.redact("/v1/jobs?limit=20&cursor=abc") == "/v1/jobs?limit=20&cursor=abc"

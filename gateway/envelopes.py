@@ -1,0 +1,114 @@
+"""The live stream's messages, the same over the websocket and SSE: ``{"v": 1, "type", "job_id", "seq", ...}``.
+
+``seq`` counts the job's events (from 1; a snapshot carries the number of the last event it
+includes). The AsyncAPI document (:mod:`gateway.asyncapi`) is generated from these Structs.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from core.messages import Segment, Usage
+from gateway.schemas import JobProgress, JobState
+
+VERSION = 1
+
+
+class Envelope(msgspec.Struct, kw_only=True, tag_field="type"):
+    v: int = VERSION
+    job_id: str
+    seq: int
+
+
+class Snapshot(Envelope, tag="snapshot"):
+    """First, always: the job so far. A long backlog continues in ``segments`` messages at once
+    (``more_lines`` true until the last of them)."""
+
+    status: JobState
+    progress: JobProgress
+    warnings: list[str]
+    segments: list[Segment]
+    next_line: int
+    more_lines: bool = False
+
+
+class ProgressEnvelope(Envelope, tag="progress"):
+    """The input side moved: how much is decoded, whether all of it is."""
+
+    seconds_decoded: float
+    duration: float | None
+    chunks_published: int
+    input_ended: bool
+
+
+class Lines(Envelope, tag="segments"):
+    """New lines, each numbered by its own ``seq`` (from 0), never repeated or changed."""
+
+    segments: list[Segment]
+    more_lines: bool = False
+
+
+class FinalEnvelope(Envelope, tag="final"):
+    """Terminal: the job is done; the server then closes normally (websocket 1000)."""
+
+    duration: float
+    segment_count: int
+    usage: Usage
+    warnings: list[str]
+
+
+class FailedEnvelope(Envelope, tag="failed"):
+    """Terminal: the job failed; ``reason`` says what happened and what to do."""
+
+    reason: str
+
+
+class CancelledEnvelope(Envelope, tag="cancelled"):
+    """Terminal: the job was cancelled."""
+
+    reason: str
+
+
+class Heartbeat(Envelope, tag="heartbeat"):
+    """Every ``SCRIBE_STREAM_HEARTBEAT_S`` without other messages."""
+
+    last_line: int
+    progress: JobProgress
+
+
+class Lagged(Envelope, tag="lagged"):
+    """This viewer fell behind: the server closes (websocket 4408); reconnect with ``after=last_line``."""
+
+    last_line: int
+    message: str
+
+
+class ErrorEnvelope(Envelope, tag="error"):
+    """Refused, or no longer possible: the server closes with the code named in the README.
+
+    ``retryable`` says whether the same request may work later (a dependency down, too many
+    connections) or never will (no token, no such job, purged).
+    """
+
+    code: str
+    message: str
+    retryable: bool
+
+
+AnyEnvelope = (
+    Snapshot
+    | ProgressEnvelope
+    | Lines
+    | FinalEnvelope
+    | FailedEnvelope
+    | CancelledEnvelope
+    | Heartbeat
+    | Lagged
+    | ErrorEnvelope
+)
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(envelope: Envelope) -> str:
+    return _encoder.encode(envelope).decode()

@@ -1,0 +1,193 @@
+"""A job over REST: list, status, transcript, cancel and purge.
+
+Every per-job endpoint checks the job's token first (:func:`gateway.access.authorize`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import HttpMethod, Request, Response, delete, route
+from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
+
+from core import bus
+from core.messages import Cancelled, Romanization, Transcript
+from core.process import Runtime
+from gateway import purge
+from gateway.access import authorize
+from gateway.errors import ApiError
+from gateway.openapi import JOB_TOKEN, TranscriptOperation, error_responses
+from gateway.schemas import Format, JobChanged, JobList, JobProgress, JobStatus, JobSummary, Timings
+from scribe.formats import render
+from store import repo
+
+FORMAT_MEDIA = {
+    "json": "application/json",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+}
+
+JobId = Annotated[str, PathParameter(description="The job's id, from the submit's answer.", max_length=64)]
+
+
+@route(
+    "/v1/jobs",
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
+    responses=error_responses(400, 503),
+    summary="Recent jobs",
+)
+async def list_jobs(
+    state: State,
+    limit: Annotated[int, QueryParameter(ge=1, le=100, description="Jobs per page.")] = 20,
+    cursor: Annotated[
+        str | None, QueryParameter(description="`next_cursor` of the previous page.", max_length=200)
+    ] = None,
+) -> JobList:
+    """Recent jobs, newest first: ids and states only (a job's source and transcript need its token)."""
+    before = _decode_cursor(cursor) if cursor else None
+    jobs = await repo.recent_jobs(state.rt.pool, limit=limit, before=before)
+    next_cursor = _encode_cursor(jobs[-1]) if len(jobs) == limit else None
+    return JobList(
+        jobs=[
+            JobSummary(
+                job_id=job.id,
+                status=job.status,  # type: ignore[arg-type]
+                duration=job.duration,
+                created_at=job.created_at,
+                finished_at=job.finished_at,
+            )
+            for job in jobs
+        ],
+        next_cursor=next_cursor,
+    )
+
+
+def _encode_cursor(job: repo.JobRow) -> str:
+    assert job.created_at is not None
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), job_id
+    except (ValueError, UnicodeError) as exc:  # binascii.Error is a ValueError
+        raise ApiError(400, "bad_request", "cursor is not one this server gave out; start without it.") from exc
+
+
+@route(
+    "/v1/jobs/{job_id:str}",
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
+    security=JOB_TOKEN,
+    responses=error_responses(401, 404, 503),
+    summary="A job's status",
+)
+async def job_status(request: Request[Any, Any, Any], state: State, job_id: JobId) -> JobStatus:
+    """Where the job is, why it ended, what it cost."""
+    job = await authorize(request, job_id)
+    usage = await repo.job_usage(state.rt.pool, job_id)
+    return JobStatus(
+        job_id=job.id,
+        status=job.status,  # type: ignore[arg-type]
+        reason=job.reason,
+        warnings=job.warnings,
+        progress=JobProgress(seconds_decoded=job.seconds_decoded, duration=job.duration),
+        chunks_done=job.next_chunk,
+        total_chunks=job.total_chunks,
+        timings=Timings(created_at=job.created_at, finished_at=job.finished_at),
+        usage=usage,
+        purged=job.purged_at is not None,
+    )
+
+
+@delete(
+    "/v1/jobs/{job_id:str}",
+    status_code=200,
+    security=JOB_TOKEN,
+    responses=error_responses(401, 403, 404, 409, 503),
+    summary="Cancel or purge a job",
+)
+async def cancel_or_purge(
+    request: Request[Any, Any, Any],
+    state: State,
+    job_id: JobId,
+    purge_: Annotated[
+        bool,
+        QueryParameter(
+            name="purge",
+            description="Delete an ended job's lines, audio, upload and events instead of cancelling it.",
+        ),
+    ] = False,
+) -> JobChanged:
+    """Cancel a job (the download stops, queued chunks are dropped; chunks already billed stay
+    billed), or with ``?purge=true`` delete an ended job's transcript, audio, upload and events."""
+    rt: Runtime = state.rt
+    job = await authorize(request, job_id)
+    if purge_:
+        if not job.finished:
+            raise ApiError(409, "running", "The job is still running: cancel it first, then purge it.")
+        await purge.purge_job(rt, job)
+        return JobChanged(job_id=job_id, status=job.status, purged=True)  # type: ignore[arg-type]
+    if not await repo.cancel_job(rt.pool, job_id):
+        raise ApiError(409, "finished", f"The job has already ended ({job.status}); nothing to cancel.")
+    await bus.publish_event(rt.js, Cancelled(job_id=job_id))
+    return JobChanged(job_id=job_id, status="cancelled", purged=False)
+
+
+@route(
+    "/v1/jobs/{job_id:str}/transcript",
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
+    security=JOB_TOKEN,
+    operation_class=TranscriptOperation,
+    responses={
+        200: ResponseSpec(Transcript, description="The transcript in the format asked for.", generate_examples=False),
+        **error_responses(400, 401, 404, 409, 410, 503),
+    },
+    summary="A job's transcript",
+)
+async def job_transcript(
+    request: Request[Any, Any, Any],
+    state: State,
+    job_id: JobId,
+    format: Annotated[Format, QueryParameter(description="The download format.")] = "json",
+    romanization: Annotated[
+        Romanization, QueryParameter(description="The reading lines of txt, srt and vtt (json and csv carry both).")
+    ] = "both",
+    if_none_match: Annotated[
+        str | None,
+        HeaderParameter(name="If-None-Match", description="A finished transcript's ETag: 304 if it is unchanged."),
+    ] = None,
+) -> Response[str]:
+    """The transcript in a download format; while the job runs, the lines so far (``"partial": true``).
+
+    A finished transcript has an ``ETag``; a running one is not cached.
+    """
+    job = await authorize(request, job_id)
+    if job.purged_at is not None:
+        raise ApiError(410, "purged", "This job's transcript and audio were deleted on request.")
+    transcript = await repo.transcript(state.rt.pool, job_id, partial=True)
+    if transcript is None:
+        raise ApiError(409, job.status, f"The job has no transcript ({job.status}): {job.reason}")
+    body = render(transcript, format, romanization)
+    extension = format
+    disposition = "inline" if format == "json" else "attachment"
+    headers = {"Content-Disposition": f'{disposition}; filename="{job_id}.{extension}"'}
+    if transcript.partial:
+        headers["Cache-Control"] = "no-store"
+        return Response(body, media_type=FORMAT_MEDIA[format], headers=headers)
+    etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+    headers["ETag"] = etag
+    headers["Cache-Control"] = "private, no-cache"
+    if if_none_match is not None and etag in {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}:
+        return Response("", status_code=304, headers=headers, media_type=FORMAT_MEDIA[format])
+    return Response(body, media_type=FORMAT_MEDIA[format], headers=headers)
+
+
+ROUTES = [list_jobs, job_status, cancel_or_purge, job_transcript]

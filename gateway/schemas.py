@@ -1,0 +1,103 @@
+"""What the REST API answers, as msgspec Structs: Litestar encodes them and writes the OpenAPI
+document from them, so the document is the code's own description of itself."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from core.messages import Usage
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+Format = Literal["json", "srt", "vtt", "txt", "csv"]
+Up = Literal["ok", "down"]
+
+
+class Links(msgspec.Struct):
+    """Where to read the job; every ``/v1`` link needs the job's token (``page`` carries it)."""
+
+    status: str
+    transcript: str
+    stream: str
+    events: str
+    audio: str
+    page: str
+
+
+class JobAccepted(msgspec.Struct, omit_defaults=True):
+    """A submitted job: its id, its token (the key to every per-job endpoint) and its links.
+
+    ``webhook_secret`` (only when a ``webhook_url`` was given) verifies the webhook's signature.
+    """
+
+    job_id: str
+    token: str
+    links: Links
+    webhook_secret: str | None = None
+
+
+class JobProgress(msgspec.Struct):
+    seconds_decoded: float
+    duration: float | None
+
+
+class Timings(msgspec.Struct):
+    created_at: datetime | None
+    finished_at: datetime | None
+
+
+class WebhookState(msgspec.Struct):
+    """The completion webhook: ``pending`` until the job ends and the POST is answered with a 2xx."""
+
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status: int | None = None
+    last_error: str | None = None
+
+
+class JobStatus(msgspec.Struct):
+    """One job: where it is, why it ended, what it cost."""
+
+    job_id: str
+    status: JobState
+    reason: str | None
+    warnings: list[str]
+    progress: JobProgress
+    chunks_done: int
+    total_chunks: int | None
+    timings: Timings
+    usage: Usage
+    purged: bool = False
+    webhook: WebhookState | None = None
+
+
+class JobSummary(msgspec.Struct):
+    job_id: str
+    status: JobState
+    duration: float | None
+    created_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobList(msgspec.Struct):
+    """A page of jobs, newest first; ``next_cursor`` is null on the last page."""
+
+    jobs: list[JobSummary]
+    next_cursor: str | None
+
+
+class JobChanged(msgspec.Struct):
+    """What ``DELETE /v1/jobs/{id}`` did: cancelled it, or purged its transcript and audio."""
+
+    job_id: str
+    status: JobState
+    purged: bool
+
+
+class Readiness(msgspec.Struct):
+    """Whether this process reaches its message bus and its database."""
+
+    nats: Up
+    database: Up

@@ -1,0 +1,301 @@
+"""``POST /v1/jobs``: a link (JSON) or a file (multipart) in, a job and its token out.
+
+A JSON body is a few hundred bytes, so it is read up to :data:`MAX_JSON_BYTES` and no further;
+only a multipart body may be as large as an upload (``SCRIBE_MAX_UPLOAD_BYTES``), and Litestar
+spools its file to disk. Any other content type is a 415.
+
+An ``Idempotency-Key`` (at most 255 printable ASCII characters) makes a retry safe: the key is
+bound to the request's content (a hash of the link or of the file's bytes, and of the options),
+so a retry with the same content gets the first job again, and the same key with other content
+is a 409. A key alone discloses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any, BinaryIO
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.datastructures import State, UploadFile
+from litestar.exceptions import HTTPException
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import HeaderParameter
+
+from core import uploads
+from core.messages import ROMANIZATIONS, JobOptions, Romanization
+from core.process import Runtime
+from core.settings import Settings
+from gateway.access import job_token, token_secret
+from gateway.errors import ApiError, unavailable
+from gateway.openapi import SubmitOperation, error_responses
+from gateway.schemas import JobAccepted, Links
+from scribe import client
+from store import repo
+from streamer.errors import InputError
+from streamer.source import check_link
+
+MAX_JSON_BYTES = 16 * 1024
+MAX_KEY_LENGTH = 255
+# Multipart framing and the form fields besides the file.
+FORM_OVERHEAD = 64 * 1024
+_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")
+
+
+class LinkSubmission(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/jobs`` with a JSON body."""
+
+    url: str
+    romanization: Romanization = "both"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submit read and checked: what to transcribe, how, and the content its retry key is bound to."""
+
+    source: str  # a link, or "" for a file still to be stored
+    options: JobOptions
+    fingerprint: str
+    file: BinaryIO | None = None
+
+
+def submit_route(settings: Settings) -> HTTPRouteHandler:
+    """``POST /v1/jobs`` for this deployment: Litestar stops a body at the upload limit (plus the form's
+    framing); a JSON body is cut much shorter as it is read."""
+    return post(
+        "/v1/jobs",
+        status_code=202,
+        operation_class=SubmitOperation,
+        request_max_body_size=settings.max_upload_bytes + FORM_OVERHEAD,
+        responses=error_responses(403, 409, 413, 415, 503),
+        summary="Submit a link or a file",
+    )(submit_job)
+
+
+async def submit_job(
+    request: Request[Any, Any, Any],
+    state: State,
+    idempotency_key: Annotated[
+        str | None,
+        HeaderParameter(
+            name="Idempotency-Key",
+            required=False,
+            description="Makes a retry safe: the same key with the same content answers with the first job; "
+            "with other content, 409. At most 255 printable ASCII characters.",
+        ),
+    ] = None,
+) -> Response[JobAccepted]:
+    """Submit a link (JSON ``{"url", "romanization"}``) or a file (multipart field ``file``)."""
+    rt: Runtime = state.rt
+    key = _checked_key(idempotency_key)
+    if not rt.nc.is_connected:  # fail fast: a publish would wait for its ack until it times out
+        raise unavailable()
+    submission = await read_submission(request, rt)
+    try:
+        if key is not None and (first := await _replay(rt, key, submission)) is not None:
+            return await accepted(request, first, replayed=True)
+        job_id, replayed = await start_job(rt, submission, key=key)
+    finally:
+        if submission.file is not None:
+            submission.file.close()
+    return await accepted(request, job_id, replayed=replayed)
+
+
+def _checked_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not _KEY.fullmatch(key):
+        raise ApiError(
+            400,
+            "bad_request",
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters without spaces "
+            f"(this one has {len(key)} characters); a UUID is a good key.",
+        )
+    return key
+
+
+async def _replay(rt: Runtime, key: str, submission: Submission) -> str | None:
+    """The job a retry of this very request made, or None for a new key.
+
+    Raises:
+        ApiError: 409 when the key was used for other content.
+    """
+    bound = await repo.idempotent_job(rt.pool, key)
+    if bound is None:
+        return None
+    job_id, fingerprint = bound
+    if fingerprint != submission.fingerprint:
+        raise _key_conflict()
+    return job_id
+
+
+def _key_conflict() -> ApiError:
+    return ApiError(
+        409,
+        "idempotency_key_reused",
+        "This Idempotency-Key was already used for a different request (another link, file or options). "
+        "Use a new key for a new job.",
+    )
+
+
+async def start_job(rt: Runtime, submission: Submission, *, key: str | None = None) -> tuple[str, bool]:
+    """Store the submission's file (if any), create the job and publish it: ``(job_id, replayed)``.
+
+    With ``key``, a concurrent request holding the same key and content wins or loses as a whole:
+    the loser's stored file is deleted and the winner's job returned (``replayed`` true).
+
+    Raises:
+        ApiError: 409 when a concurrent request bound the key to other content.
+    """
+    source = submission.source
+    if submission.file is not None:
+        source = await client.upload(rt.js, submission.file)
+    job_id = uuid.uuid4().hex
+    async with rt.pool.acquire() as conn, conn.transaction():
+        if key is not None:
+            owner, fingerprint = await repo.claim_idempotency_key(conn, key, job_id, submission.fingerprint)
+            if owner != job_id:
+                if uploads.is_upload(source) and submission.file is not None:
+                    await uploads.delete(rt.js, source)
+                if fingerprint != submission.fingerprint:
+                    raise _key_conflict()
+                return owner, True
+        await repo.create_job(conn, job_id, source, user_id=None, options=submission.options)
+        await client.submit(rt.js, source, options=submission.options, job_id=job_id)
+    return job_id, False
+
+
+async def read_submission(request: Request[Any, Any, Any], rt: Runtime) -> Submission:
+    """The submission in the request's body, checked.
+
+    Raises:
+        ApiError: 415 for a content type other than JSON or multipart, 413 over the limits, 400 for
+            a body that is not a submission or a link the service would not fetch.
+    """
+    content_type, _ = request.content_type
+    if content_type == "multipart/form-data":
+        return await _read_upload(request, rt)
+    if content_type != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            'Send JSON {"url": …, "romanization": …} (Content-Type: application/json) or a multipart form '
+            '(multipart/form-data) with the file in the field "file".',
+        )
+    link = await _read_link(request)
+    try:  # a link only: nothing a caller sends makes the gateway look at its own files
+        await asyncio.to_thread(check_link, link.url, allow_private=rt.settings.allow_private_urls)
+    except InputError as exc:
+        raise ApiError(400, "bad_input", exc.reason) from exc
+    options = JobOptions(romanization=link.romanization)
+    return Submission(link.url, options, _fingerprint("link", link.url.encode(), options))
+
+
+async def _read_link(request: Request[Any, Any, Any]) -> LinkSubmission:
+    too_large = ApiError(
+        413, "too_large", f"A JSON submission is at most {MAX_JSON_BYTES:,} bytes; send a file as multipart instead."
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+        raise too_large
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > MAX_JSON_BYTES:
+            raise too_large
+    try:
+        return msgspec.json.decode(bytes(body), type=LinkSubmission)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "bad_request", f"The JSON body is not a submission: {exc}.") from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "bad_request", "The body is not valid JSON.") from exc
+
+
+async def _read_upload(request: Request[Any, Any, Any], rt: Runtime) -> Submission:
+    limit = rt.settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
+        raise ApiError(413, "too_large", f"The file is larger than the {limit:,} byte limit.")
+    try:
+        form = await read_form(request)
+    except HTTPException as exc:
+        if exc.status_code == 413:
+            raise ApiError(413, "too_large", f"The file is larger than the {limit:,} byte limit.") from exc
+        raise
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise ApiError(400, "bad_request", 'The form has no file in the field "file".')
+    romanization = str(form.get("romanization") or "both")
+    if romanization not in ROMANIZATIONS:
+        raise ApiError(400, "bad_request", f"romanization must be one of {', '.join(ROMANIZATIONS)}.")
+    file: BinaryIO = upload.file  # type: ignore[assignment]
+    size, digest = await asyncio.to_thread(_size_and_digest, file)
+    if size > limit:
+        raise ApiError(413, "too_large", f"The file is larger than the {limit:,} byte limit.")
+    if size == 0:
+        raise ApiError(400, "bad_input", "The uploaded file is empty.")
+    options = JobOptions(romanization=romanization)  # type: ignore[arg-type]
+    return Submission("", options, _fingerprint("file", digest, options), file=file)
+
+
+async def read_form(request: Request[Any, Any, Any]) -> Any:
+    """The request's multipart form, its files spooled to disk; a form Litestar cannot read is a 400.
+
+    Raises:
+        ApiError: A field in an unknown charset or not in the one it names.
+        HTTPException: 413 past the route's ``request_max_body_size``.
+    """
+    try:
+        return await request.form()
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise ApiError(
+            400,
+            "bad_request",
+            "A form field is not text in the character set it declares (or declares one this server does not "
+            "know); send form fields as UTF-8.",
+        ) from exc
+    except ValueError as exc:  # a malformed multipart body
+        raise ApiError(400, "bad_request", f"The multipart form could not be read: {exc}.") from exc
+
+
+def _size_and_digest(file: BinaryIO) -> tuple[int, bytes]:
+    digest = hashlib.sha256()
+    file.seek(0)
+    while block := file.read(1 << 20):
+        digest.update(block)
+    size = file.tell()
+    file.seek(0, os.SEEK_SET)
+    return size, digest.digest()
+
+
+def _fingerprint(kind: str, content: bytes, options: JobOptions) -> str:
+    """What a retry key is bound to: the kind of input, its content, and the options."""
+    digest = hashlib.sha256(kind.encode() + b"\0" + content + b"\0" + msgspec.json.encode(options))
+    return digest.hexdigest()
+
+
+async def accepted(request: Request[Any, Any, Any], job_id: str, *, replayed: bool = False) -> Response[JobAccepted]:
+    """The 202 answer: the job, its token, its links, and ``Location`` naming its status."""
+    token = job_token(await token_secret(request), job_id)
+    base = f"/v1/jobs/{job_id}"
+    body = JobAccepted(
+        job_id=job_id,
+        token=token,
+        links=Links(
+            status=base,
+            transcript=f"{base}/transcript",
+            stream=f"{base}/stream",
+            events=f"{base}/events",
+            audio=f"{base}/audio",
+            page=f"/jobs/{job_id}?token={token}",
+        ),
+    )
+    headers = {"Location": base}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(body, status_code=202, headers=headers)
