@@ -789,6 +789,9 @@ async def start_gateway(settings: Settings, tmp: Path) -> tuple[subprocess.Popen
         "SCRIBE_DATABASE_URL": settings.database_url,
         "SCRIBE_GATEWAY_HOST": "127.0.0.1",
         "SCRIBE_GATEWAY_PORT": str(port),
+        # Every simulated viewer comes from this one address: the per-client caps would refuse most.
+        "SCRIBE_GATEWAY_MAX_CONNECTIONS_PER_CLIENT": "100000",
+        "SCRIBE_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT": "100000",
         "SCRIBE_LOG_LEVEL": "WARNING",
         "SCRIBE_LOG_FORMAT": "json",
     }

@@ -33,7 +33,7 @@ from gateway.limits import Limiter
 from gateway.openapi import config as openapi_config
 from gateway.openapi import error_responses
 from gateway.schemas import Readiness
-from gateway.stream import job_events, job_stream
+from gateway.stream import Stalls, job_events, job_stream
 from gateway.submit import submit_route
 from store.db import create_pool
 
@@ -79,6 +79,8 @@ def create_app(settings: Settings) -> Litestar:
             app.state.feeds = Feeds(rt.js, queue_size=settings.stream_queue_size)
             purges = purge.PurgeListener(rt, app.state.feeds)
             await purges.start()
+            app.state.stalls = Stalls(settings.gateway_send_timeout_s)
+            watchdog = asyncio.create_task(app.state.stalls.watch(), name="stalled-sends")
             await purge.sweep_cache(rt)
             # What start-up made (modules, the app, the connections: most of the heap) lives as long
             # as the process: kept out of the collector's full passes, which then took 100-200 ms and
@@ -88,6 +90,7 @@ def create_app(settings: Settings) -> Litestar:
             try:
                 yield
             finally:
+                watchdog.cancel()
                 await purges.stop()
                 await app.state.feeds.close()
 

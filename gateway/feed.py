@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from core import subjects
-from core.messages import JobEvent, job_event_decoder
+from core.messages import Cancelled, JobEvent, job_event_decoder
 from core.topology import EVENTS
 
 logger = logging.getLogger(__name__)
@@ -37,15 +37,14 @@ class Viewer:
         encoded: The feed's envelopes as JSON text by event number, shared by every viewer that
             gets the same envelope (most do: an event is encoded once, not once per viewer).
         lagged: Set when an event did not fit: the viewer must be told and closed.
-        purged: Set when the job was purged: the viewer must be told and closed.
-        wake: Set when ``purged`` is, so a viewer waiting for its next event notices at once.
+        purged: Set when the job was purged: the viewer must be told and closed (a marker is queued
+            to wake it; it is not an event of the job and is never sent).
     """
 
     queue: asyncio.Queue[tuple[int, JobEvent]]
     encoded: dict[int, str] = field(default_factory=dict)
     lagged: bool = False
     purged: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, seq: int, event: JobEvent) -> None:
         if self.lagged:
@@ -159,7 +158,8 @@ class Feeds:
             return
         for viewer in feed.viewers:
             viewer.purged = True
-            viewer.wake.set()
+            with contextlib.suppress(asyncio.QueueFull):  # wakes a viewer waiting for its next event
+                viewer.queue.put_nowait((0, Cancelled(job_id=job_id, reason="purged")))
         feed.history.clear()
         feed.encoded.clear()
         await feed.stop()
