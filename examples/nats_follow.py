@@ -1,10 +1,13 @@
 """Print one job's live transcript straight from NATS, as an integrator would.
 
-    python examples/nats_follow.py nats://127.0.0.1:4222 JOB_ID
+    .venv/bin/python examples/nats_follow.py nats://127.0.0.1:4222 JOB_ID
 
 Replays the job from its first event (``scribe.events.<job_id>`` is kept a week), prints each
-line with its Jyutping as it is committed, and stops at the job's end. Only nats-py is needed;
-the messages are plain JSON (see the README's integration contract).
+line with its Jyutping as it is committed, and stops at the job's end: ``final`` (status 0),
+``failed`` or ``cancelled`` (status 1, with the reason). A job the stream holds nothing of
+(unknown, older than a week, or purged) ends at once with status 1, and a job that stays silent
+for an hour is given up on. Only nats-py is needed; the messages are plain JSON (see the
+README's integration contract).
 """
 
 from __future__ import annotations
@@ -14,24 +17,36 @@ import json
 import sys
 
 import nats
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
+
+IDLE_S = 3600.0  # a running job sends progress and lines far more often than this
 
 
 async def follow(server: str, job_id: str) -> int:
+    subject = f"scribe.events.{job_id}"
     nc = await nats.connect(server)
     try:
         js = nc.jetstream()
-        sub = await js.subscribe(f"scribe.events.{job_id}", ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL)
+        held = (await js.stream_info("SCRIBE_EVENTS", subjects_filter=subject)).state.subjects or {}
+        if not held.get(subject):
+            print(f"-- no events for job {job_id}: it does not exist, is older than a week, or was purged", flush=True)
+            return 1
+        sub = await js.subscribe(subject, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL)
         while True:
-            event = json.loads((await sub.next_msg(timeout=3600)).data)
+            try:
+                event = json.loads((await sub.next_msg(timeout=IDLE_S)).data)
+            except NatsTimeout:
+                print(f"-- nothing from job {job_id} for {IDLE_S:.0f} s; giving up", flush=True)
+                return 1
             if event["type"] == "partial":
                 for line in event["segments"]:
                     print(f"{line['seq']:>4} [{line['start']:7.2f}] {line['text']}  ({line['jyutping']})", flush=True)
             elif event["type"] == "final":
                 print(f"-- done: {event['segment_count']} lines, {event['duration']:.1f} s", flush=True)
                 return 0
-            elif event["type"] == "failed":
-                print(f"-- failed: {event['reason']}", flush=True)
+            elif event["type"] in ("failed", "cancelled"):
+                print(f"-- {event['type']}: {event['reason']}", flush=True)
                 return 1
     finally:
         await nc.close()
