@@ -66,6 +66,8 @@ class Consumer:
         max_deliver: Deliveries before JetStream gives up on a message (and says so in an
             advisory, which fails the message's job).
         max_ack_pending: Messages delivered and not yet acked, over all processes.
+        new_only: Start at the messages that arrive after the consumer is made (a consumer of
+            the replayable events stream), not at the stream's first message.
     """
 
     stream: Stream
@@ -74,6 +76,7 @@ class Consumer:
     ack_wait_s: float
     max_deliver: int
     max_ack_pending: int
+    new_only: bool = False
 
     @property
     def heartbeat_s(self) -> float:
@@ -86,7 +89,7 @@ class Consumer:
             durable_name=self.durable,
             filter_subject=self.filter_subject,
             ack_policy=js_api.AckPolicy.EXPLICIT,
-            deliver_policy=js_api.DeliverPolicy.ALL,
+            deliver_policy=js_api.DeliverPolicy.NEW if self.new_only else js_api.DeliverPolicy.ALL,
             ack_wait=self.ack_wait_s,
             max_deliver=self.max_deliver,
             max_ack_pending=self.max_ack_pending,
@@ -147,11 +150,16 @@ AUDIO_BUCKET = "scribe-audio"  # each job's audio for playback, under the job's 
 
 @dataclass(frozen=True)
 class Topology:
-    """The streams, the three services' consumers and the two buckets, for one set of settings."""
+    """The streams, the services' consumers and the two buckets, for one set of settings.
+
+    ``webhooks`` is the gateway's: every gateway process shares it, so each job's completion
+    webhook is sent by one of them.
+    """
 
     streamer: Consumer
     transcriber: Consumer
     romanizer: Consumer
+    webhooks: Consumer = Consumer(EVENTS, "webhooks", f"{subjects.EVENTS_PREFIX}.>", 60.0, 20, 256, new_only=True)
     uploads: Bucket = Bucket(UPLOADS_BUCKET, _DAY_S)
     audio: Bucket = Bucket(AUDIO_BUCKET, 7 * _DAY_S)
     streams: tuple[Stream, ...] = STREAMS
@@ -165,6 +173,17 @@ class Topology:
                 CHUNKS, "transcriber", subjects.CHUNKS, settings.ack_wait_s, settings.max_deliver, 256
             ),
             romanizer=Consumer(SEGMENTS, "romanizer", f"{subjects.SEGMENTS_PREFIX}.>", 30.0, 10, 1024),
+            # Attempts are counted in PostgreSQL (SCRIBE_WEBHOOK_MAX_ATTEMPTS); deliveries past
+            # them, after crashes, only find the delivery ended.
+            webhooks=Consumer(
+                EVENTS,
+                "webhooks",
+                f"{subjects.EVENTS_PREFIX}.>",
+                60.0,
+                settings.webhook_max_attempts + 10,
+                256,
+                new_only=True,
+            ),
             uploads=Bucket(UPLOADS_BUCKET, settings.upload_retention_s),
             audio=Bucket(AUDIO_BUCKET, settings.audio_retention_s),
         )
@@ -172,4 +191,4 @@ class Topology:
     @property
     def consumers(self) -> tuple[Consumer, ...]:
         """Every durable consumer."""
-        return (self.streamer, self.transcriber, self.romanizer)
+        return (self.streamer, self.transcriber, self.romanizer, self.webhooks)

@@ -35,6 +35,7 @@ from gateway.openapi import error_responses
 from gateway.schemas import Readiness
 from gateway.stream import Stalls, job_events, job_stream
 from gateway.submit import submit_route
+from gateway.webhooks import Notifier
 from store.db import create_pool
 
 # Every body but an upload's is small: a JSON submission is a few hundred bytes.
@@ -74,13 +75,14 @@ def create_app(settings: Settings) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
-        async with connected(settings, "gateway", create_pool, services=[]) as rt:
+        async with connected(settings, "gateway", create_pool, services=["webhooks"]) as rt:
             app.state.rt = rt
             app.state.feeds = Feeds(rt.js, queue_size=settings.stream_queue_size)
             purges = purge.PurgeListener(rt, app.state.feeds)
             await purges.start()
             app.state.stalls = Stalls(settings.gateway_send_timeout_s)
             watchdog = asyncio.create_task(app.state.stalls.watch(), name="stalled-sends")
+            await rt.start({"webhooks": Notifier.open})  # the services stop and drain with the runtime
             await purge.sweep_cache(rt)
             # What start-up made (modules, the app, the connections: most of the heap) lives as long
             # as the process: kept out of the collector's full passes, which then took 100-200 ms and

@@ -22,9 +22,10 @@ from gateway import purge
 from gateway.access import authorize
 from gateway.errors import ApiError
 from gateway.openapi import JOB_TOKEN, TranscriptOperation, error_responses
-from gateway.schemas import Format, JobChanged, JobList, JobProgress, JobStatus, JobSummary, Timings
+from gateway.schemas import Format, JobChanged, JobList, JobProgress, JobStatus, JobSummary, Timings, WebhookState
 from scribe.formats import render
 from store import repo
+from store import webhooks as webhook_store
 
 FORMAT_MEDIA = {
     "json": "application/json",
@@ -104,7 +105,14 @@ async def job_status(request: Request[Any, Any, Any], state: State, job_id: JobI
         timings=Timings(created_at=job.created_at, finished_at=job.finished_at),
         usage=usage,
         purged=job.purged_at is not None,
+        webhook=_webhook_state(await webhook_store.delivery(state.rt.pool, job_id)),
     )
+
+
+def _webhook_state(delivery: webhook_store.Delivery | None) -> WebhookState | None:
+    if delivery is None:
+        return None
+    return WebhookState(delivery.state, delivery.attempts, delivery.last_status, delivery.last_error)
 
 
 @delete(

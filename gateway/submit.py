@@ -31,12 +31,14 @@ from core import uploads
 from core.messages import ROMANIZATIONS, JobOptions, Romanization
 from core.process import Runtime
 from core.settings import Settings
+from gateway import webhooks
 from gateway.access import job_token, token_secret
 from gateway.errors import ApiError, unavailable
 from gateway.openapi import SubmitOperation, error_responses
 from gateway.schemas import JobAccepted, Links
 from scribe import client
 from store import repo
+from store import webhooks as webhook_store
 from streamer.errors import InputError
 from streamer.source import check_link
 
@@ -52,6 +54,7 @@ class LinkSubmission(msgspec.Struct, forbid_unknown_fields=True):
 
     url: str
     romanization: Romanization = "both"
+    webhook_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Submission:
     options: JobOptions
     fingerprint: str
     file: BinaryIO | None = None
+    webhook_url: str | None = None
 
 
 def submit_route(settings: Settings) -> HTTPRouteHandler:
@@ -98,12 +102,12 @@ async def submit_job(
     submission = await read_submission(request, rt)
     try:
         if key is not None and (first := await _replay(rt, key, submission)) is not None:
-            return await accepted(request, first, replayed=True)
+            return await accepted(request, first, replayed=True, webhook=submission.webhook_url is not None)
         job_id, replayed = await start_job(rt, submission, key=key)
     finally:
         if submission.file is not None:
             submission.file.close()
-    return await accepted(request, job_id, replayed=replayed)
+    return await accepted(request, job_id, replayed=replayed, webhook=submission.webhook_url is not None)
 
 
 def _checked_key(key: str | None) -> str | None:
@@ -166,6 +170,8 @@ async def start_job(rt: Runtime, submission: Submission, *, key: str | None = No
                     raise _key_conflict()
                 return owner, True
         await repo.create_job(conn, job_id, source, user_id=None, options=submission.options)
+        if submission.webhook_url is not None:
+            await webhook_store.set_url(conn, job_id, submission.webhook_url)
         await client.submit(rt.js, source, options=submission.options, job_id=job_id)
     return job_id, False
 
@@ -193,7 +199,9 @@ async def read_submission(request: Request[Any, Any, Any], rt: Runtime) -> Submi
     except InputError as exc:
         raise ApiError(400, "bad_input", exc.reason) from exc
     options = JobOptions(romanization=link.romanization)
-    return Submission(link.url, options, _fingerprint("link", link.url.encode(), options))
+    hook = await _checked_webhook(link.webhook_url, rt)
+    fingerprint = _fingerprint("link", link.url.encode(), options, hook)
+    return Submission(link.url, options, fingerprint, webhook_url=hook)
 
 
 async def _read_link(request: Request[Any, Any, Any]) -> LinkSubmission:
@@ -240,7 +248,18 @@ async def _read_upload(request: Request[Any, Any, Any], rt: Runtime) -> Submissi
     if size == 0:
         raise ApiError(400, "bad_input", "The uploaded file is empty.")
     options = JobOptions(romanization=romanization)  # type: ignore[arg-type]
-    return Submission("", options, _fingerprint("file", digest, options), file=file)
+    hook = await _checked_webhook(str(form.get("webhook_url") or "") or None, rt)
+    return Submission("", options, _fingerprint("file", digest, options, hook), file=file, webhook_url=hook)
+
+
+async def _checked_webhook(url: str | None, rt: Runtime) -> str | None:
+    if url is None:
+        return None
+    try:
+        await asyncio.to_thread(webhooks.check, url, allow_private=rt.settings.allow_private_urls)
+    except InputError as exc:
+        raise ApiError(400, "bad_webhook_url", exc.reason) from exc
+    return url
 
 
 async def read_form(request: Request[Any, Any, Any]) -> Any:
@@ -273,13 +292,15 @@ def _size_and_digest(file: BinaryIO) -> tuple[int, bytes]:
     return size, digest.digest()
 
 
-def _fingerprint(kind: str, content: bytes, options: JobOptions) -> str:
-    """What a retry key is bound to: the kind of input, its content, and the options."""
-    digest = hashlib.sha256(kind.encode() + b"\0" + content + b"\0" + msgspec.json.encode(options))
-    return digest.hexdigest()
+def _fingerprint(kind: str, content: bytes, options: JobOptions, webhook_url: str | None) -> str:
+    """What a retry key is bound to: the kind of input, its content, the options and the webhook."""
+    parts = [kind.encode(), content, msgspec.json.encode(options), (webhook_url or "").encode()]
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
 
-async def accepted(request: Request[Any, Any, Any], job_id: str, *, replayed: bool = False) -> Response[JobAccepted]:
+async def accepted(
+    request: Request[Any, Any, Any], job_id: str, *, replayed: bool = False, webhook: bool = False
+) -> Response[JobAccepted]:
     """The 202 answer: the job, its token, its links, and ``Location`` naming its status."""
     token = job_token(await token_secret(request), job_id)
     base = f"/v1/jobs/{job_id}"
@@ -295,6 +316,9 @@ async def accepted(request: Request[Any, Any, Any], job_id: str, *, replayed: bo
             page=f"/jobs/{job_id}?token={token}",
         ),
     )
+    if webhook:
+        pool = request.app.state.rt.pool
+        body.webhook_secret = webhooks.webhook_secret(await repo.secret(pool, webhooks.SECRET_NAME), job_id)
     headers = {"Location": base}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
