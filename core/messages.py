@@ -36,6 +36,9 @@ class JobOptions(Base, frozen=True):
     """What the submitter asked for."""
 
     romanization: Romanization = "both"
+    # Words that help the speech model (names, terms): added after the deployment's Cantonese
+    # prompt, never instead of it (that prompt is what keeps Whisper writing spoken Cantonese).
+    prompt: str | None = None
 
 
 class JobSubmitted(Base, frozen=True):

@@ -24,7 +24,7 @@ from litestar.datastructures import State
 
 from core.process import Runtime, connected
 from core.settings import Settings
-from gateway import jobs, origins, pages, purge
+from gateway import jobs, openai_compat, origins, pages, purge
 from gateway.asyncapi import asyncapi_document
 from gateway.audio import job_audio
 from gateway.errors import EXCEPTION_HANDLERS, UNAVAILABLE, dependency_error
@@ -118,6 +118,7 @@ def create_app(settings: Settings) -> Litestar:
             job_events,
             job_audio,
             asyncapi_document,
+            *openai_compat.routes(settings),
             *pages.ROUTES,
         ],
         lifespan=[runtime],

@@ -39,7 +39,7 @@ def render(transcript: Transcript, fmt: str, romanization: str = "both") -> str:
     Args:
         transcript: The whole transcript.
         fmt: One of ``txt``, ``json``, ``srt``, ``vtt``, ``csv``.
-        romanization: ``jyutping``, ``yale`` or ``both`` (Jyutping line, then Yale line).
+        romanization: ``jyutping``, ``yale``, ``both`` (Jyutping line, then Yale line) or ``none``.
 
     Returns:
         The file's text (UTF-8 when written; no ASCII escapes).
@@ -55,7 +55,12 @@ def render(transcript: Transcript, fmt: str, romanization: str = "both") -> str:
     return _RENDERERS[fmt_key](transcript, _SYSTEMS[romanization])
 
 
-_SYSTEMS: dict[str, tuple[System, ...]] = {"jyutping": ("jyutping",), "yale": ("yale",), "both": ("jyutping", "yale")}
+_SYSTEMS: dict[str, tuple[System, ...]] = {
+    "jyutping": ("jyutping",),
+    "yale": ("yale",),
+    "both": ("jyutping", "yale"),
+    "none": (),  # characters only: subtitles for clients that expect OpenAI's (gateway.openai_compat)
+}
 
 
 def _romanized(segment: Segment, system: System) -> str:

@@ -41,8 +41,11 @@ class AsrBackend(Protocol):
     name: str
     model: str
 
-    async def transcribe(self, audio: bytes, *, duration: float, filename: str = "chunk.ogg") -> AsrResult:
-        """Transcribe one compressed chunk; raise TransientAsrError or PermanentAsrError."""
+    async def transcribe(
+        self, audio: bytes, *, duration: float, filename: str = "chunk.ogg", prompt: str | None = None
+    ) -> AsrResult:
+        """Transcribe one compressed chunk (``prompt``: the job's words, after the deployment's prompt);
+        raise TransientAsrError or PermanentAsrError."""
         ...
 
     async def close(self) -> None:
@@ -84,3 +87,16 @@ def raw_segments(pieces: Iterable[tuple[float, float, str]], limit: float) -> li
             start, end = min(start, limit), min(end, limit)
         out.append(RawSegment(start=round(start, 3), end=round(max(start, end), 3), text=text))
     return out
+
+
+MAX_JOB_PROMPT = 400  # characters; Whisper keeps only the last 224 prompt tokens anyway
+
+
+def combined_prompt(deployment: str, job: str | None) -> str | None:
+    """The deployment's Cantonese prompt, then the job's own words (names, terms), if any.
+
+    The job's part is cut to ``MAX_JOB_PROMPT`` characters; Whisper reads the end of a long
+    prompt, so the job's words stay in it.
+    """
+    parts = [part.strip() for part in (deployment, (job or "")[:MAX_JOB_PROMPT]) if part and part.strip()]
+    return " ".join(parts) or None

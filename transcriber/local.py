@@ -13,7 +13,7 @@ import av
 from faster_whisper import WhisperModel, decode_audio
 
 from core.settings import Settings
-from transcriber.asr import AsrResult, raw_segments
+from transcriber.asr import AsrResult, combined_prompt, raw_segments
 from transcriber.errors import PermanentAsrError, TransientAsrError
 from transcriber.model import (
     EMBEDDED_DIR_NAME,
@@ -105,13 +105,16 @@ class LocalBackend:
         """The token ids passed as ``suppress_tokens`` (with -1 for the defaults)."""
         return list(self._suppress)
 
-    async def transcribe(self, audio: bytes, *, duration: float, filename: str = "chunk.ogg") -> AsrResult:
+    async def transcribe(
+        self, audio: bytes, *, duration: float, filename: str = "chunk.ogg", prompt: str | None = None
+    ) -> AsrResult:
         """Transcribe one chunk in a worker thread.
 
         Args:
             audio: Compressed audio in any format FFmpeg decodes.
             duration: The chunk's duration in seconds (segment ends are clamped to the audio).
             filename: Unused here; part of the backend interface.
+            prompt: The job's own words for the model, added after the deployment's prompt.
 
         Returns:
             The segments, billed as the seconds of audio decoded.
@@ -121,9 +124,9 @@ class LocalBackend:
             TransientAsrError: The model failed at run time.
         """
         async with self._slots:
-            return await asyncio.to_thread(self._transcribe_sync, audio, duration)
+            return await asyncio.to_thread(self._transcribe_sync, audio, duration, prompt)
 
-    def _transcribe_sync(self, audio: bytes, duration: float) -> AsrResult:
+    def _transcribe_sync(self, audio: bytes, duration: float, prompt: str | None = None) -> AsrResult:
         whisper = self._whisper
         if whisper is None:
             raise PermanentAsrError("the local backend is closed", backend=self.name)
@@ -139,7 +142,10 @@ class LocalBackend:
             return AsrResult(segments=[], billed_seconds=0.0, backend=self.name, model=self.model)
         started = time.perf_counter()
         try:
-            pieces, _info = whisper.transcribe(samples, vad_filter=self._vad_filter, **self._options)
+            options = self._options
+            if prompt:
+                options = {**options, "initial_prompt": combined_prompt(options["initial_prompt"] or "", prompt)}
+            pieces, _info = whisper.transcribe(samples, vad_filter=self._vad_filter, **options)
             # The segments are a lazy generator: decoding happens here, in this thread.
             segments = raw_segments(((p.start, p.end, p.text) for p in pieces), audio_seconds)
         except RuntimeError as exc:

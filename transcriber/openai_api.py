@@ -12,7 +12,7 @@ import httpx
 import openai
 
 from core.settings import Settings
-from transcriber.asr import AsrResult, raw_segments
+from transcriber.asr import AsrResult, combined_prompt, raw_segments
 from transcriber.errors import AsrError, BackendConfigError, PermanentAsrError, TransientAsrError
 
 
@@ -66,7 +66,9 @@ class OpenAIBackend:
             **kwargs,
         )
 
-    async def transcribe(self, audio: bytes, *, duration: float, filename: str = "chunk.ogg") -> AsrResult:
+    async def transcribe(
+        self, audio: bytes, *, duration: float, filename: str = "chunk.ogg", prompt: str | None = None
+    ) -> AsrResult:
         """Send one chunk to the API.
 
         Args:
@@ -74,6 +76,7 @@ class OpenAIBackend:
             duration: The chunk's duration in seconds (used for billing and, with json-only
                 models, as the single segment's span).
             filename: The upload's file name; its extension tells the API the format.
+            prompt: The job's own words for the model, added after the deployment's prompt.
 
         Returns:
             The segments (one spanning the chunk for json-only models) and the billed seconds.
@@ -83,8 +86,8 @@ class OpenAIBackend:
             PermanentAsrError: Rejected key, bad request, unknown model, file too large.
         """
         extra: dict[str, Any] = {}
-        if self._prompt:
-            extra["prompt"] = self._prompt
+        if combined := combined_prompt(self._prompt, prompt):
+            extra["prompt"] = combined
         if json_only_model(self.model):
             extra["response_format"] = "json"
         else:

@@ -80,7 +80,9 @@ class Transcriber:
         try:
             async with heartbeat(msg, every=self.consumer.heartbeat_s):
                 filename = filename_for_codec(chunk.codec, f"{chunk.job_id}-{chunk.seq}")
-                result = await self.backend.transcribe(chunk.audio, duration=chunk.duration, filename=filename)
+                result = await self.backend.transcribe(
+                    chunk.audio, duration=chunk.duration, filename=filename, prompt=job.options.prompt
+                )
         except TransientAsrError as exc:
             if attempt >= self.consumer.max_deliver:
                 await self.give_up(msg, chunk, f"{exc.reason} (gave up after {attempt} attempts)")

@@ -313,3 +313,29 @@ def test_suppress_tokens_cover_exactly_the_written_chinese_tokens(whisper_tokeni
     # Cantonese words stay allowed
     for word in ("嘅", "佢", "係", "唔", "冇", "原來"):
         assert not set(whisper_tokenizer.encode(word, add_special_tokens=False).ids) & set(tokens), word
+
+
+async def test_a_jobs_prompt_follows_the_deployments_cantonese_prompt_via_mock_transport() -> None:
+    seen: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)
+        return httpx.Response(200, json={"text": "陳大文", "usage": {"type": "duration", "seconds": 3}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        backend = OpenAIBackend(_settings(openai_model="gpt-4o-transcribe"), http_client=client)
+        await backend.transcribe(AUDIO, duration=3.0, prompt="陳大文 立法會")
+        await backend.transcribe(AUDIO, duration=3.0)
+    with_job, without = seen
+    assert "以下係香港嘅港式廣東話，佢哋喺度講嘢。 陳大文 立法會".encode() in with_job
+    assert "陳大文".encode() not in without and "以下係香港嘅港式廣東話".encode() in without
+
+
+def test_a_jobs_prompt_is_added_after_the_deployments_and_bounded() -> None:
+    from transcriber.asr import MAX_JOB_PROMPT, combined_prompt
+
+    assert combined_prompt("以下係廣東話。", "陳大文") == "以下係廣東話。 陳大文"
+    assert combined_prompt("以下係廣東話。", None) == "以下係廣東話。"
+    assert combined_prompt("", "  ") is None
+    long = combined_prompt("粵語。", "字" * 1000)
+    assert long is not None and long.startswith("粵語。 ") and long.count("字") == MAX_JOB_PROMPT
