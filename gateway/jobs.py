@@ -27,12 +27,13 @@ from scribe.formats import render
 from store import repo
 from store import webhooks as webhook_store
 
+# Litestar adds "; charset=utf-8" to text/* types itself (a second one would confuse clients).
 FORMAT_MEDIA = {
     "json": "application/json",
     "srt": "application/x-subrip; charset=utf-8",
-    "vtt": "text/vtt; charset=utf-8",
-    "txt": "text/plain; charset=utf-8",
-    "csv": "text/csv; charset=utf-8",
+    "vtt": "text/vtt",
+    "txt": "text/plain",
+    "csv": "text/csv",
 }
 
 JobId = Annotated[str, PathParameter(description="The job's id, from the submit's answer.", max_length=64)]

@@ -56,9 +56,9 @@ RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "vtt", "verbose_json
 ALIAS = "whisper-1"
 _LANGUAGES = frozenset({"zh", "yue", "cantonese", "chinese"})
 _TEXT_MEDIA = {
-    "text": "text/plain; charset=utf-8",
+    "text": "text/plain",
     "srt": "application/x-subrip; charset=utf-8",
-    "vtt": "text/vtt; charset=utf-8",
+    "vtt": "text/vtt",
 }
 
 

@@ -33,9 +33,9 @@ PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 _TYPES = {
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
 }
 
 

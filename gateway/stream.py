@@ -466,17 +466,20 @@ async def job_events(
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
         session = Session(job_id, start)
+        sent = _Sent(start)  # event ids are the last line sent so far, page by page
         try:
             async with feeds.watch(job_id) as (history, viewer):
                 for index, envelope in enumerate(await session.opening(rt.pool, history)):
-                    yield _sse(envelope.__struct_config__.tag, encode(envelope), session, first=index == 0)  # type: ignore[arg-type]
+                    sent.note(envelope)
+                    tag = str(envelope.__struct_config__.tag)
+                    yield _sse(tag, encode(envelope), sent.line, first=index == 0)
                 async for kind, text in _events(session, viewer, rt.settings.stream_heartbeat_s):
-                    yield _sse(kind, text, session)
+                    yield _sse(kind, text, session.last_line)
         except ApiError as exc:
-            yield _sse("error", encode(session.error(exc)), session)
+            yield _sse("error", encode(session.error(exc)), sent.line)
 
     return ServerSentEvent(messages(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-def _sse(kind: str, text: str, session: Session, *, first: bool = False) -> ServerSentEventMessage:
-    return ServerSentEventMessage(data=text, event=kind, id=session.last_line, retry=SSE_RETRY_MS if first else None)
+def _sse(kind: str, text: str, last_line: int, *, first: bool = False) -> ServerSentEventMessage:
+    return ServerSentEventMessage(data=text, event=kind, id=last_line, retry=SSE_RETRY_MS if first else None)
