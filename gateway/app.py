@@ -21,6 +21,7 @@ from litestar import HttpMethod, Litestar, MediaType, Response, route
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.process import Runtime, connected
 from core.settings import Settings
@@ -68,6 +69,33 @@ async def readyz(state: State) -> Response[Readiness]:
     checks = Readiness(nats="ok" if nats_up else "down", database="ok" if database_up else "down")
     headers = {} if nats_up and database_up else {"Retry-After": "5"}
     return Response(checks, status_code=200 if nats_up and database_up else 503, headers=headers)
+
+
+def _allow_every_method(app: ASGIApp) -> ASGIApp:
+    """``OPTIONS`` names every method of its path.
+
+    Litestar makes a path's OPTIONS answer when the path's first handler is registered and does
+    not update it for handlers registered later on the same path (``DELETE /v1/jobs/{id}`` after
+    ``GET``), so its ``Allow`` would leave them out.
+    """
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "OPTIONS":
+            await app(scope, receive, send)
+            return
+        methods: set[str] = set()
+        for path in scope["route_handler"].paths:
+            methods |= set(scope["litestar_app"].route_handler_method_map.get(path, {}))
+
+        async def with_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and methods:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message = {**message, "headers": [*headers, (b"allow", ", ".join(sorted(methods)).encode())]}
+            await send(message)
+
+        await app(scope, receive, with_allow)
+
+    return middleware
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -123,7 +151,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
         lifespan=[runtime],
         state=State({"limiter": Limiter(settings)}),
-        middleware=[origins.middleware(settings)],
+        middleware=[origins.middleware(settings), _allow_every_method],
         cors_config=cors,
         compression_config=CompressionConfig(
             backend="brotli", brotli_gzip_fallback=True, minimum_size=1024, exclude=_NOT_COMPRESSED

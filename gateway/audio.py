@@ -125,12 +125,15 @@ async def job_audio(
     state: State,
     job_id: FromPath[str],
     range_: Annotated[
-        str | None, HeaderParameter(name="Range", description="One byte range: bytes=a-b, bytes=a- or bytes=-n.")
-    ] = None,
+        str,
+        HeaderParameter(
+            name="Range", description="One byte range: bytes=a-b, bytes=a- or bytes=-n.", pattern=r"^(bytes=\d*-\d*)?$"
+        ),
+    ] = "",
     if_range: Annotated[
-        str | None,
+        str,
         HeaderParameter(name="If-Range", description="Honour Range only if the audio still has this ETag."),
-    ] = None,
+    ] = "",
 ) -> Response[Any]:
     """The job's audio; ``Range`` gives 206 with that part, or 416 past the end."""
     job = await authorize(request, job_id)
@@ -140,9 +143,11 @@ async def job_audio(
     size = path.stat().st_size
     etag = await asyncio.to_thread(_etag, path)
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
-    if range_ is not None and if_range is not None and if_range.strip() != f'"{etag}"':
-        range_ = None  # the client's copy is of other audio (or dated): send the whole
-    if range_ is None:
+    if range_ and if_range and if_range.strip() != f'"{etag}"':
+        range_ = ""  # the client's copy is of other audio (or dated): send the whole
+    if range_ and _reversed(range_):
+        range_ = ""  # bytes=9-3 is not a valid range: RFC 9110 has the header ignored
+    if not range_:
         return File(
             path,
             media_type=MEDIA_TYPE,
@@ -169,6 +174,11 @@ async def job_audio(
         media_type=MEDIA_TYPE,
         headers={**headers, "Content-Range": f"bytes {first}-{last}/{size}"},
     )
+
+
+def _reversed(header: str) -> bool:
+    match = _RANGE.fullmatch(header.strip())
+    return bool(match and match[1] and match[2] and int(match[2]) < int(match[1]))
 
 
 def _read(path: Path, offset: int, size: int) -> bytes:

@@ -99,11 +99,17 @@ class SubmitOperation(Operation):
             type=OpenAPIType.OBJECT,
             required=["url"],
             properties={
-                "url": _string("An http(s) link to audio or video (a page yt-dlp knows, or a media file)."),
+                "url": _string(
+                    "An http(s) link to audio or video (a page yt-dlp knows, or a media file).",
+                    format=OpenAPIFormat.URI,
+                    min_length=1,
+                ),
                 "romanization": _ROMANIZATION,
                 "webhook_url": _string(
                     "Called with the job's terminal event when it ends (a signed POST; see the README).",
                     format=OpenAPIFormat.URI,
+                    min_length=1,
+                    max_length=2000,
                 ),
             },
             additional_properties=False,
@@ -114,7 +120,7 @@ class SubmitOperation(Operation):
             properties={
                 "file": _string("The audio or video file.", format=OpenAPIFormat.BINARY),
                 "romanization": _ROMANIZATION,
-                "webhook_url": _string("As for a link.", format=OpenAPIFormat.URI),
+                "webhook_url": _string("As for a link; empty means none.", max_length=2000),
             },
         )
         self.request_body = RequestBody(
@@ -162,18 +168,26 @@ class AudioOperation(Operation):
                 }
 
 
+EVENT_TYPES = ("snapshot", "progress", "segments", "final", "failed", "cancelled", "heartbeat", "lagged", "error")
+
+
 @dataclass
 class EventStreamOperation(Operation):
-    """A stream of server-sent events; the messages are in the AsyncAPI document."""
+    """A stream of server-sent events, each described as one event; the envelopes' schemas are in the
+    AsyncAPI document."""
 
     def __post_init__(self) -> None:
         answer = self.responses and self.responses.get("200")
         if answer is not None:
-            answer.content = {  # type: ignore[union-attr]
-                "text/event-stream": OpenAPIMediaType(
-                    schema=_string(
-                        "Server-sent events: `event:` is the envelope's type, `data:` the envelope (JSON), `id:` the "
-                        "number of the last line sent. See /schema/asyncapi.json."
-                    )
-                )
-            }
+            event = Schema(
+                type=OpenAPIType.OBJECT,
+                description="One server-sent event. See /schema/asyncapi.json for each envelope's fields.",
+                required=["data", "event"],
+                properties={
+                    "event": _string("The envelope's type.", enum=list(EVENT_TYPES)),
+                    "data": _string("The envelope, as JSON.", content_media_type="application/json"),
+                    "id": _string("The number of the last line sent so far (-1: none yet).", pattern=r"^-?\d+$"),
+                    "retry": Schema(type=OpenAPIType.INTEGER, description="Milliseconds to wait before reconnecting."),
+                },
+            )
+            answer.content = {"text/event-stream": OpenAPIMediaType(schema=event)}  # type: ignore[union-attr]

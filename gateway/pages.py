@@ -79,14 +79,14 @@ def viewer_page() -> Response[bytes]:
 )
 def static_file(
     name: FromPath[str],
-    if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match", required=False)] = None,
+    if_none_match: Annotated[str, HeaderParameter(name="If-None-Match", required=False)] = "",
 ) -> Response[bytes]:
     """The page's scripts and styles; revalidated on each load, so an upgrade shows at once."""
     asset = _assets().get(name)
     if asset is None or name == "index.html":
         raise ApiError(404, "not_found", "There is no such file.")
     headers = {"ETag": asset.etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
-    if if_none_match is not None and asset.etag in {tag.strip() for tag in if_none_match.split(",")}:
+    if if_none_match and asset.etag in {tag.strip() for tag in if_none_match.split(",")}:
         return Response(b"", status_code=304, headers=headers, media_type=asset.media_type)
     return Response(asset.body, media_type=asset.media_type, headers=headers)
 

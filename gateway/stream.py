@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from litestar import Request, Response, WebSocket, get, websocket
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -77,6 +78,9 @@ async def _terminal_from_store(pool: Any, job: repo.JobRow) -> Final | Failed | 
     if job.status == "cancelled":
         return Cancelled(job_id=job.id, reason=job.reason or "Cancelled on request.")
     return Failed(job_id=job.id, reason=job.reason or "The job failed.")
+
+
+_ENDED = "The job has ended and this client has seen its last line: nothing more comes (an EventSource stops)."
 
 
 def purged_error() -> ApiError:
@@ -432,7 +436,10 @@ async def _close_lagged(socket: WebSocket[Any, Any, Any], session: Session, last
     "/v1/jobs/{job_id:str}/events",
     security=JOB_TOKEN,
     operation_class=EventStreamOperation,
-    responses=error_responses(400, 401, 404, 410, 503),
+    responses={
+        204: ResponseSpec(None, description=_ENDED, generate_examples=False),
+        **error_responses(400, 401, 404, 410, 503),
+    },
     summary="The live transcript as server-sent events",
 )
 async def job_events(
@@ -440,12 +447,16 @@ async def job_events(
     state: State,
     job_id: FromPath[str],
     last_event_id: Annotated[
-        str | None,
-        HeaderParameter(name="Last-Event-ID", description="Resume after this line number (the last event's id)."),
-    ] = None,
+        str,
+        HeaderParameter(
+            name="Last-Event-ID",
+            description="Resume after this line number (the last event's id).",
+            pattern=r"^(-1|[0-9]{1,12})?$",
+        ),
+    ] = "",
     after: Annotated[
-        str | None, QueryParameter(name="after", description="As Last-Event-ID, for a first request.")
-    ] = None,
+        int, QueryParameter(description="As Last-Event-ID, for a first request: the last line already seen.", ge=-1)
+    ] = -1,
 ) -> ServerSentEvent | Response[None]:
     """The live transcript as server-sent events; ``Last-Event-ID: N`` resumes after line N.
 
@@ -455,8 +466,8 @@ async def job_events(
     job = await authorize(request, job_id)
     if job.purged_at is not None:
         raise purged_error()
-    resumed = last_event_id not in (None, "")
-    start = _after(last_event_id if resumed else after)
+    resumed = bool(last_event_id)
+    start = _after(last_event_id) if resumed else after
     rt: Runtime = state.rt
     if not rt.nc.is_connected:
         raise unavailable("The live stream")

@@ -85,14 +85,14 @@ async def submit_job(
     request: Request[Any, Any, Any],
     state: State,
     idempotency_key: Annotated[
-        str | None,
+        str,
         HeaderParameter(
             name="Idempotency-Key",
             required=False,
             description="Makes a retry safe: the same key with the same content answers with the first job; "
             "with other content, 409. At most 255 printable ASCII characters.",
         ),
-    ] = None,
+    ] = "",
 ) -> Response[JobAccepted]:
     """Submit a link (JSON ``{"url", "romanization"}``) or a file (multipart field ``file``)."""
     rt: Runtime = state.rt
@@ -110,8 +110,8 @@ async def submit_job(
     return await accepted(request, job_id, replayed=replayed, webhook=submission.webhook_url is not None)
 
 
-def _checked_key(key: str | None) -> str | None:
-    if key is None:
+def _checked_key(key: str) -> str | None:
+    if not key:
         return None
     if not _KEY.fullmatch(key):
         raise ApiError(

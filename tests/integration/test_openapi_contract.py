@@ -1,0 +1,121 @@
+"""The API's documents tell the truth: OpenAPI's facts, the AsyncAPI document of the live stream, and
+schemathesis (a client nobody here wrote) run against the live OpenAPI document with a real job and
+its token, every check on, so a handler that drifts from its schema fails CI."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from core import uploads
+from core.topology import AUDIO_BUCKET
+from tests.integration.test_gateway_hostile import _finished_job, serving
+
+pytestmark = pytest.mark.integration
+
+SCHEMATHESIS_CONFIG = """
+[parameters]
+"path.job_id" = "{job_id}"
+"query.purge" = false  # purging the job would make every later case a 410
+
+[[operations]]
+include-path = "/v1/jobs"
+include-method = "POST"
+# A link is accepted only if it resolves to a public address: most schema-valid links get a 400.
+checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 409]
+
+[[operations]]
+include-path = "/v1/jobs/{{job_id}}/audio"
+# A range that starts past the end is schema-valid and answers 416, as HTTP says.
+checks.positive_data_acceptance.expected-statuses = ["2xx", 416]
+
+[[operations]]
+include-path = "/v1/audio/transcriptions"
+# Only real audio with a model id from /v1/models is accepted; generated files are not media.
+checks.positive_data_acceptance.expected-statuses = ["2xx", 400]
+"""
+
+
+def _resolve(document: dict[str, Any], node: Any) -> Any:
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = document
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+async def test_the_openapi_document_describes_what_the_gateway_does(settings, nats_url, database_url) -> None:
+    cfg = settings.with_(nats_url=nats_url, database_url=database_url)
+    async with serving(cfg) as (host, _), httpx.AsyncClient(base_url=f"http://{host}") as client:
+        document = (await client.get("/schema/openapi.json")).json()
+        asyncapi = (await client.get("/schema/asyncapi.json")).json()
+    assert document["info"]["title"] == "CantoneseScribe" and document["info"]["version"] != "1.0.0"
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["jobToken"] == {**schemes["jobToken"], "type": "http", "scheme": "bearer"}
+    assert (schemes["jobTokenQuery"]["type"], schemes["jobTokenQuery"]["in"]) == ("apiKey", "query")
+    parameters: set[str] = set()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            parameters |= {p["name"] for p in operation.get("parameters", [])}
+            if path.startswith("/v1/jobs/{job_id}"):
+                assert operation["security"] == [{"jobToken": []}, {"jobTokenQuery": []}], (method, path)
+            for status, answer in operation["responses"].items():
+                if int(status) >= 400:
+                    schema = answer["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+    assert {"Idempotency-Key", "Range", "If-Range", "If-None-Match", "Last-Event-ID", "after", "cursor"} <= parameters
+    transcript = document["paths"]["/v1/jobs/{job_id}/transcript"]["get"]
+    enums = {p["name"]: p["schema"].get("enum") for p in transcript["parameters"]}
+    assert enums["format"] == ["json", "srt", "vtt", "txt", "csv"] and enums["romanization"] == [
+        "jyutping",
+        "yale",
+        "both",
+    ]
+    assert {"application/json", "application/x-subrip", "text/vtt"} <= set(transcript["responses"]["200"]["content"])
+    audio = document["paths"]["/v1/jobs/{job_id}/audio"]["get"]["responses"]
+    assert audio["206"]["content"]["audio/ogg"]["schema"]["format"] == "binary" and "416" in audio
+    events = document["paths"]["/v1/jobs/{job_id}/events"]["get"]["responses"]
+    assert "text/event-stream" in events["200"]["content"] and "204" in events
+    submit = document["paths"]["/v1/jobs"]["post"]
+    assert set(submit["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
+    assert {"202", "409", "413", "415", "503"} <= set(submit["responses"])
+    assert _resolve(document, submit["responses"]["202"]["content"]["application/json"]["schema"])["required"]
+    assert "/v1/audio/transcriptions" in document["paths"] and "/v1/models" in document["paths"]
+
+    assert asyncapi["asyncapi"] == "3.0.0"
+    messages = asyncapi["components"]["messages"]
+    kinds = {message["name"] for name, message in messages.items() if name.startswith("stream_")}
+    assert kinds == {"snapshot", "progress", "segments", "final", "failed", "cancelled", "heartbeat", "lagged", "error"}
+    for message in messages.values():
+        payload = _resolve(asyncapi, message["payload"])
+        assert payload["type"] == "object" and payload["properties"]["type"]["enum"] == [message["name"]]
+    assert asyncapi["channels"]["stream"]["address"] == "/v1/jobs/{job_id}/stream"
+
+
+async def test_schemathesis_finds_nothing_against_the_live_document(
+    settings, nats_url, database_url, rt, tmp_path: Path
+) -> None:
+    cfg = settings.with_(nats_url=nats_url, database_url=database_url)
+    job_id, token = await _finished_job(rt, lines=2)
+    await uploads.put(rt.js, b"OggS" + bytes(3000), bucket=AUDIO_BUCKET, name=job_id)
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(SCHEMATHESIS_CONFIG.format(job_id=job_id), encoding="utf-8")
+    async with serving(cfg) as (host, _):
+        command = [
+            *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run"),
+            f"http://{host}/schema/openapi.json",
+            *("--checks", "all", "--max-examples", "15", "--seed", "1", "--no-color"),
+            *("--phases", "examples,coverage,fuzzing", "--generation-database", "none"),
+            *("-H", f"Authorization: Bearer {token}", "--workers", "1"),
+        ]
+        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=300)
+    report = done.stdout[-6000:] + done.stderr[-2000:]
+    assert done.returncode == 0, report
+    assert " passed" in done.stdout and "failed" not in done.stdout.split("SUMMARY")[-1], report
