@@ -5,6 +5,7 @@ its token, every check on, so a handler that drifts from its schema fails CI."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +116,10 @@ async def test_schemathesis_finds_nothing_against_the_live_document(
             *("--phases", "examples,coverage,fuzzing", "--generation-database", "none"),
             *("-H", f"Authorization: Bearer {token}", "--workers", "1"),
         ]
-        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=300)
+        run = functools.partial(
+            subprocess.run, capture_output=True, text=True, timeout=300, cwd=tmp_path
+        )  # its cache too
+        done = await asyncio.to_thread(run, command)
     report = done.stdout[-6000:] + done.stderr[-2000:]
     assert done.returncode == 0, report
     assert " passed" in done.stdout and "failed" not in done.stdout.split("SUMMARY")[-1], report
