@@ -16,8 +16,9 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import msgspec
 
@@ -26,6 +27,7 @@ from core.messages import ROMANIZATIONS, Cancelled, Char, Failed, Final, JobEven
 from core.settings import Settings
 from romanizer.romanize import Romanizer
 from scribe import client
+from scribe.embedded import EmbeddedError
 from scribe.formats import FORMATS, clock, render
 from store import repo
 
@@ -120,7 +122,7 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
 
     display = Display(sys.stderr, romanization=args.romanization, quiet=args.quiet)
     display.draw()
-    async with runtime(settings, name="scribe-cli") as rt:
+    async with runtime(settings, name="scribe-cli", one_shot=True) as rt:
         await rt.start(SERVICES)
         job_id = uuid.uuid4().hex
         source = args.input
@@ -209,39 +211,85 @@ def refuse_early(args: argparse.Namespace, settings: Settings) -> str | None:
     return None
 
 
-async def up(settings: Settings, host: str, port: int) -> None:
-    """``scribe up``: every service and the gateway in this process, until Ctrl-C or SIGTERM."""
-    import uvicorn
+def stop_on_signals() -> asyncio.Event:
+    """An event SIGTERM and SIGINT set, from now on: the command stops the same way on both.
 
+    SIGTERM is how systemd, Docker and ``timeout`` stop a process; left to its default it would
+    end this one at once, with the embedded PostgreSQL left running. A signal that comes while
+    the command starts is kept until it has started, and then stops it.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def up(settings: Settings, host: str, port: int) -> None:
+    """``scribe up``: every service and the gateway in this process, until Ctrl-C or SIGTERM.
+
+    Either signal stops it in order: the gateway finishes the requests in hand, the services
+    drain, then the embedded servers stop.
+    """
+    stop = stop_on_signals()
     from gateway.app import create_app
+    from gateway.server import raise_open_files_limit, serve
     from scribe.runtime import SERVICES, runtime
 
+    raise_open_files_limit()  # before anything opens files: each connection is one
     async with runtime(settings, name="scribe-up") as rt:
+        if stop.is_set():
+            return
         await rt.start(SERVICES)
-        app = create_app(rt.settings.with_(gateway_host=host, gateway_port=port))
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None))
-        serving = asyncio.create_task(server.serve())  # uvicorn stops it on SIGINT and SIGTERM
-        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event for it)
-            await asyncio.sleep(0.05)
-        if server.started:
+        if stop.is_set():
+            return
+
+        def started() -> None:
             shown = f"[{host}]" if ":" in host else host
             print(f"viewer:  http://{shown}:{port}/  (open it in a browser; the API is under /v1, OpenAPI at /schema)")
             print(f"nats:    {rt.settings.nats_url}  (integrators: subscribe to scribe.events.>)", flush=True)
-        await serving
+
+        app = create_app(rt.settings.with_(gateway_host=host, gateway_port=port))
+        await serve(app, rt.settings, host=host, port=port, stop=stop, on_started=started)
 
 
 async def servers(settings: Settings) -> None:
     """``scribe servers``: the embedded NATS and PostgreSQL for services started as separate processes."""
     from scribe.embedded import infrastructure
 
+    stop = stop_on_signals()
     async with infrastructure(settings) as running:
+        if stop.is_set():
+            return
         print(f"SCRIBE_NATS_URL={running.nats_url}")
         print(f"SCRIBE_DATABASE_URL={running.database_url}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+
+
+async def interruptible(work: Coroutine[Any, Any, int]) -> int:
+    """Run ``work`` (``scribe transcribe``); SIGTERM cancels it as Ctrl-C does: the exit status then.
+
+    ``asyncio.run`` cancels its task on Ctrl-C, so the embedded servers stop and their folders
+    are removed on the way out; SIGTERM gets the same, and the status 143 (128 + SIGTERM) where
+    Ctrl-C gives 130.
+    """
+    task = asyncio.ensure_future(work)
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        if not terminated:  # once: a second cancel would cut the cleanup short
+            terminated = True
+            task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        this = asyncio.current_task()
+        if not terminated or (this is not None and this.cancelling()):
+            raise  # not SIGTERM's, or Ctrl-C came too: asyncio.run makes that KeyboardInterrupt
+        return 128 + signal.SIGTERM
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(1)
         server = args.server or settings.server_url
         try:
-            code = asyncio.run(transcribe_remote(args, server) if server else transcribe(args, settings))
+            code = asyncio.run(interruptible(transcribe_remote(args, server) if server else transcribe(args, settings)))
         except KeyboardInterrupt:
             code = 130
         except Exception as exc:  # no traceback on a user's terminal unless asked for
@@ -316,14 +364,24 @@ def main(argv: list[str] | None = None) -> None:
             code = 1
         raise SystemExit(code)
     logs.configure(settings.log_level, settings.log_format)
+    try:
+        # Ctrl-C before a command has taken the signals over (Python still importing) stops it
+        # before anything has started.
+        with contextlib.suppress(KeyboardInterrupt):
+            run(args, settings)
+    except EmbeddedError as exc:  # a server that would not start, or a data folder in use: one line says why
+        print(f"scribe: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def run(args: argparse.Namespace, settings: Settings) -> None:
+    """The commands that run until SIGTERM or Ctrl-C: ``up``, ``servers``, ``all`` and the services."""
     if args.command == "servers":
         asyncio.run(servers(settings))
         return
     if args.command == "up":
         host = args.host or settings.gateway_host
-        # uvicorn stops on Ctrl-C, then raises the signal again: by then everything is shut down.
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(up(settings, host, settings.gateway_port if args.port is None else args.port))
+        asyncio.run(up(settings, host, settings.gateway_port if args.port is None else args.port))
         return
     if args.command in SERVICE_NAMES and not (settings.nats_url and settings.database_url):
         print(

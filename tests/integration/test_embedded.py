@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from core import bus
 from core.settings import Settings
 from core.topology import Topology
 from scribe import embedded
-from scribe.embedded import EmbeddedError, EmbeddedNats
+from scribe.embedded import EmbeddedError, EmbeddedNats, lock_store, remove_orphan_stores, temporary_store
 from store.db import migrate, migrations
 
 pytestmark = pytest.mark.integration
@@ -133,8 +136,57 @@ async def test_infrastructure_starts_both_servers_and_stops_them(monkeypatch: py
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             pass
         assert not (data_dir / "postgres" / "postmaster.pid").exists()
+        assert (data_dir / "nats" / "jetstream").is_dir(), "JetStream is kept in the data folder"
+        os.close(lock_store(data_dir / "nats", wait_s=0))  # and its lock was released
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_nats_data_folder_in_use_is_refused(tmp_path: Path) -> None:
+    store = tmp_path / "nats"
+    held = lock_store(store)
+    try:
+        with pytest.raises(EmbeddedError) as refused:
+            lock_store(store, wait_s=0)
+        assert str(refused.value) == (
+            f"another scribe (pid {os.getpid()}) is using {store}; stop it or set SCRIBE_DATA_DIR to another folder"
+        )
+    finally:
+        os.close(held)
+    os.close(lock_store(store, wait_s=0))
+
+
+def test_a_nats_data_folder_still_held_after_its_scribe_died_is_refused_after_waiting(tmp_path: Path) -> None:
+    """The lock outlives a killed scribe while its server (which inherits it) runs: wait, then say so."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store = tmp_path / "nats"
+    store.mkdir()
+    server_side = os.open(store / "scribe.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(server_side, fcntl.LOCK_EX)
+    os.write(server_side, gone.stdout.encode())
+    try:
+        with pytest.raises(
+            EmbeddedError, match=rf"a nats-server left by a scribe that is gone \(pid {int(gone.stdout)}\)"
+        ):
+            lock_store(store, wait_s=0.2)
+    finally:
+        os.close(server_side)
+    os.close(lock_store(store, wait_s=0))
+
+
+def test_the_nats_folders_of_killed_one_shot_runs_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    running, running_lock = temporary_store()
+    killed, killed_lock = temporary_store()
+    os.close(killed_lock)  # as when its process died
+    unknown = tmp_path / "scribe-nats-unknown"  # no lock file: not known to be ours, or not locked yet
+    unknown.mkdir()
+    try:
+        remove_orphan_stores()
+        assert running.is_dir() and unknown.is_dir()
+        assert not killed.exists()
+    finally:
+        os.close(running_lock)
 
 
 def test_the_wheel_carries_the_nats_server_configuration(tmp_path: Path) -> None:
