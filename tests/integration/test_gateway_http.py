@@ -184,3 +184,17 @@ async def test_an_event_stream_ends_for_good_and_a_long_backlog_comes_in_pages(s
     ws_lines = [line["seq"] for m in over_ws if m["type"] in ("snapshot", "segments") for line in m["segments"]]
     assert ws_lines == list(range(count)) and over_ws[-1]["type"] == "final"
     assert all(len(m.get("segments", [])) <= PAGE_LINES for m in over_ws)
+
+
+async def test_audio_that_is_gone_says_so_and_audio_not_yet_stored_says_wait(settings, nats_url, database_url, rt):
+    cfg = settings.with_(nats_url=nats_url, database_url=database_url)
+    ended, ended_token = await _finished_job(rt)  # done, but its audio is no longer in the bucket
+    running = uuid.uuid4().hex
+    await repo.create_job(rt.pool, running, "https://example.com/a.mp3", user_id=None, options=JobOptions())
+    running_token = job_token(await repo.secret(rt.pool, TOKEN_SECRET), running)
+    async with serving(cfg) as (host, _), httpx.AsyncClient(base_url=f"http://{host}") as client:
+        gone = await client.get(f"/v1/jobs/{ended}/audio", params={"token": ended_token})
+        later = await client.get(f"/v1/jobs/{running}/audio", params={"token": running_token})
+    assert gone.status_code == 410 and _error(gone)["code"] == "audio_gone"
+    assert "kept for 7 days" in _error(gone)["message"] and "transcript is still available" in _error(gone)["message"]
+    assert later.status_code == 404 and _error(later)["code"] == "audio_not_ready"
