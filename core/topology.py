@@ -129,6 +129,7 @@ EVENTS = Stream(
     max_msg_size=1024 * 1024,
 )
 STREAMS = (JOBS, CHUNKS, SEGMENTS, EVENTS)
+WEBHOOK_SPARE_DELIVERIES = 100  # deliveries of a webhook's event beyond its attempts (see Topology.from_settings)
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,9 @@ class Topology:
     streamer: Consumer
     transcriber: Consumer
     romanizer: Consumer
-    webhooks: Consumer = Consumer(EVENTS, "webhooks", f"{subjects.EVENTS_PREFIX}.>", 60.0, 20, 256, new_only=True)
+    webhooks: Consumer = Consumer(
+        EVENTS, "webhooks", f"{subjects.EVENTS_PREFIX}.>", 60.0, 6 + WEBHOOK_SPARE_DELIVERIES, 10_000, new_only=True
+    )
     uploads: Bucket = Bucket(UPLOADS_BUCKET, _DAY_S)
     audio: Bucket = Bucket(AUDIO_BUCKET, 7 * _DAY_S)
     streams: tuple[Stream, ...] = STREAMS
@@ -173,15 +176,19 @@ class Topology:
                 CHUNKS, "transcriber", subjects.CHUNKS, settings.ack_wait_s, settings.max_deliver, 256
             ),
             romanizer=Consumer(SEGMENTS, "romanizer", f"{subjects.SEGMENTS_PREFIX}.>", 30.0, 10, 1024),
-            # Attempts are counted in PostgreSQL (SCRIBE_WEBHOOK_MAX_ATTEMPTS); deliveries past
-            # them, after crashes, only find the delivery ended.
+            # Every event of every job passes through it (progress and lines are acked at once).
+            # Attempts are counted in PostgreSQL (SCRIBE_WEBHOOK_MAX_ATTEMPTS); the spare deliveries
+            # absorb handler errors (PostgreSQL down for half an hour, at the loop's backoff of up to 30 s)
+            # and crashes, after which a redelivery only finds the delivery ended. A retry waiting
+            # out its delay (nak) stays ack-pending: max_ack_pending is large so that receivers
+            # that are down for a while do not stop every other job's webhook.
             webhooks=Consumer(
                 EVENTS,
                 "webhooks",
                 f"{subjects.EVENTS_PREFIX}.>",
                 60.0,
-                settings.webhook_max_attempts + 10,
-                256,
+                settings.webhook_max_attempts + WEBHOOK_SPARE_DELIVERIES,
+                10_000,
                 new_only=True,
             ),
             uploads=Bucket(UPLOADS_BUCKET, settings.upload_retention_s),

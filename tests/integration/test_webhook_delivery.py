@@ -1,4 +1,5 @@
-"""Completion webhooks: a job's terminal event POSTed once, signed, retried, through the SSRF guard.
+"""Completion webhooks end to end through the gateway: the submit's secret, the status's delivery,
+and a private address refused at submit and at delivery (the notifier itself: test_webhooks.py).
 
 A real local receiver (http.server in a thread), real NATS JetStream and PostgreSQL; the
 notifiers are the gateway's own (``gateway.webhooks.Notifier``) run as the gateway runs them.
@@ -19,7 +20,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from core import bus
-from core.messages import Final, JobOptions, Progress, Usage
+from core.messages import Final, JobOptions, Usage
 from core.process import Runtime
 from gateway import webhooks
 from gateway.app import create_app
@@ -97,51 +98,6 @@ async def _until(condition: Any, limit_s: float = 20) -> None:
     async with asyncio.timeout(limit_s):
         while not await condition():  # noqa: ASYNC110 (polling the store the notifier writes)
             await asyncio.sleep(0.05)
-
-
-async def test_a_final_event_is_posted_once_signed_with_the_jobs_own_secret(settings, rt) -> None:
-    with receiver() as site:
-        async with notifiers(rt, settings, count=2):  # two gateways' worth: one POST per job
-            hooked, silent = await _job(rt, site.url), await _job(rt, None)
-            await bus.publish_event(rt.js, Progress(job_id=hooked, chunks_published=1, seconds_decoded=1.0))
-            await bus.publish_event(rt.js, _final(silent))
-            await bus.publish_event(rt.js, _final(hooked))
-
-            async def delivered() -> bool:
-                found = await store.delivery(rt.pool, hooked)
-                return found is not None and found.state == "delivered"
-
-            await _until(delivered)
-            await asyncio.sleep(1.0)  # long enough for a second notifier to send a duplicate, if it would
-    assert len(site.got) == 1
-    headers, body = site.got[0]
-    assert body.startswith(b'{"type":"final"') and hooked.encode() in body
-    assert headers["webhook-id"] == f"{hooked}.final" and headers["content-type"] == "application/json"
-    secret = webhooks.webhook_secret(await repo.secret(rt.pool, webhooks.SECRET_NAME), hooked)
-    other = webhooks.webhook_secret(await repo.secret(rt.pool, webhooks.SECRET_NAME), silent)
-    assert webhooks.verify(secret, headers, body)
-    assert not webhooks.verify(other, headers, body)
-    assert not webhooks.verify(secret, headers, body.replace(b"final", b"faked"))
-    assert await store.delivery(rt.pool, silent) is None
-
-
-async def test_failures_are_retried_with_backoff_then_given_up(settings, rt) -> None:
-    with receiver(500, 503) as flaky, receiver(*([500] * 10)) as broken:
-        async with notifiers(rt, settings.with_(webhook_max_attempts=3)):
-            recovers, never = await _job(rt, flaky.url), await _job(rt, broken.url)
-            await bus.publish_event(rt.js, _final(recovers))
-            await bus.publish_event(rt.js, _final(never))
-
-            async def settled() -> bool:
-                states = [await store.delivery(rt.pool, job) for job in (recovers, never)]
-                return all(state is not None and state.state != "pending" for state in states)
-
-            await _until(settled)
-    first, second = await store.delivery(rt.pool, recovers), await store.delivery(rt.pool, never)
-    assert first is not None and (first.state, first.attempts, first.last_status) == ("delivered", 3, 200)
-    assert second is not None and (second.state, second.attempts, second.last_status) == ("failed", 3, 500)
-    assert len(flaky.got) == 3 and len(broken.got) == 3
-    assert {headers["webhook-id"] for headers, _ in flaky.got} == {f"{recovers}.final"}  # the same id each time
 
 
 async def test_a_private_address_is_refused_at_submit_and_never_called(settings, nats_url, database_url, rt) -> None:

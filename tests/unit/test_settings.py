@@ -83,5 +83,6 @@ def test_the_transcriber_consumer_takes_its_limits_from_the_settings() -> None:
         "SCRIBE_JOBS",
         "SCRIBE_CHUNKS",
         "SCRIBE_SEGMENTS",
+        "SCRIBE_EVENTS",  # the gateways' webhooks
     }
     assert all(consumer.filter_subject in consumer.stream.subjects for consumer in topology.consumers)
