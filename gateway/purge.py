@@ -25,7 +25,7 @@ from core import subjects, uploads
 from core.process import Runtime
 from core.topology import AUDIO_BUCKET, EVENTS, SEGMENTS
 from gateway.feed import Feeds
-from store import repo
+from store import repo, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ def audio_cache(rt: Runtime) -> Path:
 async def purge_job(rt: Runtime, job: repo.JobRow) -> None:
     """Delete what the job's transcript and audio consist of, everywhere, and tell every gateway."""
     await repo.purge_job(rt.pool, job.id)
+    await webhooks.abandon(rt.pool, job.id, "The job was purged before its webhook was delivered.")
     for stream, subject in ((EVENTS.name, subjects.events(job.id)), (SEGMENTS.name, subjects.segments(job.id))):
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await rt.js.purge_stream(stream, subject=subject)

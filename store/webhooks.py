@@ -116,3 +116,13 @@ async def record_attempt(
         error,
     )
     return int(attempts) if attempts is not None else None
+
+
+async def abandon(db: Executor, job_id: str, reason: str) -> None:
+    """End a delivery still pending (its job was purged: the event it would send is gone)."""
+    await db.execute(
+        "UPDATE webhook_deliveries SET state = 'failed', last_error = $2, updated_at = now()"
+        " WHERE job_id = $1 AND state = 'pending'",
+        job_id,
+        reason,
+    )
