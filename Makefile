@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INPUT ?= ../shared/data/audio/sherpa_yue-6.wav
 ARGS ?=
 
-.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-romanize bench-fuzz bench-gateway
+.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-romanize bench-fuzz bench-gateway bench-abuse
 
 $(BIN)/scribe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-pipeline: setup
 # Baselines of the benchmark only (ToJyutping is also what romanizer/build/lexicon.py rebuilds from).
 bench-gateway: setup
 	$(BIN)/python -m bench.gateway_load
+
+# The gateway under attack, before and after issue 15 (a git worktree of the code before it).
+bench-abuse: setup
+	$(BIN)/python -m bench.abuse
 
 bench-fuzz: setup
 	$(BIN)/python -m bench.fuzz_media
