@@ -8,7 +8,7 @@ the chunk offset. Failures come out as ``TransientAsrError`` (retry later) or
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -89,14 +89,45 @@ def raw_segments(pieces: Iterable[tuple[float, float, str]], limit: float) -> li
     return out
 
 
-MAX_JOB_PROMPT = 400  # characters; Whisper keeps only the last 224 prompt tokens anyway
+MAX_JOB_PROMPT = 400  # characters of a job's own prompt (the gateway refuses longer ones)
+# Whisper conditions on the last 223 prompt tokens only (half its 448-token window, less one):
+# faster-whisper's ``max_length // 2 - 1``, and OpenAI documents the same for whisper-1.
+WHISPER_PROMPT_TOKENS = 223
+_BREAKS = " ，、,;；\n\t"
 
 
-def combined_prompt(deployment: str, job: str | None) -> str | None:
+def combined_prompt(deployment: str, job: str | None, *, count: Callable[[str], int] | None = None) -> str | None:
     """The deployment's Cantonese prompt, then the job's own words (names, terms), if any.
 
-    The job's part is cut to ``MAX_JOB_PROMPT`` characters; Whisper reads the end of a long
-    prompt, so the job's words stay in it.
+    The job's part is cut to :data:`MAX_JOB_PROMPT` characters. Whisper reads only the end of a long
+    prompt, so a job's 400 Chinese characters (about 530 tokens) would push the Cantonese prompt,
+    which is what steers it to spoken Cantonese, out of what it reads. With ``count`` (a text's
+    length in the model's tokens) the job's part is cut further, keeping its beginning and ending
+    at a space or comma where it can, until the whole fits :data:`WHISPER_PROMPT_TOKENS`.
+
+    Args:
+        deployment: ``settings.asr_prompt`` (may be empty).
+        job: The job's prompt (``JobOptions.prompt``), or None.
+        count: The token count of a text for the model the prompt goes to; None when the model
+            reads long prompts whole.
+
+    Returns:
+        The prompt to send, or None when both are empty.
     """
-    parts = [part.strip() for part in (deployment, (job or "")[:MAX_JOB_PROMPT]) if part and part.strip()]
-    return " ".join(parts) or None
+    head = deployment.strip()
+    words = (job or "")[:MAX_JOB_PROMPT].strip()
+
+    def joined(words: str) -> str:
+        return " ".join(part for part in (head, words.strip()) if part)
+
+    if count is not None and words and count(joined(words)) > WHISPER_PROMPT_TOKENS:
+        fits, over = 0, len(words)  # the longest prefix that fits, by bisection (counts grow with length)
+        while over - fits > 1:
+            middle = (fits + over) // 2
+            fits, over = (middle, over) if count(joined(words[:middle])) <= WHISPER_PROMPT_TOKENS else (fits, middle)
+        cut = words[:fits]
+        if words[fits] not in _BREAKS:  # the cut is inside a name: back to the last break, if any
+            at_break = max(cut.rfind(mark) for mark in _BREAKS)
+            cut = cut[:at_break] if at_break > 0 else cut
+        words = cut
+    return joined(words) or None

@@ -6,6 +6,7 @@ import asyncio
 import io
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,22 @@ DEFAULT_VAD_FILTER = True
 TEMPERATURES = (0.0, 0.2, 0.4)
 
 
-def decode_options(settings: Settings, suppress_tokens: list[int]) -> dict[str, Any]:
-    """The ``WhisperModel.transcribe`` options of the local backend (the pipeline bench reuses them)."""
+def decode_options(
+    settings: Settings,
+    suppress_tokens: list[int],
+    job_prompt: str | None = None,
+    *,
+    count: Callable[[str], int] | None = None,
+) -> dict[str, Any]:
+    """The ``WhisperModel.transcribe`` options of the local backend (the pipeline bench reuses them).
+
+    ``job_prompt`` (a job's names and terms) follows the deployment's Cantonese prompt in
+    ``initial_prompt``, never replacing it; ``count`` (the model's token count of a text) cuts it
+    so that both fit the prompt tokens Whisper reads (:func:`transcriber.asr.combined_prompt`).
+    """
     return {
         "language": "zh",  # Whisper base has no yue token
-        "initial_prompt": settings.asr_prompt or None,
+        "initial_prompt": combined_prompt(settings.asr_prompt, job_prompt, count=count),
         "beam_size": settings.asr_beam_size,
         "condition_on_previous_text": False,
         "suppress_tokens": list(suppress_tokens),  # faster-whisper may extend the list it is given
@@ -93,7 +105,7 @@ class LocalBackend:
             if settings.asr_suppress_written
             else [-1]
         )
-        self._options = decode_options(settings, self._suppress)
+        self._settings = settings
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBackend:
@@ -142,9 +154,8 @@ class LocalBackend:
             return AsrResult(segments=[], billed_seconds=0.0, backend=self.name, model=self.model)
         started = time.perf_counter()
         try:
-            options = self._options
-            if prompt:
-                options = {**options, "initial_prompt": combined_prompt(options["initial_prompt"] or "", prompt)}
+            count = _token_counter(whisper) if prompt else None
+            options = decode_options(self._settings, self._suppress, prompt, count=count)
             pieces, _info = whisper.transcribe(samples, vad_filter=self._vad_filter, **options)
             # The segments are a lazy generator: decoding happens here, in this thread.
             segments = raw_segments(((p.start, p.end, p.text) for p in pieces), audio_seconds)
@@ -159,3 +170,13 @@ class LocalBackend:
     async def close(self) -> None:
         """Drop the reference to the model (its memory goes when nobody else holds it)."""
         self._whisper = None
+
+
+def _token_counter(whisper: WhisperModel) -> Callable[[str], int]:
+    """A text's length in the model's tokens, counted as faster-whisper encodes ``initial_prompt``."""
+    tokenizer = whisper.hf_tokenizer
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids)
+
+    return count

@@ -86,7 +86,10 @@ class OpenAIBackend:
             PermanentAsrError: Rejected key, bad request, unknown model, file too large.
         """
         extra: dict[str, Any] = {}
-        if combined := combined_prompt(self._prompt, prompt):
+        # whisper-1 reads only the last 224 prompt tokens. Each of its (byte-level) tokens covers at
+        # least one byte, so counting UTF-8 bytes never undercounts: the Cantonese prompt stays read.
+        count = None if json_only_model(self.model) else _utf8_bytes
+        if combined := combined_prompt(self._prompt, prompt, count=count):
             extra["prompt"] = combined
         if json_only_model(self.model):
             extra["response_format"] = "json"
@@ -173,6 +176,11 @@ def map_openai_error(exc: openai.OpenAIError, *, model: str = "", timeout_s: flo
     else:
         reason = f"OpenAI rejected the request ({status}): {detail}"
     return PermanentAsrError(reason, backend=backend, status_code=status)
+
+
+def _utf8_bytes(text: str) -> int:
+    """An upper bound of a text's Whisper tokens, with the space the model puts before a prompt."""
+    return len(text.encode()) + 1
 
 
 def _billed_seconds(seconds: float) -> float:

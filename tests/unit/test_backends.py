@@ -5,9 +5,12 @@ written-Chinese suppression list."""
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Callable
+import io
+import wave
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +18,14 @@ import tokenizers
 
 from core.messages import RawSegment
 from core.settings import Settings, SettingsError
-from transcriber.asr import AsrResult, filename_for_codec, usage_for
+from transcriber.asr import (
+    MAX_JOB_PROMPT,
+    WHISPER_PROMPT_TOKENS,
+    AsrResult,
+    combined_prompt,
+    filename_for_codec,
+    usage_for,
+)
 from transcriber.backends import create_backend
 from transcriber.errors import (
     AsrError,
@@ -24,7 +34,7 @@ from transcriber.errors import (
     TranscriberError,
     TransientAsrError,
 )
-from transcriber.local import local_model_name
+from transcriber.local import LocalBackend, local_model_name
 from transcriber.model import WRITTEN_CHINESE_CHARS, written_chinese_suppress_tokens
 from transcriber.openai_api import OpenAIBackend, json_only_model
 
@@ -315,27 +325,95 @@ def test_suppress_tokens_cover_exactly_the_written_chinese_tokens(whisper_tokeni
         assert not set(whisper_tokenizer.encode(word, add_special_tokens=False).ids) & set(tokens), word
 
 
-async def test_a_jobs_prompt_follows_the_deployments_cantonese_prompt_via_mock_transport() -> None:
+# --- a job's prompt -----------------------------------------------------------------------
+
+NAMES = "陳大文 立法會"
+LONG = " ".join(["陳大文", "李嘉誠", "立法會", "消費市場", "九龍塘", "將軍澳"] * 15)  # 299 characters, ~400 tokens
+
+
+def _prompt_sent(body: bytes) -> str:
+    """The ``prompt`` form field of a multipart request sent to the (mock) API."""
+    return body.split(b'name="prompt"\r\n\r\n', 1)[1].split(b"\r\n--", 1)[0].decode()
+
+
+async def _prompts_via_mock_transport(model: str, *prompts: str | None) -> list[str]:
     seen: list[bytes] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request.content)
-        return httpx.Response(200, json={"text": "陳大文", "usage": {"type": "duration", "seconds": 3}})
+        return httpx.Response(200, json={"text": "陳大文", "segments": [], "usage": {"type": "duration", "seconds": 3}})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        backend = OpenAIBackend(_settings(openai_model="gpt-4o-transcribe"), http_client=client)
-        await backend.transcribe(AUDIO, duration=3.0, prompt="陳大文 立法會")
-        await backend.transcribe(AUDIO, duration=3.0)
-    with_job, without = seen
-    assert "以下係香港嘅港式廣東話，佢哋喺度講嘢。 陳大文 立法會".encode() in with_job
-    assert "陳大文".encode() not in without and "以下係香港嘅港式廣東話".encode() in without
+        backend = OpenAIBackend(_settings(openai_model=model), http_client=client)
+        for prompt in prompts:
+            await backend.transcribe(AUDIO, duration=3.0, prompt=prompt)
+    return [_prompt_sent(body) for body in seen]
+
+
+async def test_a_jobs_prompt_follows_the_deployments_cantonese_prompt_via_mock_transport() -> None:
+    deployment = Settings().asr_prompt
+    with_job, without, long = await _prompts_via_mock_transport("gpt-4o-transcribe", NAMES, None, LONG)
+    assert with_job == f"{deployment} {NAMES}"
+    assert without == deployment
+    assert long == f"{deployment} {LONG}"  # gpt-4o models read a long prompt whole
+
+
+async def test_whisper1_gets_the_cantonese_prompt_within_its_224_tokens_via_mock_transport() -> None:
+    deployment = Settings().asr_prompt
+    short, long = await _prompts_via_mock_transport("whisper-1", NAMES, LONG)
+    assert short == f"{deployment} {NAMES}"
+    # cut at a name's end so that even counted as one token per byte the whole fits what whisper-1 reads
+    assert long.startswith(f"{deployment} 陳大文 李嘉誠") and len(long.encode()) + 1 <= WHISPER_PROMPT_TOKENS
+    assert LONG.startswith(long.removeprefix(f"{deployment} ")) and long.endswith(
+        ("陳大文", "李嘉誠", "立法會", "消費市場", "九龍塘", "將軍澳")
+    )
 
 
 def test_a_jobs_prompt_is_added_after_the_deployments_and_bounded() -> None:
-    from transcriber.asr import MAX_JOB_PROMPT, combined_prompt
-
     assert combined_prompt("以下係廣東話。", "陳大文") == "以下係廣東話。 陳大文"
     assert combined_prompt("以下係廣東話。", None) == "以下係廣東話。"
     assert combined_prompt("", "  ") is None
+    assert combined_prompt("", " 陳大文 ") == "陳大文"
     long = combined_prompt("粵語。", "字" * 1000)
     assert long is not None and long.startswith("粵語。 ") and long.count("字") == MAX_JOB_PROMPT
+
+
+class _RecordingWhisper:
+    """Stands in for a loaded faster-whisper model: the real Whisper tokenizer, and a ``transcribe`` that
+    records its arguments and hears nothing."""
+
+    def __init__(self, tokenizer: tokenizers.Tokenizer) -> None:
+        self.hf_tokenizer = tokenizer
+        self.calls: list[dict[str, Any]] = []
+
+    def transcribe(self, samples: Any, **options: Any) -> tuple[Iterator[Any], None]:
+        self.calls.append(options)
+        return iter(()), None
+
+
+def _silence_wav(seconds: float = 1.0) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(b"\0\0" * int(16000 * seconds))
+    return out.getvalue()
+
+
+async def test_the_local_backend_gives_whisper_the_deployments_prompt_then_the_jobs(
+    whisper_tokenizer: tokenizers.Tokenizer,
+) -> None:
+    whisper = _RecordingWhisper(whisper_tokenizer)
+    settings = Settings(asr_suppress_written=False)
+    backend = LocalBackend(whisper, settings)  # type: ignore[arg-type]
+    for prompt in (NAMES, None, LONG):
+        await backend.transcribe(_silence_wav(), duration=1.0, prompt=prompt)
+    with_job, without, long = (call["initial_prompt"] for call in whisper.calls)
+    assert with_job == f"{settings.asr_prompt} {NAMES}"
+    assert without == settings.asr_prompt
+    # counted as faster-whisper encodes it: the Cantonese prompt is within the last 223 tokens Whisper reads
+    tokens = whisper_tokenizer.encode(" " + long, add_special_tokens=False).ids
+    assert long.startswith(f"{settings.asr_prompt} 陳大文 李嘉誠") and len(tokens) <= WHISPER_PROMPT_TOKENS
+    assert len(long.encode()) > WHISPER_PROMPT_TOKENS  # tokens were counted, not bytes: more names fit
+    assert all(call["language"] == "zh" and call["condition_on_previous_text"] is False for call in whisper.calls)
