@@ -383,7 +383,7 @@ async def _ending(rt: Runtime, job_id: str) -> Final | Failed | Cancelled:
         async for event in events:
             if isinstance(event, Final | Failed | Cancelled):
                 return event
-    raise ApiError(503, "unavailable", "The job's events stopped; try again.")  # follow ends only at the end
+    raise unavailable("The job's events")  # follow ends only at the end
 
 
 async def _answer(request: Request[Any, Any, Any], rt: Runtime, job_id: str, asked: Asked) -> Response[Any]:
@@ -409,7 +409,7 @@ async def _answer(request: Request[Any, Any, Any], rt: Runtime, job_id: str, ask
         raise ApiError(409, "cancelled", f"The job was cancelled: {outcome.reason}")
     transcript = await repo.transcript(rt.pool, job_id)
     if transcript is None:
-        raise ApiError(503, "unavailable", "The transcript is not readable yet; try again.")
+        raise unavailable("The transcript")
     return _render(transcript, asked)
 
 
