@@ -267,29 +267,39 @@ async def servers(settings: Settings) -> None:
 
 
 async def interruptible(work: Coroutine[Any, Any, int]) -> int:
-    """Run ``work`` (``scribe transcribe``); SIGTERM cancels it as Ctrl-C does: the exit status then.
+    """Run ``work`` (``scribe transcribe``) to its end or until Ctrl-C or SIGTERM: the exit status.
 
-    ``asyncio.run`` cancels its task on Ctrl-C, so the embedded servers stop and their folders
-    are removed on the way out; SIGTERM gets the same, and the status 143 (128 + SIGTERM) where
-    Ctrl-C gives 130.
+    Either signal cancels the run, so the embedded servers stop and their folders are removed on
+    the way out; the status is then 128 + the signal (130, 143), as for a process the signal ended.
+    On Python 3.11 a cancellation that comes just as an awaited reply does can be lost
+    (``asyncio.wait_for`` returns the reply; fixed in 3.12), and the run would go on as if no
+    signal had come: a signal as the run opens its database pool meets this about one time in
+    three. So the cancellation is repeated every second until the run has ended. Stopping the
+    servers and removing the folders are synchronous exit callbacks, which no cancellation
+    interrupts; a drain that takes longer is cut short, which a run being abandoned can afford.
     """
     task = asyncio.ensure_future(work)
-    terminated = False
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
 
-    def terminate() -> None:
-        nonlocal terminated
-        if not terminated:  # once: a second cancel would cut the cleanup short
-            terminated = True
+    def cancel() -> None:
+        if not task.done():
             task.cancel()
+            loop.call_later(1.0, cancel)
 
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
+    def stop(sig: int) -> None:
+        if not received:
+            cancel()
+        received.append(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
     try:
         return await task
     except asyncio.CancelledError:
-        this = asyncio.current_task()
-        if not terminated or (this is not None and this.cancelling()):
-            raise  # not SIGTERM's, or Ctrl-C came too: asyncio.run makes that KeyboardInterrupt
-        return 128 + signal.SIGTERM
+        if not received:
+            raise
+        return 128 + received[0]
 
 
 def build_parser() -> argparse.ArgumentParser:

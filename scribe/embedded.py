@@ -336,8 +336,11 @@ async def infrastructure(settings: Settings, *, one_shot: bool = False) -> Async
             try:
                 await asyncio.wait(tasks)
             except asyncio.CancelledError:
-                # Ctrl-C while starting: let the starts finish, so the exit stack can stop them.
-                await asyncio.wait(tasks)
+                # Stopped while starting: let the starts finish (however often the stop is
+                # repeated), so the exit stack can stop what they started.
+                while not all(task.done() for task in tasks):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait(tasks)
                 raise
         settings = settings.with_(**{name: task.result() for name, task in starting.items()})
         yield settings

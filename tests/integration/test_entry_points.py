@@ -348,16 +348,28 @@ def test_scribe_all_stopped_by_sigterm_drains_and_stops_its_servers(tmp_path: Pa
         _stop_leftovers(tmp_path)
 
 
-def test_scribe_transcribe_stopped_by_sigterm_mid_job_removes_its_servers_and_folders(tmp_path: Path) -> None:
-    """As on Ctrl-C: its NATS folder (in the temporary directory) is removed and PostgreSQL stopped; status 143.
+@pytest.mark.parametrize(
+    ("sig", "after"),
+    [
+        (signal.SIGTERM, "job started"),
+        # Just before PostgreSQL's pool opens, where a cancellation is often lost: the stop is repeated.
+        (signal.SIGTERM, "bucket created"),
+        (signal.SIGINT, "job started"),
+    ],
+    ids=["sigterm-mid-job", "sigterm-while-starting", "ctrl-c-mid-job"],
+)
+def test_scribe_transcribe_stopped_by_a_signal_removes_its_servers_and_folders(
+    sig: signal.Signals, after: str, tmp_path: Path
+) -> None:
+    """SIGTERM as Ctrl-C: its NATS folder (in the temporary directory) is removed and PostgreSQL stopped.
 
     The OpenAI API's address is one where nothing listens, so the job stays in progress, retrying.
     """
     run = Scribe("transcribe", "--verbose", str(AUDIO / "sherpa_yue-6.wav"), env=_stack_environ(tmp_path))
     try:
-        run.wait_for("stderr", "job started")
+        run.wait_for("stderr", after)
         assert any(path.name.startswith("scribe-nats-") for path in (tmp_path / "tmp").iterdir())
-        assert run.stop(signal.SIGTERM) == 128 + signal.SIGTERM
+        assert run.stop(sig) == 128 + sig, run.output["stderr"][-3:]
         assert "Traceback" not in "".join(run.output["stderr"])
         _assert_nothing_left(tmp_path)
     finally:
