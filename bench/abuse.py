@@ -33,7 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,16 @@ ATTACKS = ("halfopen", "websockets", "slowloris", "bigjson", "talker", "stalled"
 
 @dataclass
 class Sizes:
-    halfopen: int = 1030
-    hold_s: float = 20.0
+    """How big each attack is (each is also a flag: ``--hold-s 5``); the defaults are the issue's."""
+
+    halfopen: int = 1030  # half-open connections
+    hold_s: float = 20.0  # how long they are held
     websockets: int = 1000
-    slow_heads: int = 200
-    slow_bodies: int = 50
-    slow_s: float = 40.0
-    json_mb: int = 476
-    watch_s: float = 60.0
+    slow_heads: int = 200  # request heads sent a byte a second
+    slow_bodies: int = 50  # JSON bodies sent a byte a second
+    slow_s: float = 40.0  # how long the slow clients keep at it
+    json_mb: int = 476  # the size of each huge JSON body
+    watch_s: float = 60.0  # how long the talking and the stalled websocket are watched
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -95,11 +98,18 @@ class Gateway:
     def ps(self) -> psutil.Process:
         return psutil.Process(self.proc.pid)
 
-    def files(self) -> int:
+    def files(self) -> tuple[int, int]:
+        """Its open files, and how many of them are sockets (connections, the listener, NATS, PostgreSQL)."""
+        folder = f"/proc/{self.proc.pid}/fd"
         try:
-            return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+            names = os.listdir(folder)
         except OSError:
-            return -1
+            return -1, -1
+        sockets = 0
+        for name in names:
+            with contextlib.suppress(OSError):
+                sockets += os.readlink(f"{folder}/{name}").startswith("socket:")
+        return len(names), sockets
 
     def rss_mb(self) -> float:
         try:
@@ -107,11 +117,20 @@ class Gateway:
         except psutil.Error:
             return -1.0
 
+    def peak_rss_mb(self) -> float:
+        """The kernel's high-water mark of its resident memory (VmHWM): no spike between samples is missed."""
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+        return -1.0
+
     def log_size(self) -> tuple[int, int, int]:
-        """Lines, lines at WARNING or above, bytes."""
+        """Lines, lines at WARNING or above, bytes; the other client's requests (the probe) are not counted."""
         data = self.log.read_bytes() if self.log.exists() else b""
-        loud = sum(1 for line in data.splitlines() if b'"level": "warning"' in line or b'"level": "error"' in line)
-        return data.count(b"\n"), loud, len(data)
+        lines = [line for line in data.splitlines() if f"{OTHER}:".encode() not in line]
+        loud = sum(1 for line in lines if b'"level": "warning"' in line or b'"level": "error"' in line)
+        return len(lines), loud, sum(len(line) + 1 for line in lines)
 
 
 @dataclass
@@ -120,8 +139,8 @@ class Watch:
 
     latencies: list[float] = field(default_factory=list)
     failures: int = 0
-    peak_files: int = 0
-    peak_rss: float = 0.0
+    peak_files: tuple[int, int] = (0, 0)
+    end_files: tuple[int, int] = (0, 0)
 
 
 async def watching(gateway: Gateway) -> AsyncIterator[Watch]:
@@ -142,14 +161,15 @@ async def watching(gateway: Gateway) -> AsyncIterator[Watch]:
                         watch.failures += 1
                 except httpx.HTTPError:
                     watch.failures += 1
-                watch.peak_files = max(watch.peak_files, gateway.files())
-                watch.peak_rss = max(watch.peak_rss, gateway.rss_mb())
+                files = gateway.files()
+                watch.peak_files = (max(watch.peak_files[0], files[0]), max(watch.peak_files[1], files[1]))
                 await asyncio.sleep(0.1)
 
     task = asyncio.create_task(probe())
     try:
         yield watch
     finally:
+        watch.end_files = gateway.files()  # the attack is over; its clients may still be connected
         done.set()
         await task
 
@@ -157,8 +177,9 @@ async def watching(gateway: Gateway) -> AsyncIterator[Watch]:
 watch_context = contextlib.asynccontextmanager(watching)
 
 
-async def upload_from_other(gateway: Gateway) -> str:
-    """A small upload from the innocent client: its status, or what went wrong."""
+async def upload_from_other(gateway: Gateway, after_s: float = 0.0) -> str:
+    """A small upload from the innocent client (``after_s`` from now): its status, or what went wrong."""
+    await asyncio.sleep(after_s)
     transport = httpx.AsyncHTTPTransport(local_address=OTHER)
     async with httpx.AsyncClient(base_url=f"http://{gateway.host}", transport=transport, timeout=15) as client:
         try:
@@ -173,26 +194,38 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def report(gateway: Gateway, watch: Watch, log_before: tuple[int, int, int], **extra: str) -> dict[str, str]:
-    lines, loud, size = gateway.log_size()
+AFTER_S = 3.0  # how long after the attacker left the gateway's files are counted again
+
+
+async def report(
+    gateway: Gateway, watch: Watch, log_before: tuple[int, int, int], upload: str, **extra: str
+) -> dict[str, str]:
+    """The figures every attack prints (the attack's own ones in ``extra``)."""
+    await asyncio.sleep(AFTER_S)
+    lines, loud, size = (now - then for now, then in zip(gateway.log_size(), log_before, strict=True))
+    peak, end, after = watch.peak_files, watch.end_files, gateway.files()
     ms = [value * 1000 for value in watch.latencies]
     healthz = f"{_quantile(ms, 0.5):.0f} / {_quantile(ms, 0.99):.0f} / {max(ms, default=float('nan')):.0f}"
     return {
-        "healthz p50/p99/max ms": healthz,
-        "healthz failed": str(watch.failures),
-        "gateway open files peak / after": f"{watch.peak_files} / {gateway.files()}",
-        "gateway RSS peak / after MB": f"{watch.peak_rss:.0f} / {gateway.rss_mb():.0f}",
-        "log lines, at WARNING+ (bytes)": f"{lines - log_before[0]}, {loud - log_before[1]} ({size - log_before[2]:,})",
         **extra,
+        f"gateway sockets peak / end / {AFTER_S:.0f} s later": f"{peak[1]} / {end[1]} / {after[1]}",
+        "gateway open files peak / end": f"{peak[0]} / {end[0]}",
+        "gateway RSS peak / after MB": f"{gateway.peak_rss_mb():.0f} / {gateway.rss_mb():.0f}",
+        "other client's /healthz p50/p99/max ms": healthz,
+        "other client's /healthz failed": str(watch.failures),
+        "other client's upload": upload,
+        "log lines but the probe's, WARNING+ (bytes)": f"{lines}, {loud} ({size:,})",
     }
 
 
 # --- the attacks ----------------------------------------------------------------------------
 
 
-def _connect(host: str, source: str = ATTACKER) -> socket.socket:
+def _connect(host: str, source: str = ATTACKER, receive_buffer: int | None = None) -> socket.socket:
     address, port = host.rsplit(":", 1)
     sock = socket.socket()
+    if receive_buffer is not None:  # before connecting: the window offered in the handshake must fit in it
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.bind((source, 0))
     sock.settimeout(10)
     sock.connect((address, int(port)))
@@ -215,15 +248,25 @@ async def halfopen(gateway: Gateway, rt: Runtime, sizes: Sizes) -> dict[str, str
         open_after = sum(1 for sock in held if _still_open(sock))
     for sock in held:
         sock.close()
-    return report(
+    return await report(
         gateway,
         watch,
         log_before,
-        **{
-            "attacker's connections": f"{len(held)} made, {refused} refused at connect, {open_after} open at the end",
-            "other client's upload": upload,
-        },
+        upload,
+        **{"attacker's connections": f"{len(held)} made, {refused} refused at connect, {open_after} open at the end"},
     )
+
+
+def _answered(sock: socket.socket) -> bool:
+    """Whether the server has sent something (or closed) without waiting for it."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        sock.settimeout(120)
 
 
 def _still_open(sock: socket.socket) -> bool:
@@ -261,14 +304,12 @@ async def many_websockets(gateway: Gateway, rt: Runtime, sizes: Sizes) -> dict[s
     for ws in sockets:
         with contextlib.suppress(Exception):
             await ws.close()
-    return report(
+    return await report(
         gateway,
         watch,
         log_before,
-        **{
-            "attacker's websockets": ", ".join(f"{n} {k}" for k, n in outcomes.items()),
-            "other client's upload": upload,
-        },
+        upload,
+        **{"attacker's websockets": ", ".join(f"{n} {k}" for k, n in outcomes.items())},
     )
 
 
@@ -280,56 +321,53 @@ async def slowloris(gateway: Gateway, rt: Runtime, sizes: Sizes) -> dict[str, st
         b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
     )
-    cut: list[float] = []
-    answers: dict[str, int] = {}
+    cut: dict[str, list[float]] = {"heads": [], "bodies": []}  # seconds after the start, when the gateway let go
+    answers: dict[str, Counter[str]] = {"heads": Counter(), "bodies": Counter()}
     started = time.monotonic()
     address, port = gateway.host.rsplit(":", 1)
 
-    def note(what: str) -> None:
-        answers[what] = answers.get(what, 0) + 1
-
-    async def trickle(first: bytes, rest: bytes) -> None:
+    async def trickle(kind: str, first: bytes, rest: bytes) -> None:
         try:
             reader, writer = await asyncio.open_connection(address, int(port), local_addr=(ATTACKER, 0))
         except OSError:
-            note("refused at connect")
+            answers[kind]["refused at connect"] += 1
             return
         try:
             writer.write(first)
             for byte in rest:  # one byte a second, until the server answers or closes
                 if time.monotonic() - started > sizes.slow_s:
-                    note("still open at the end")
+                    answers[kind]["still open at the end"] += 1
                     return
                 writer.write(bytes([byte]))
                 try:
                     answer = await asyncio.wait_for(reader.read(256), 1.0)
                 except TimeoutError:
                     continue
-                note(answer[:12].decode(errors="replace") or "closed")
-                cut.append(time.monotonic() - started)
+                answers[kind][answer[:12].decode(errors="replace") or "closed"] += 1
+                cut[kind].append(time.monotonic() - started)
                 return
-            note("sent it all")
+            answers[kind]["sent it all"] += 1
         except OSError:
-            note("reset")
-            cut.append(time.monotonic() - started)
+            answers[kind]["reset"] += 1
+            cut[kind].append(time.monotonic() - started)
         finally:
             writer.close()
 
     async with watch_context(gateway) as watch:
+        uploading = asyncio.create_task(upload_from_other(gateway, after_s=sizes.slow_s / 2))
         await asyncio.gather(
-            *(trickle(b"", head) for _ in range(sizes.slow_heads)),
-            *(trickle(body_head, body) for _ in range(sizes.slow_bodies)),
+            *(trickle("heads", b"", head) for _ in range(sizes.slow_heads)),
+            *(trickle("bodies", body_head, body) for _ in range(sizes.slow_bodies)),
         )
-    cut_off = f"{_quantile(cut, 0.5):.1f} / {max(cut, default=float('nan')):.1f}"
-    return report(
-        gateway,
-        watch,
-        log_before,
-        **{
-            "slow clients cut off after (s) p50/max": cut_off,
-            "what they got": ", ".join(f"{n}x {k!r}" for k, n in sorted(answers.items())),
-        },
-    )
+        upload = await uploading
+    figures = {}
+    for kind, times in cut.items():
+        got = ", ".join(f"{n}x {what!r}" for what, n in sorted(answers[kind].items()))
+        figures[f"slow {kind}: what they got"] = got
+        figures[f"slow {kind}: let go after (s) p50/max"] = (
+            f"{_quantile(times, 0.5):.1f} / {max(times):.1f}" if times else "never"
+        )
+    return await report(gateway, watch, log_before, upload, **figures)
 
 
 async def big_json(gateway: Gateway, rt: Runtime, sizes: Sizes) -> dict[str, str]:
@@ -347,35 +385,41 @@ async def big_json(gateway: Gateway, rt: Runtime, sizes: Sizes) -> dict[str, str
                 b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 + f"Content-Length: {size}\r\n\r\n".encode()
             )
-            piece = b'{"url": "' + b"a" * (1_000_000 - 9)
+            piece = b'{"url": "' + b"a" * (1_000_000 - 9)  # a megabyte at a time: never the whole body in memory
             sent = 0
             try:
-                while sent < size:
+                while sent < size and not _answered(sock):  # a client stops sending once it is answered
                     chunk = piece[: min(len(piece), size - sent)]
                     sock.sendall(chunk)
                     sent += len(chunk)
-                sock.sendall(b'"}'[: max(0, size - sent)])
-            except OSError:
-                pass
-            try:
                 answer = sock.recv(200)
             except OSError as exc:
-                return f"{type(exc).__name__} after {sent / 1e6:.0f} MB"
-            return f"{answer[:12].decode(errors='replace')} after {sent / 1e6:.0f} MB sent"
+                return f"{type(exc).__name__} after {sent / 1e6:.0f} MB sent"
+            sock.settimeout(2)
+            closed = False
+            with contextlib.suppress(OSError):
+                closed = sock.recv(1 << 16) == b""
+            return f"{answer[:12].decode(errors='replace')} after {sent / 1e6:.0f} MB sent" + (
+                ", then closed" if closed else ""
+            )
 
     async with watch_context(gateway) as watch:
         one = await asyncio.to_thread(send_one)
-        three = await asyncio.gather(*(asyncio.to_thread(send_one) for _ in range(3)))
-        await asyncio.sleep(3)
-    return report(gateway, watch, log_before, **{"one body": one, "three at once": "; ".join(three)})
+        upload, *three = await asyncio.gather(
+            upload_from_other(gateway, after_s=1.0), *(asyncio.to_thread(send_one) for _ in range(3))
+        )
+    return await report(gateway, watch, log_before, upload, **{"one body": one, "three at once": "; ".join(three)})
 
 
 async def talker(gateway: Gateway, rt: Runtime, sizes: Sizes) -> dict[str, str]:
     job_id, token = await new_job(rt)
     log_before = gateway.log_size()
     started = time.monotonic()
+    url = f"ws://{gateway.host}/v1/jobs/{job_id}/stream?token={token}"
     async with watch_context(gateway) as watch:
-        async with websockets.connect(f"ws://{gateway.host}/v1/jobs/{job_id}/stream?token={token}") as ws:
+        uploading = asyncio.create_task(upload_from_other(gateway, after_s=sizes.watch_s / 2))
+        # It sends no pings of its own: it only answers the server's (the library does that while reading).
+        async with websockets.connect(url, ping_interval=None) as ws:
             await ws.recv()
             await ws.send("hello")
             with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
@@ -387,12 +431,13 @@ async def talker(gateway: Gateway, rt: Runtime, sizes: Sizes) -> dict[str, str]:
                 if ws.close_code is None
                 else f"closed after {time.monotonic() - started:.0f} s with {ws.close_code} {ws.close_reason!r}"
             )
-    return report(gateway, watch, log_before, **{"client that talked": outcome})
+        upload = await uploading
+    return await report(gateway, watch, log_before, upload, **{"client that talked": outcome})
 
 
-def _stalled_viewer(host: str, path: str) -> socket.socket:
-    sock = _connect(host, "127.0.0.3")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16_384)
+def _stalled_viewer(host: str, path: str, source: str) -> socket.socket:
+    """A websocket opened by hand that then reads nothing (a small receive buffer, so the gateway notices soon)."""
+    sock = _connect(host, source, receive_buffer=16_384)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -404,50 +449,85 @@ def _stalled_viewer(host: str, path: str) -> socket.socket:
     return sock
 
 
+def _read_rest(sock: socket.socket) -> str:
+    """Read what the gateway sends until it closes or is quiet for 5 s: how the stream ended, as a figure."""
+    sock.settimeout(5)
+    data = bytearray()
+    ended = "still open (quiet 5 s)"
+    try:
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+        ended = "then closed"
+    except TimeoutError:
+        pass
+    except OSError as exc:
+        ended = f"then {type(exc).__name__}"
+    finally:
+        sock.close()
+    frames = list(_frames(bytes(data)))
+    messages = sum(1 for opcode, _ in frames if opcode == 0x1)
+    lagged = any(opcode == 0x1 and b'"type":"lagged"' in payload for opcode, payload in frames)
+    closes = [int.from_bytes(payload[:2], "big") for opcode, payload in frames if opcode == 0x8]
+    told = ("lagged, " if lagged else "") + (f"close {closes[0]}" if closes else "no close frame")
+    return f"{messages} messages, {len(data) / 1e6:.1f} MB ({told}), {ended}"
+
+
 async def stalled(gateway: Gateway, rt: Runtime, sizes: Sizes) -> dict[str, str]:
+    """Two viewers stop reading while the lines go by: one never reads again, one reads again at 2/3 of the watch."""
     job_id, token = await new_job(rt)
     log_before = gateway.log_size()
-    sock = await asyncio.to_thread(_stalled_viewer, gateway.host, f"/v1/jobs/{job_id}/stream?token={token}")
+    path = f"/v1/jobs/{job_id}/stream?token={token}"
+    never = await asyncio.to_thread(_stalled_viewer, gateway.host, path, "127.0.0.3")
+    later = await asyncio.to_thread(_stalled_viewer, gateway.host, path, "127.0.0.4")
     big = "長" * 20_000
     async with watch_context(gateway) as watch:
         for seq in range(150):
             line = Segment(seq=seq, start=float(seq), end=seq + 0.9, text=big, jyutping="", yale="", words=[])
             await bus.publish_event(rt.js, Partial(job_id=job_id, chunk_seq=seq, segments=[line], chunks_done=seq + 1))
-        await asyncio.sleep(sizes.watch_s)
-        connections = [c for c in gateway.ps.net_connections() if c.raddr and c.raddr.ip == "127.0.0.3"]
-        unsent = sum(_unsent(c) for c in connections)
-    sock.settimeout(5)
-    data = bytearray()
-    with contextlib.suppress(OSError):
-        while chunk := sock.recv(1 << 20):
-            data += chunk
-    sock.close()
-    close = "none seen"
-    marker = data.rfind(b"\x88")
-    if marker >= 0 and len(data) >= marker + 4:
-        close = str(int.from_bytes(data[marker + 2 : marker + 4], "big"))
-    return report(
+        upload = await upload_from_other(gateway, after_s=sizes.watch_s / 2)
+        await asyncio.sleep(sizes.watch_s / 6)
+        reading = asyncio.create_task(asyncio.to_thread(_read_rest, later))
+        await asyncio.sleep(sizes.watch_s / 3)
+        held = [c for c in gateway.ps.net_connections() if c.raddr and c.raddr.ip == "127.0.0.3"]
+        unsent = sum(_unsent(c) for c in held)
+        then_read = await asyncio.to_thread(_read_rest, never)
+        reader_got = await reading
+    return await report(
         gateway,
         watch,
         log_before,
+        upload,
         **{
-            f"viewer's connection after {sizes.watch_s:.0f} s": f"{'open' if connections else 'gone'}"
-            + (f", {unsent / 1e6:.1f} MB unsent" if connections else ""),
-            "close code it read later": close,
-            "lagged message": "yes" if b'"type":"lagged"' in data else "no",
+            f"never-reading viewer after {sizes.watch_s:.0f} s": (
+                f"open, {unsent / 1e6:.1f} MB unsent" if held else "gone"
+            ),
+            "what it reads then": then_read,
+            f"viewer reading again at {sizes.watch_s * 2 / 3:.0f} s gets": reader_got,
         },
     )
 
 
 def _unsent(connection: Any) -> int:
-    """Bytes in a socket's send queue (from /proc/net/tcp, by its local port)."""
-    port = connection.laddr.port
+    """Bytes in a socket's send queue (from /proc/net/tcp, by both its ports: the local one is the listener's)."""
+    ports = (connection.laddr.port, connection.raddr.port)
     with contextlib.suppress(OSError):
         for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
             fields = row.split()
-            if int(fields[1].split(":")[1], 16) == port:
+            if (int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)) == ports:
                 return int(fields[4].split(":")[0], 16)
     return 0
+
+
+def _frames(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """The opcode and payload of each (unmasked, uncompressed) websocket frame a server sent."""
+    at = 0
+    while at + 2 <= len(data):
+        opcode, length, at = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
+        if length in (126, 127):
+            width = 2 if length == 126 else 8
+            length, at = int.from_bytes(data[at : at + width], "big"), at + width
+        yield opcode, data[at : at + length]
+        at += length
 
 
 RUNNERS: dict[str, Callable[[Gateway, Runtime, Sizes], Coroutine[Any, Any, dict[str, str]]]] = {
@@ -541,6 +621,9 @@ def print_table(attack: str, results: dict[str, dict[str, str]]) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     sizes = Sizes.quick() if args.quick else Sizes()
+    for name in vars(sizes):
+        if getattr(args, name) is not None:
+            setattr(sizes, name, getattr(args, name))
     attacks = [a for a in (args.only.split(",") if args.only else ATTACKS)]
     raise_open_files(sizes.halfopen + sizes.websockets + 4096)
     print(f"bench/abuse.py: {' '.join(sys.argv)}")
@@ -572,6 +655,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     parser.add_argument("--only", help=f"a comma-separated subset of: {', '.join(ATTACKS)}")
     parser.add_argument("--sides", default="before,after", help="before,after (default), or one of them")
+    for name, value in vars(Sizes()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), metavar="N", help=f"default {value}")
     asyncio.run(run(parser.parse_args(argv)))
 
 

@@ -5,9 +5,9 @@
 Replays the job from its first event (``scribe.events.<job_id>`` is kept a week), prints each
 line with its Jyutping as it is committed, and stops at the job's end: ``final`` (status 0),
 ``failed`` or ``cancelled`` (status 1, with the reason). A job the stream holds nothing of
-(unknown, older than a week, or purged) ends at once with status 1, and a job that stays silent
-for an hour is given up on. Only nats-py is needed; the messages are plain JSON (see the
-README's integration contract).
+(unknown, not started yet, older than a week, or purged) ends at once with status 1, and a job
+that stays silent for an hour is given up on. Only nats-py is needed; the messages are plain
+JSON (see the README's integration contract).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ async def follow(server: str, job_id: str) -> int:
         js = nc.jetstream()
         held = (await js.stream_info("SCRIBE_EVENTS", subjects_filter=subject)).state.subjects or {}
         if not held.get(subject):
-            print(f"-- no events for job {job_id}: it does not exist, is older than a week, or was purged", flush=True)
+            why = "it does not exist, has not started yet, is older than a week, or was purged"
+            print(f"-- no events for job {job_id}: {why}", flush=True)
             return 1
         sub = await js.subscribe(subject, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL)
         while True:

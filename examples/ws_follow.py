@@ -3,11 +3,12 @@
     .venv/bin/python examples/ws_follow.py http://127.0.0.1:8000 JOB_ID TOKEN
 
 The token travels as the subprotocol ``token.<TOKEN>`` (what a browser can do). Every line is
-printed exactly once: after a dropped connection, a ``lagged`` message or a retryable ``error``
-it reconnects with ``after=<last line>``, waiting a little longer each time (with jitter, so many
-clients do not come back at once). It stops at the job's end (``final``: status 0; ``failed``,
-``cancelled``: status 1, printing the reason) or when the server refuses it for good (no or wrong
-token, no such job, purged: status 1). Only the ``websockets`` package is needed.
+printed exactly once: after a dropped connection, a ``lagged`` message, a retryable ``error`` or
+a 429 it reconnects with ``after=<last line>``, waiting a little longer each time (with jitter,
+so many clients do not come back at once), and gives up after 8 failures in a row. It stops at
+the job's end (``final``: status 0; ``failed``, ``cancelled``: status 1, printing the reason)
+or when the server refuses it for good (no or wrong token, no such job, purged: status 1).
+Only the ``websockets`` package is needed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import sys
 
 import websockets
 
-REFUSED = {4400, 4401, 4404, 4410}  # the same request would be refused again
+REFUSED = {4400, 4401, 4404, 4410}  # close codes: the same request would be refused again
 MAX_FAILURES = 8  # connections in a row that brought nothing
+
+
+def show(line: dict) -> None:
+    print(f"{line['seq']:>4} [{line['start']:7.2f}] {line['text']}  ({line['jyutping']})", flush=True)
 
 
 async def follow(server: str, job_id: str, token: str) -> int:
@@ -28,35 +33,41 @@ async def follow(server: str, job_id: str, token: str) -> int:
     last_line, failures = -1, 0
     while failures < MAX_FAILURES:
         url = f"{base}/v1/jobs/{job_id}/stream?after={last_line}"
+        protocols = [websockets.Subprotocol(f"token.{token}")]
         try:
-            # No size limit: a long backlog comes in pages, but a line can be long.
-            async with websockets.connect(
-                url, subprotocols=[websockets.Subprotocol(f"token.{token}")], max_size=None
-            ) as ws:
-                async for message in ws:
-                    envelope = json.loads(message)
-                    kind = envelope["type"]
-                    if kind == "snapshot":
-                        failures = 0
-                    for line in envelope.get("segments", []):
-                        print(
-                            f"{line['seq']:>4} [{line['start']:7.2f}] {line['text']}  ({line['jyutping']})", flush=True
-                        )
-                        last_line = line["seq"]
-                    if kind == "final":
-                        print(f"-- done: {envelope['segment_count']} lines", flush=True)
-                        return 0
-                    if kind in ("failed", "cancelled"):
-                        print(f"-- {kind}: {envelope['reason']}", flush=True)
-                        return 1
-                    if kind == "error" and not envelope["retryable"]:
-                        print(f"-- refused: {envelope['message']}", flush=True)
-                        return 1
+            # No size limit: a long backlog comes in pages, but one line can be long.
+            async with websockets.connect(url, subprotocols=protocols, max_size=None) as ws:
+                try:
+                    async for message in ws:
+                        envelope = json.loads(message)
+                        kind = envelope["type"]
+                        if kind == "snapshot":
+                            failures = 0  # the server is serving us: the next drop starts the backoff afresh
+                        for line in envelope.get("segments", []):  # snapshot and segments (pages or live)
+                            show(line)
+                            last_line = line["seq"]
+                        if kind == "final":
+                            print(f"-- done: {envelope['segment_count']} lines", flush=True)
+                            return 0
+                        if kind in ("failed", "cancelled"):
+                            print(f"-- {kind}: {envelope['reason']}", flush=True)
+                            return 1
+                        if kind == "error" and not envelope["retryable"]:
+                            print(f"-- refused: {envelope['message']}", flush=True)
+                            return 1
+                except websockets.ConnectionClosed:
+                    pass  # lagged (4408), try again later (1013), a restart, a lost network: ws.close_code says
             if ws.close_code in REFUSED:
                 print(f"-- refused: {ws.close_reason or ws.close_code}", flush=True)
                 return 1
-            reason = f"closed ({ws.close_code} {ws.close_reason})".strip()
-        except (websockets.ConnectionClosed, OSError) as exc:
+            reason = f"closed ({ws.close_code} {ws.close_reason})"
+        except websockets.InvalidStatus as exc:  # answered over HTTP instead of a websocket
+            status = exc.response.status_code
+            if status != 429 and status < 500:
+                print(f"-- refused: HTTP {status} {exc.response.body.decode(errors='replace')}", flush=True)
+                return 1
+            reason = f"HTTP {status}"
+        except (OSError, websockets.InvalidHandshake) as exc:  # OSError includes the opening timeout
             reason = f"connection lost ({exc})"
         failures += 1
         delay = min(10.0, 0.5 * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
