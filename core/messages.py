@@ -8,7 +8,7 @@ Subjects (see ``core.subjects``) and what they carry:
 - ``scribe.jobs.submitted``          JobSubmitted
 - ``scribe.chunks``                  AudioChunk
 - ``scribe.segments.<job_id>``       SegmentsEvent = ChunkTranscribed | ChunkFailed | InputEnded
-- ``scribe.events.<job_id>``         JobEvent = Progress | Partial | Final | Failed | Cancelled
+- ``scribe.events.<job_id>``         JobEvent = Progress | Partial | Revised | Final | Failed | Cancelled
 """
 
 from __future__ import annotations
@@ -71,12 +71,30 @@ class AudioChunk(Base, frozen=True):
 # --- transcriber -> romanizer ---------------------------------------------------------
 
 
+class RawWord(Base, frozen=True):
+    """A word as the ASR timed it (for Chinese, one to a few characters), with absolute times.
+
+    ``probability`` is the model's probability of the word's tokens (None when the backend
+    gives none, as OpenAI's API does).
+    """
+
+    text: str
+    start: float
+    end: float
+    probability: float | None = None
+
+
 class RawSegment(Base, frozen=True):
-    """One ASR segment with absolute times, before romanization."""
+    """One ASR segment with absolute times, before romanization.
+
+    ``words`` are its words with their times, when the backend gives them; their texts
+    concatenate to about ``text`` (the ASR's spacing may differ).
+    """
 
     start: float
     end: float
     text: str
+    words: list[RawWord] = []
 
 
 class Usage(Base, frozen=True):
@@ -135,19 +153,31 @@ class Char(Base, frozen=True):
     reading. A number's whole reading sits on its first digit (``100``: ``jat1 baak3``, then
     ``None``, ``None``). Yale has tone marks (``hēung``); ``yale_numeric`` has tone numbers
     1-6, as Jyutping does (``heung1``).
+
+    ``start`` and ``end`` are when the character is spoken (seconds on the job's timeline) and
+    ``confidence`` is the speech model's probability of the word it belongs to (0-1); all three
+    are ``None`` where unknown (a backend without word times, punctuation, a corrected character).
     """
 
     char: str
     jyutping: str | None
     yale: str | None
     yale_numeric: str | None
+    start: float | None = None
+    end: float | None = None
+    confidence: float | None = None
 
 
 class Segment(Base, frozen=True):
     """A romanized transcript line. ``seq`` counts lines over the whole job, from 0.
 
     ``chars`` has one entry per character of ``text``, exactly what ``scribe romanize``
-    writes for that text.
+    writes for that text. A line is a sentence, or a clause of a long one: at most about
+    :data:`MAX_LINE_CHARS` characters and :data:`MAX_LINE_SECONDS` seconds.
+
+    A line never changes once sent, except by a correction (``Revised``): then ``text`` and
+    its readings are the corrected ones, ``original_text`` is what the speech model wrote and
+    ``revision`` counts the corrections.
     """
 
     seq: int
@@ -159,6 +189,12 @@ class Segment(Base, frozen=True):
     words: list[Word]
     chunk_seq: int = 0
     chars: list[Char] = []
+    original_text: str | None = None
+    revision: int = 0
+
+
+MAX_LINE_CHARS = 24
+MAX_LINE_SECONDS = 8.0
 
 
 class Progress(Base, frozen=True, tag="progress"):
@@ -179,6 +215,16 @@ class Partial(Base, frozen=True, tag="partial"):
     segments: list[Segment]
     chunks_done: int
     total_chunks: int | None = None
+
+
+class Revised(Base, frozen=True, tag="revised"):
+    """A committed line was corrected by the job's owner: ``segment`` replaces the line with its ``seq``.
+
+    This is the one way a line changes after it is sent.
+    """
+
+    job_id: str
+    segment: Segment
 
 
 class Final(Base, frozen=True, tag="final"):
@@ -205,7 +251,7 @@ class Cancelled(Base, frozen=True, tag="cancelled"):
     reason: str = "Cancelled on request."
 
 
-JobEvent = Progress | Partial | Final | Failed | Cancelled
+JobEvent = Progress | Partial | Revised | Final | Failed | Cancelled
 
 
 # --- the whole transcript (CLI output, REST) -----------------------------------------

@@ -41,6 +41,7 @@ from core.process import Runtime
 from core.topology import Consumer
 from core.worker import consume
 from romanizer.cleanup import collapse_loops, drop_hallucinations
+from romanizer.lines import char_timings, cut
 from romanizer.romanize import Romanizer
 from store import repo
 
@@ -56,27 +57,28 @@ NOTHING_HEARD = (
 def romanize_chunk(
     romanizer: Romanizer, raw: list[RawSegment], *, chunk_seq: int, first_seq: int, previous: list[str]
 ) -> list[Segment]:
-    """Clean and romanize one chunk's segments, numbering lines from ``first_seq``."""
+    """Clean and romanize one chunk's segments, cut into lines (:mod:`romanizer.lines`) numbered from ``first_seq``."""
     normalised = [collapse_loops(romanizer.normalise(s.text)) for s in raw]
     keep = drop_hallucinations(normalised, previous)
     out: list[Segment] = []
     for segment, text, kept in zip(raw, normalised, keep, strict=True):
         if not kept or not text.strip():
             continue
-        line = romanizer.read(text)
-        out.append(
-            Segment(
-                seq=first_seq + len(out),
-                chunk_seq=chunk_seq,
-                start=segment.start,
-                end=segment.end,
-                text=line.text,
-                jyutping=line.jyutping,
-                yale=line.yale,
-                words=line.words,
-                chars=line.chars,
+        timings = char_timings(segment, text, romanizer.traditional)
+        for piece in cut(romanizer.read(text), timings, segment.start, segment.end):
+            out.append(
+                Segment(
+                    seq=first_seq + len(out),
+                    chunk_seq=chunk_seq,
+                    start=piece.start,
+                    end=piece.end,
+                    text=piece.text,
+                    jyutping=piece.jyutping,
+                    yale=piece.yale,
+                    words=piece.words,
+                    chars=piece.chars,
+                )
             )
-        )
     return out
 
 

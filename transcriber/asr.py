@@ -8,11 +8,11 @@ the chunk offset. Failures come out as ``TransientAsrError`` (retry later) or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.messages import RawSegment, Usage
+from core.messages import RawSegment, RawWord, Usage
 from core.settings import Settings
 
 
@@ -75,18 +75,49 @@ def usage_for(result: AsrResult, settings: Settings) -> Usage:
     return Usage(backend=result.backend, model=result.model, billed_seconds=result.billed_seconds, cost_usd=cost)
 
 
-def raw_segments(pieces: Iterable[tuple[float, float, str]], limit: float) -> list[RawSegment]:
-    """Strip texts, drop empty ones, clamp times into [0, limit] (when limit > 0)."""
+Piece = tuple[float, float, str] | tuple[float, float, str, Sequence[RawWord]]
+"""A segment as a backend gives it: start, end, text, and optionally its timed words."""
+
+
+def raw_segments(pieces: Iterable[Piece], limit: float) -> list[RawSegment]:
+    """Strip texts, drop empty ones, clamp times (the words' too) into [0, limit] (when limit > 0)."""
+
+    def clamp(seconds: float) -> float:
+        seconds = max(0.0, float(seconds))
+        return min(seconds, limit) if limit > 0 else seconds
+
     out: list[RawSegment] = []
-    for start, end, text in pieces:
-        text = text.strip()
+    for piece in pieces:
+        start, end, text = clamp(piece[0]), clamp(piece[1]), piece[2].strip()
         if not text:
             continue
-        start, end = max(0.0, float(start)), max(0.0, float(end))
-        if limit > 0:
-            start, end = min(start, limit), min(end, limit)
-        out.append(RawSegment(start=round(start, 3), end=round(max(start, end), 3), text=text))
+        words = [
+            RawWord(
+                text=word.text,
+                start=round(clamp(word.start), 3),
+                end=round(max(clamp(word.start), clamp(word.end)), 3),
+                probability=None if word.probability is None else round(word.probability, 3),
+            )
+            for word in (piece[3] if len(piece) > 3 else ())
+            if word.text.strip()
+        ]
+        out.append(RawSegment(start=round(start, 3), end=round(max(start, end), 3), text=text, words=words))
     return out
+
+
+def shifted(segment: RawSegment, offset: float) -> RawSegment:
+    """The segment, and its words, moved ``offset`` seconds later (a chunk's times onto the job's timeline)."""
+    return RawSegment(
+        start=round(offset + segment.start, 3),
+        end=round(offset + segment.end, 3),
+        text=segment.text,
+        words=[
+            RawWord(
+                text=w.text, start=round(offset + w.start, 3), end=round(offset + w.end, 3), probability=w.probability
+            )
+            for w in segment.words
+        ],
+    )
 
 
 MAX_JOB_PROMPT = 400  # characters of a job's own prompt (the gateway refuses longer ones)

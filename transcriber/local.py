@@ -13,6 +13,7 @@ from typing import Any
 import av
 from faster_whisper import WhisperModel, decode_audio
 
+from core.messages import RawWord
 from core.settings import Settings
 from transcriber.asr import AsrResult, combined_prompt, raw_segments
 from transcriber.errors import PermanentAsrError, TransientAsrError
@@ -156,9 +157,9 @@ class LocalBackend:
         try:
             count = _token_counter(whisper) if prompt else None
             options = decode_options(self._settings, self._suppress, prompt, count=count)
-            pieces, _info = whisper.transcribe(samples, vad_filter=self._vad_filter, **options)
+            pieces, _info = whisper.transcribe(samples, vad_filter=self._vad_filter, word_timestamps=True, **options)
             # The segments are a lazy generator: decoding happens here, in this thread.
-            segments = raw_segments(((p.start, p.end, p.text) for p in pieces), audio_seconds)
+            segments = raw_segments(((p.start, p.end, p.text, _words(p.words)) for p in pieces), audio_seconds)
         except RuntimeError as exc:
             raise TransientAsrError(f"the local model failed: {exc}", backend=self.name) from exc
         logger.debug(
@@ -170,6 +171,14 @@ class LocalBackend:
     async def close(self) -> None:
         """Drop the reference to the model (its memory goes when nobody else holds it)."""
         self._whisper = None
+
+
+def _words(words: list[Any] | None) -> list[RawWord]:
+    """faster-whisper's timed words (each a few tokens: for Chinese, one to a few characters)."""
+    return [
+        RawWord(text=w.word, start=float(w.start), end=float(w.end), probability=float(w.probability))
+        for w in words or ()
+    ]
 
 
 def _token_counter(whisper: WhisperModel) -> Callable[[str], int]:

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import openai
 
+from core.messages import RawWord
 from core.settings import Settings
-from transcriber.asr import AsrResult, combined_prompt, raw_segments
+from transcriber.asr import AsrResult, Piece, combined_prompt, raw_segments
 from transcriber.errors import AsrError, BackendConfigError, PermanentAsrError, TransientAsrError
 
 
@@ -95,7 +96,7 @@ class OpenAIBackend:
             extra["response_format"] = "json"
         else:
             extra["response_format"] = "verbose_json"
-            extra["timestamp_granularities"] = ["segment"]
+            extra["timestamp_granularities"] = ["segment", "word"]
         try:
             response: Any = await self._client.audio.transcriptions.create(
                 model=self.model, file=(filename, audio), language="zh", **extra
@@ -106,9 +107,10 @@ class OpenAIBackend:
         reported = usage.seconds if usage is not None and getattr(usage, "type", None) == "duration" else None
         billed = _billed_seconds(reported if reported is not None else duration)
         segments_in = getattr(response, "segments", None)
-        raw: Iterable[tuple[float, float, str]]
+        raw: Iterable[Piece]
         if segments_in is not None:
-            raw = ((s.start, s.end, s.text) for s in segments_in)
+            words = [RawWord(text=w.word, start=w.start, end=w.end) for w in getattr(response, "words", None) or ()]
+            raw = ((s.start, s.end, s.text, _within(words, s.start, s.end)) for s in segments_in)
         else:
             raw = [(0.0, duration, response.text)]
         return AsrResult(
@@ -176,6 +178,11 @@ def map_openai_error(exc: openai.OpenAIError, *, model: str = "", timeout_s: flo
     else:
         reason = f"OpenAI rejected the request ({status}): {detail}"
     return PermanentAsrError(reason, backend=backend, status_code=status)
+
+
+def _within(words: list[RawWord], start: float, end: float) -> list[RawWord]:
+    """The words of one segment: OpenAI lists the words of the whole chunk apart from its segments."""
+    return [w for w in words if start - 0.01 <= (w.start + w.end) / 2 <= end + 0.01]
 
 
 def _utf8_bytes(text: str) -> int:

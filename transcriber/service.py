@@ -16,13 +16,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from core import bus, subjects
-from core.messages import AudioChunk, ChunkTranscribed, RawSegment, audio_chunk_decoder
+from core.messages import AudioChunk, ChunkTranscribed, audio_chunk_decoder
 from core.process import Runtime
 from core.settings import Settings
 from core.topology import Consumer
 from core.worker import backoff, consume, heartbeat
 from store import repo
-from transcriber.asr import AsrBackend, filename_for_codec, usage_for
+from transcriber.asr import AsrBackend, filename_for_codec, shifted, usage_for
 from transcriber.backends import create_backend
 from transcriber.errors import PermanentAsrError, TransientAsrError
 
@@ -103,10 +103,7 @@ class Transcriber:
 
         usage = usage_for(result, self.settings)
         await repo.record_usage(self.pool, usage, job_id=chunk.job_id, chunk_seq=chunk.seq, user_id=job.user_id)
-        segments = [
-            RawSegment(start=round(chunk.offset + s.start, 3), end=round(chunk.offset + s.end, 3), text=s.text)
-            for s in result.segments
-        ]
+        segments = [shifted(s, chunk.offset) for s in result.segments]
         done = ChunkTranscribed(
             job_id=chunk.job_id,
             seq=chunk.seq,

@@ -250,8 +250,9 @@ def test_scribe_romanize_writes_one_json_object_per_line() -> None:
     assert [o["text"] for o in objects] == ["佢行咗去銀行。", "2024年"]
     first = objects[0]["chars"]
     assert len(first) == len("佢行咗去銀行。")
-    assert first[1] == {"char": "行", "jyutping": "haang4", "yale": "hàahng", "yale_numeric": "haang4"}
-    assert first[-1] == {"char": "。", "jyutping": None, "yale": None, "yale_numeric": None}
+    untimed = {"start": None, "end": None, "confidence": None}  # text typed in has no times
+    assert first[1] == {"char": "行", "jyutping": "haang4", "yale": "hàahng", "yale_numeric": "haang4", **untimed}
+    assert first[-1] == {"char": "。", "jyutping": None, "yale": None, "yale_numeric": None, **untimed}
 
 
 def test_scribe_romanize_can_keep_digits() -> None:
