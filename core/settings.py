@@ -90,6 +90,7 @@ class Settings:
     asr_beam_size: int = 5
     asr_prompt: str = DEFAULT_PROMPT
     asr_suppress_written: bool = False  # measured worse than the prompt alone: README, Benchmarks
+    asr_word_times: bool = True  # time each word (local backend): per-character times and confidence
     openai_api_key: str = ""
     openai_base_url: str = ""
     openai_model: str = "whisper-1"

@@ -157,7 +157,9 @@ class LocalBackend:
         try:
             count = _token_counter(whisper) if prompt else None
             options = decode_options(self._settings, self._suppress, prompt, count=count)
-            pieces, _info = whisper.transcribe(samples, vad_filter=self._vad_filter, word_timestamps=True, **options)
+            pieces, _info = whisper.transcribe(
+                samples, vad_filter=self._vad_filter, word_timestamps=self._settings.asr_word_times, **options
+            )
             # The segments are a lazy generator: decoding happens here, in this thread.
             segments = raw_segments(((p.start, p.end, p.text, _words(p.words)) for p in pieces), audio_seconds)
         except RuntimeError as exc:
