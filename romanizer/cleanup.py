@@ -67,19 +67,21 @@ def drop_hallucinations(lines: Sequence[str], previous: Sequence[str] = ()) -> l
 
     Args:
         lines: The lines of one chunk, in order.
-        previous: The kept lines before them (the previous chunk's); only the last is used.
+        previous: The lines stored before them (the previous chunks'), in order. A segment is
+            stored as one or more lines (``romanizer.lines`` cuts long ones), so a line repeating
+            the last segment is one equal to the last line or the last few lines together.
 
     Returns:
         A keep-mask, one bool per line: ``[text for text, keep in zip(lines, mask) if keep]``.
     """
-    last = _key(previous[-1]) if previous else ""
+    last = {_key("".join(previous[-n:])) for n in range(1, len(previous) + 1)}
     mask = []
     for line in lines:
         key = _key(line)
-        keep = bool(key) and key != last and not _is_loop(key) and not _is_credit(key)
+        keep = bool(key) and key not in last and not _is_loop(key) and not _is_credit(key)
         mask.append(keep)
         if keep:
-            last = key
+            last = {key}
     return mask
 
 

@@ -47,6 +47,10 @@ from store import repo
 
 logger = logging.getLogger(__name__)
 
+# The lines before a chunk that its first segment is compared with (a repeat of the last segment
+# is a hallucination): a segment of Whisper's 30 s window is cut into at most about 8 lines.
+PREVIOUS_LINES = 8
+
 NOTHING_HEARD = (
     "No words could be made out: the audio has sound where speech was expected, but the speech "
     "model heard no words in it (noise, music, or very unclear speech). Check that the recording "
@@ -229,14 +233,14 @@ class RomanizerService:
         job = await repo.get_job(conn, job_id)
         assert job is not None
         next_chunk, next_segment = job.next_chunk, job.next_segment
-        previous = await repo.last_segment_texts(conn, job_id)
+        previous = await repo.last_segment_texts(conn, job_id, PREVIOUS_LINES)
         partials: list[Partial] = []
         while (raw := await repo.chunk_result(conn, job_id, next_chunk)) is not None:
             lines = romanize_chunk(self.romanizer, raw, chunk_seq=next_chunk, first_seq=next_segment, previous=previous)
             await repo.insert_segments(conn, job_id, lines)
             next_chunk += 1
             next_segment += len(lines)
-            previous = (previous + [s.text for s in lines])[-3:]
+            previous = (previous + [s.text for s in lines])[-PREVIOUS_LINES:]
             partials.append(
                 Partial(
                     job_id=job_id,
