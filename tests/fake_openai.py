@@ -191,7 +191,16 @@ class FakeOpenAITranscriptionServer:
         with self._lock:
             self.requests.append(request)
 
-    def _transcribe(self, audio: bytes, *, model: str, language: str | None, prompt: str | None, verbose: bool) -> Any:
+    def _transcribe(
+        self,
+        audio: bytes,
+        *,
+        model: str,
+        language: str | None,
+        prompt: str | None,
+        verbose: bool,
+        words: bool = False,
+    ) -> Any:
         samples = decode_audio(io.BytesIO(audio))
         duration = len(samples) / 16000.0
         pieces, info = self.model.transcribe(
@@ -200,6 +209,7 @@ class FakeOpenAITranscriptionServer:
             initial_prompt=prompt or None,
             beam_size=self.beam_size,
             condition_on_previous_text=False,
+            word_timestamps=words,
         )
         segments = list(pieces)
         text = "".join(s.text for s in segments).strip()
@@ -227,6 +237,12 @@ class FakeOpenAITranscriptionServer:
                 }
                 for s in segments
             ],
+            # OpenAI lists the words of the whole file apart from the segments, with no probability.
+            **(
+                {"words": [{"word": w.word, "start": w.start, "end": w.end} for s in segments for w in s.words or ()]}
+                if words
+                else {}
+            ),
             "usage": billed,
         }
 
@@ -338,6 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
                 language=record.fields.get("language"),
                 prompt=record.fields.get("prompt"),
                 verbose=fmt == "verbose_json",
+                words=fmt == "verbose_json" and "word" in record.timestamp_granularities,
             )
         except (ValueError, IndexError, OSError):  # PyAV: not audio, corrupt, no audio stream
             return 400, _unsupported_file(), {}

@@ -73,7 +73,10 @@ async def test_openai_backend_against_fake_openai_http_server_returns_segments(
     assert request.fields["language"] == "zh"
     assert request.fields["prompt"] == settings.asr_prompt
     assert request.fields["response_format"] == "verbose_json"
-    assert request.timestamp_granularities == ["segment"]
+    assert request.timestamp_granularities == ["segment", "word"]
+    words = [w for s in result.segments for w in s.words]
+    assert words and all(w.probability is None for w in words)  # OpenAI's words carry no probability
+    assert "".join(w.text for w in words).replace(" ", "") == text.replace(" ", "")
 
 
 async def test_openai_backend_against_fake_openai_http_server_json_only_model(

@@ -86,13 +86,17 @@ def test_cli_writes_json_with_characters_jyutping_and_yale(cli_env: dict[str, st
     assert data["usage"]["backend"] == "local" and data["usage"]["cost_usd"] == 0
     # The partial lines were shown live on stderr, then the summary.
     assert "[00:00]" in done.stderr and "wrote" in done.stderr
-    # Every line reads exactly as `scribe romanize` reads it: one front end.
+    # Every line reads exactly as `scribe romanize` reads it: one front end. Only the pipeline
+    # knows when each character was said.
     texts = "".join(segment["text"] + "\n" for segment in data["segments"])
     romanized = scribe_cli("romanize", env=cli_env, stdin=texts, timeout=60)
     assert romanized.returncode == 0, romanized.stderr
+    timed = ("start", "end", "confidence")
     assert [json.loads(line)["chars"] for line in romanized.stdout.splitlines()] == [
-        segment["chars"] for segment in data["segments"]
+        [{**char, **dict.fromkeys(timed)} for char in segment["chars"]] for segment in data["segments"]
     ]
+    said = [char for segment in data["segments"] for char in segment["chars"] if char["jyutping"]]
+    assert said and all(char["start"] is not None and 0 <= char["confidence"] <= 1 for char in said)
 
 
 def test_cli_bad_input_exits_non_zero_with_a_reason(cli_env: dict[str, str], tmp_path: Path) -> None:
