@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from core import subjects
-from core.messages import Cancelled, Failed, Final, JobEvent, Partial, encoder
+from core.messages import Cancelled, Failed, Final, JobEvent, Partial, Revised, encoder
 from core.topology import Bucket, Consumer, Topology
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ async def publish(
 
 
 def event_msg_id(event: JobEvent) -> str | None:
-    """The ``Nats-Msg-Id`` of a job event: one final, one failure and one partial per chunk per job.
+    """The ``Nats-Msg-Id`` of a job event: one final, one failure and one partial per chunk per job,
+    one revision per line per revision number.
 
     Progress events carry none: a repeated one is harmless.
     """
@@ -131,6 +132,8 @@ def event_msg_id(event: JobEvent) -> str | None:
             return f"{event.job_id}:cancelled"
         case Partial():
             return f"{event.job_id}:partial:{event.chunk_seq}"
+        case Revised():
+            return f"{event.job_id}:revised:{event.segment.seq}:{event.segment.revision}"
     return None
 
 

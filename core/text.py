@@ -10,11 +10,17 @@ ASCII counterpart).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 from core.messages import Word
 
 System = Literal["jyutping", "yale"]
+
+ReadingLines = Literal["jyutping", "yale", "yale_numeric", "both", "none"]
+"""The reading lines a download (txt, srt, vtt) or the terminal shows under the characters: Jyutping,
+Yale with tone marks, Yale with tone numbers 1-6, Jyutping then Yale, or none (characters only).
+Wider than :data:`core.messages.Romanization`, the job option, which it leaves as it is."""
+READING_LINES: tuple[str, ...] = get_args(ReadingLines)
 
 # How punctuation sits in a romanization line: closing marks stick to the word before,
 # opening marks to the word after, joiners to both (e-mail, R&D); anything else stands alone.

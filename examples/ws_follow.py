@@ -3,9 +3,10 @@
     .venv/bin/python examples/ws_follow.py http://127.0.0.1:8000 JOB_ID TOKEN
 
 The token travels as the subprotocol ``token.<TOKEN>`` (what a browser can do). Every line is
-printed exactly once: after a dropped connection, a ``lagged`` message, a retryable ``error`` or
-a 429 it reconnects with ``after=<last line>``, waiting a little longer each time (with jitter,
-so many clients do not come back at once), and gives up after 8 failures in a row. It stops at
+printed exactly once (and as ``line N corrected: …`` when the job's owner corrects it): after a
+dropped connection, a ``lagged`` message, a retryable ``error`` or a 429 it reconnects with
+``after=<last line>``, waiting a little longer each time (with jitter, so many clients do not
+come back at once), and gives up after 8 failures in a row. It stops at
 the job's end (``final``: status 0; ``failed``, ``cancelled``: status 1, printing the reason)
 or when the server refuses it for good (no or wrong token, no such job, purged: status 1).
 Only the ``websockets`` package is needed.
@@ -46,6 +47,9 @@ async def follow(server: str, job_id: str, token: str) -> int:
                         for line in envelope.get("segments", []):  # snapshot and segments (pages or live)
                             show(line)
                             last_line = line["seq"]
+                        if kind == "revised":  # a line already printed, corrected
+                            line = envelope["segment"]
+                            print(f"line {line['seq']} corrected: {line['text']}  ({line['jyutping']})", flush=True)
                         if kind == "final":
                             print(f"-- done: {envelope['segment_count']} lines", flush=True)
                             return 0

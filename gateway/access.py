@@ -70,14 +70,31 @@ async def authorize(request: ASGIConnection, job_id: str) -> repo.JobRow:
     if token is None or not hmac.compare_digest(
         token.encode("utf-8", "surrogatepass"), job_token(secret, job_id).encode()
     ):
+        what = "This link has no key" if token is None else "This link's key is wrong or incomplete"
         raise ApiError(
             401,
             "unauthorized",
-            "This job needs its token: send it as ?token=… or Authorization: Bearer …, "
-            "as returned when the job was submitted.",
+            f"{what}: open the link you were given when the transcript was started, in full. "
+            "(Programs: send the job's token, as returned when the job was submitted, as ?token=… "
+            "or Authorization: Bearer ….)",
             headers={"WWW-Authenticate": 'Bearer realm="cantonesescribe"'},
         )
     job = await repo.get_job(pool, job_id)
     if job is None:
-        raise ApiError(404, "not_found", f"There is no job {job_id}.")
+        raise ApiError(
+            404,
+            "not_found",
+            "There is no transcript at this address: check that the link is complete, or start a new "
+            f"transcript. (No job {job_id}.)",
+        )
     return job
+
+
+def purged() -> ApiError:
+    """The 410 of every per-job endpoint once the job was purged."""
+    return ApiError(
+        410,
+        "purged",
+        "This transcript and its audio were deleted on request and cannot be shown again; start a new "
+        "transcript to have one. (The job was purged.)",
+    )

@@ -2,7 +2,8 @@
 
 ``POST /v1/jobs`` takes a link (JSON) or a file (multipart, stored in the uploads bucket) and
 answers with the job's id and its token (:mod:`gateway.submit`); every per-job endpoint needs
-that token (:mod:`gateway.access`, :mod:`gateway.jobs`, :mod:`gateway.audio`). The live
+that token (:mod:`gateway.access`, :mod:`gateway.jobs`, :mod:`gateway.audio`); the job's owner
+corrects a line with ``PATCH`` (:mod:`gateway.corrections`). The live
 transcript streams over a websocket and SSE (:mod:`gateway.stream`, one NATS subscription per
 job per process: :mod:`gateway.feed`). Errors have one shape (:mod:`gateway.errors`); who may
 call from where is :mod:`gateway.origins`; what one client may hold is :mod:`gateway.limits` and
@@ -25,9 +26,10 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.process import Runtime, connected
 from core.settings import Settings
-from gateway import jobs, openai_compat, origins, pages, purge
+from gateway import corrections, jobs, openai_compat, origins, pages, purge
 from gateway.asyncapi import asyncapi_document
 from gateway.audio import job_audio
+from gateway.dictionary import dictionary_lookup
 from gateway.errors import EXCEPTION_HANDLERS, UNAVAILABLE, dependency_error
 from gateway.feed import Feeds
 from gateway.limits import Limiter
@@ -127,7 +129,7 @@ def create_app(settings: Settings) -> Litestar:
     cors = (
         CORSConfig(
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=list(origins.cors_headers()),
             expose_headers=["Location", "ETag", "Content-Range", "Content-Disposition", "Retry-After"],
             max_age=600,
@@ -142,15 +144,17 @@ def create_app(settings: Settings) -> Litestar:
             readyz,
             submit_route(settings),
             *jobs.ROUTES,
+            *corrections.ROUTES,
             job_stream,
             job_events,
             job_audio,
             asyncapi_document,
+            dictionary_lookup,
             *openai_compat.routes(settings),
             *pages.ROUTES,
         ],
         lifespan=[runtime],
-        state=State({"limiter": Limiter(settings)}),
+        state=State({"limiter": Limiter(settings), "romanizer": corrections.LazyRomanizer()}),
         middleware=[origins.middleware(settings), _allow_every_method],
         cors_config=cors,
         compression_config=CompressionConfig(

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from litestar import HttpMethod, Response, route
 
-from core.messages import Cancelled, Failed, Final, Partial, Progress
+from core.messages import Cancelled, Failed, Final, Partial, Progress, Revised
 from gateway.envelopes import (
     CancelledEnvelope,
     ErrorEnvelope,
@@ -22,12 +22,23 @@ from gateway.envelopes import (
     Lagged,
     Lines,
     ProgressEnvelope,
+    RevisedEnvelope,
     Snapshot,
 )
 from gateway.openapi import VERSION
 
-_STREAM = (Snapshot, ProgressEnvelope, Lines, FinalEnvelope, FailedEnvelope, CancelledEnvelope, Heartbeat, Lagged)
-_BUS = (Progress, Partial, Final, Failed, Cancelled)
+_STREAM = (
+    Snapshot,
+    ProgressEnvelope,
+    Lines,
+    RevisedEnvelope,
+    FinalEnvelope,
+    FailedEnvelope,
+    CancelledEnvelope,
+    Heartbeat,
+    Lagged,
+)
+_BUS = (Progress, Partial, Revised, Final, Failed, Cancelled)
 
 _CLOSE_CODES = (
     "The server closes the websocket with 1000 after a terminal message (final, failed, cancelled); 4408 after "
@@ -67,7 +78,8 @@ def document() -> dict[str, Any]:
                 "A job's transcript while it is made. The websocket and the SSE stream carry the same JSON "
                 'messages, `{"v": 1, "type", "job_id", "seq", …}`: first a `snapshot` (the lines so far, after '
                 "`after`), a long backlog continuing at once in `segments` pages, then live messages, ending with "
-                "one terminal message. Lines are numbered by their own `seq` and sent once; resume with "
+                "one terminal message. Lines are numbered by their own `seq` and sent once; a line changes "
+                "only by a `revised` message (a correction by the job's owner) that replaces it; resume with "
                 "`?after=N` (websocket) or `Last-Event-ID: N` (SSE, whose event ids are line numbers). "
                 "A job's token is required: `?token=`, `Authorization: Bearer` (SSE), or the websocket "
                 "subprotocol `token.<TOKEN>`. " + _CLOSE_CODES + " Integrators on the bus subscribe to "

@@ -21,8 +21,8 @@ class Envelope(msgspec.Struct, kw_only=True, tag_field="type"):
 
 
 class Snapshot(Envelope, tag="snapshot"):
-    """First, always: the job so far. A long backlog continues in ``segments`` messages at once
-    (``more_lines`` true until the last of them)."""
+    """First, always: the job so far, its lines as corrected so far. A long backlog continues in
+    ``segments`` messages at once (``more_lines`` true until the last of them)."""
 
     status: JobState
     progress: JobProgress
@@ -42,10 +42,18 @@ class ProgressEnvelope(Envelope, tag="progress"):
 
 
 class Lines(Envelope, tag="segments"):
-    """New lines, each numbered by its own ``seq`` (from 0), never repeated or changed."""
+    """New lines, each numbered by its own ``seq`` (from 0), never repeated; changed only by ``revised``."""
 
     segments: list[Segment]
     more_lines: bool = False
+
+
+class RevisedEnvelope(Envelope, tag="revised"):
+    """A line this viewer has been sent was corrected: ``segment`` replaces the line with its ``seq``
+    (``segment.revision`` counts the corrections, ``segment.original_text`` is what the speech model
+    wrote). The one way a line changes after it is sent."""
+
+    segment: Segment
 
 
 class FinalEnvelope(Envelope, tag="final"):
@@ -99,6 +107,7 @@ AnyEnvelope = (
     Snapshot
     | ProgressEnvelope
     | Lines
+    | RevisedEnvelope
     | FinalEnvelope
     | FailedEnvelope
     | CancelledEnvelope

@@ -1,14 +1,17 @@
 """A job over REST: list, status, transcript, cancel and purge.
 
-Every per-job endpoint checks the job's token first (:func:`gateway.access.authorize`).
+Every per-job endpoint checks the job's token first (:func:`gateway.access.authorize`). A download
+is named after the job's title and the reading lines it shows (:func:`content_disposition`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from litestar import HttpMethod, Request, Response, delete, route
 from litestar.datastructures import State
@@ -16,10 +19,11 @@ from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
 from core import bus
-from core.messages import Cancelled, Romanization, Transcript
+from core.messages import Cancelled, Transcript
 from core.process import Runtime
+from core.text import ReadingLines
 from gateway import purge
-from gateway.access import authorize
+from gateway.access import authorize, purged
 from gateway.errors import ApiError
 from gateway.openapi import JOB_TOKEN, TranscriptOperation, error_responses
 from gateway.schemas import Format, JobChanged, JobList, JobProgress, JobStatus, JobSummary, Timings, WebhookState
@@ -37,6 +41,7 @@ FORMAT_MEDIA = {
 }
 
 _CURSOR = re.compile(r"^[0-9]{1,16}~[^~]{1,128}$")
+_ENDED = {"done": "finished", "failed": "failed", "cancelled": "been stopped"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 JobId = Annotated[str, PathParameter(description="The job's id, from the submit's answer.", max_length=64)]
@@ -113,6 +118,7 @@ async def job_status(request: Request[Any, Any, Any], state: State, job_id: JobI
         usage=usage,
         purged=job.purged_at is not None,
         webhook=_webhook_state(await webhook_store.delivery(state.rt.pool, job_id)),
+        title=job.title,
     )
 
 
@@ -147,11 +153,21 @@ async def cancel_or_purge(
     job = await authorize(request, job_id)
     if purge_:
         if not job.finished:
-            raise ApiError(409, "running", "The job is still running: cancel it first, then purge it.")
+            raise ApiError(
+                409,
+                "running",
+                "This transcript is still being made, so it cannot be deleted yet: stop it first, then delete it. "
+                "(Cancel the job with DELETE without ?purge=true, then purge it.)",
+            )
         await purge.purge_job(rt, job)
         return JobChanged(job_id=job_id, status=job.status, purged=True)  # type: ignore[arg-type]
     if not await repo.cancel_job(rt.pool, job_id):
-        raise ApiError(409, "finished", f"The job has already ended ({job.status}); nothing to cancel.")
+        raise ApiError(
+            409,
+            "finished",
+            f"This transcript has already {_ENDED.get(job.status, 'ended')}, so there is nothing to stop. "
+            f"(The job has ended: {job.status}.)",
+        )
     await bus.publish_event(rt.js, Cancelled(job_id=job_id))
     return JobChanged(job_id=job_id, status="cancelled", purged=False)
 
@@ -173,7 +189,11 @@ async def job_transcript(
     job_id: JobId,
     format: Annotated[Format, QueryParameter(description="The download format.")] = "json",
     romanization: Annotated[
-        Romanization, QueryParameter(description="The reading lines of txt, srt and vtt (json and csv carry both).")
+        ReadingLines,
+        QueryParameter(
+            description="The reading lines of txt, srt and vtt: Jyutping, Yale (tone marks), Yale with tone "
+            "numbers, Jyutping and Yale, or none (json and csv carry every reading)."
+        ),
     ] = "both",
     if_none_match: Annotated[
         str,
@@ -182,18 +202,19 @@ async def job_transcript(
 ) -> Response[str]:
     """The transcript in a download format; while the job runs, the lines so far (``"partial": true``).
 
+    Corrected lines are downloaded as corrected. ``Content-Disposition`` names the file after the
+    job's title and the reading lines (``council meeting (jyutping).srt``), or after the job's id.
     A finished transcript has an ``ETag``; a running one is not cached.
     """
     job = await authorize(request, job_id)
     if job.purged_at is not None:
-        raise ApiError(410, "purged", "This job's transcript and audio were deleted on request.")
+        raise purged()
     transcript = await repo.transcript(state.rt.pool, job_id, partial=True)
     if transcript is None:
-        raise ApiError(409, job.status, f"The job has no transcript ({job.status}): {job.reason}")
+        raise ApiError(409, job.status, _no_transcript(job))
     body = render(transcript, format, romanization)
-    extension = format
     disposition = "inline" if format == "json" else "attachment"
-    headers = {"Content-Disposition": f'{disposition}; filename="{job_id}.{extension}"'}
+    headers = {"Content-Disposition": content_disposition(disposition, job.title, job_id, format, romanization)}
     if transcript.partial:
         headers["Cache-Control"] = "no-store"
         return Response(body, media_type=FORMAT_MEDIA[format], headers=headers)
@@ -203,6 +224,50 @@ async def job_transcript(
     if if_none_match and etag in {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}:
         return Response("", status_code=304, headers=headers, media_type=FORMAT_MEDIA[format])
     return Response(body, media_type=FORMAT_MEDIA[format], headers=headers)
+
+
+def _no_transcript(job: repo.JobRow) -> str:
+    if job.status == "failed":
+        return f"This transcript could not be made: {job.reason or 'the job failed.'}"
+    return (
+        "This transcript was stopped before it was finished, so there is nothing to download. "
+        f"(The job was {job.status}: {job.reason or 'no reason given.'})"
+    )
+
+
+# How a file name says which reading lines it shows; json and csv carry every reading and say none.
+_READING_NAMES = {
+    "jyutping": "jyutping",
+    "yale": "yale",
+    "yale_numeric": "yale numbers",
+    "both": "jyutping and yale",
+    "none": "characters",
+}
+_UNSAFE_IN_NAME = re.compile(r'[\x00-\x1f\x7f"*/:<>?\\|]+')
+MAX_NAME_CHARS = 100  # of the title in a file name: 300 bytes of UTF-8 at most, under every file system's limit
+
+
+def content_disposition(disposition: str, title: str | None, job_id: str, fmt: str, romanization: str) -> str:
+    """``Content-Disposition`` naming the download after the job's title and its reading lines (RFC 6266):
+    an ASCII ``filename`` for old clients, and the UTF-8 name as ``filename*`` (RFC 5987).
+
+    Args:
+        disposition: ``attachment`` or ``inline``.
+        title: The job's title; the job's id names the file without one, and in the ASCII name of a
+            title that is not ASCII once accents are dropped (``Café`` is ``Cafe``, ``會議`` the id).
+        job_id: The job's id.
+        fmt: The format, the file's extension.
+        romanization: The reading lines shown (not named for json and csv, which carry every reading).
+    """
+    stem = _UNSAFE_IN_NAME.sub("_", unicodedata.normalize("NFC", title or "")).strip(" ._")[:MAX_NAME_CHARS]
+    stem = stem.strip() or job_id
+    suffix = f" ({_READING_NAMES[romanization]}).{fmt}" if fmt not in ("json", "csv") else f".{fmt}"
+    unaccented = "".join(char for char in unicodedata.normalize("NFKD", stem) if not unicodedata.combining(char))
+    ascii_stem = _UNSAFE_IN_NAME.sub("_", unaccented).replace("%", "_")  # some clients decode %xx in filename
+    if not ascii_stem.isascii():
+        ascii_stem = job_id
+    encoded = quote(stem + suffix, safe="!#$&-.^_`|~")  # "+" too: some decoders read it as a space
+    return f"{disposition}; filename=\"{ascii_stem}{suffix}\"; filename*=UTF-8''{encoded}"
 
 
 ROUTES = [list_jobs, job_status, cancel_or_purge, job_transcript]

@@ -31,8 +31,8 @@ _ERRORS = {
     400: "The request is not valid: a parameter, header or body says something this endpoint cannot take.",
     401: "No token, or not this job's token. Send it as `Authorization: Bearer …` or `?token=…`.",
     403: "A web page from another site may not do this (see `SCRIBE_CORS_ORIGINS`).",
-    404: "There is no such job (or its audio is not stored yet).",
-    409: "The job is not in a state that allows this.",
+    404: "There is no such job (or its audio, or the line, is not stored yet).",
+    409: "The job (or the line) is not in a state that allows this.",
     410: "The job's transcript and audio were purged, or its audio has expired.",
     413: "The body is larger than this endpoint takes.",
     415: "The body's Content-Type is not one this endpoint takes.",
@@ -168,7 +168,18 @@ class AudioOperation(Operation):
                 }
 
 
-EVENT_TYPES = ("snapshot", "progress", "segments", "final", "failed", "cancelled", "heartbeat", "lagged", "error")
+EVENT_TYPES = (
+    "snapshot",
+    "progress",
+    "segments",
+    "revised",
+    "final",
+    "failed",
+    "cancelled",
+    "heartbeat",
+    "lagged",
+    "error",
+)
 
 
 @dataclass

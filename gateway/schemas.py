@@ -9,6 +9,7 @@ from typing import Literal
 import msgspec
 
 from core.messages import Usage
+from romanizer.dictionary import Source
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 Format = Literal["json", "srt", "vtt", "txt", "csv"]
@@ -58,7 +59,10 @@ class WebhookState(msgspec.Struct):
 
 
 class JobStatus(msgspec.Struct):
-    """One job: where it is, why it ended, what it cost."""
+    """One job: where it is, why it ended, what it cost.
+
+    ``title`` is for people: an upload's file name, a link's video title (null until known).
+    """
 
     job_id: str
     status: JobState
@@ -71,6 +75,7 @@ class JobStatus(msgspec.Struct):
     usage: Usage
     purged: bool = False
     webhook: WebhookState | None = None
+    title: str | None = None
 
 
 class JobSummary(msgspec.Struct):
@@ -101,3 +106,26 @@ class Readiness(msgspec.Struct):
 
     nats: Up
     database: Up
+
+
+class DictionaryEntry(msgspec.Struct):
+    """One entry of CC-Canto or CC-CEDICT (both CC BY-SA; see the README): a headword in both
+    scripts, its Cantonese reading in Jyutping and in Yale with tone marks (null where no reading
+    is known), and its English definitions in the dictionary's order."""
+
+    traditional: str
+    simplified: str
+    jyutping: str | None
+    yale: str | None
+    definitions: list[str]
+    source: Source
+
+
+class DictionaryAnswer(msgspec.Struct):
+    """What the dictionary has for a word: the word's own entries, Cantonese senses first; or, when
+    it has none, the entries of its parts (the longest words from its left, down to single
+    characters), which ``message`` then says. At most 8 entries."""
+
+    query: str
+    entries: list[DictionaryEntry]
+    message: str | None

@@ -1,9 +1,10 @@
 """A job's live transcript over a websocket (``/v1/jobs/{id}/stream``) and SSE (``/v1/jobs/{id}/events``).
 
 One set of messages for both (:mod:`gateway.envelopes`). A viewer first gets a ``snapshot``
-(status, progress, the lines after ``after``; a long backlog continues at once in ``segments``
-pages), then live ``progress``, ``segments`` and one terminal ``final``, ``failed`` or
-``cancelled``; ``heartbeat`` when quiet, ``lagged`` (close 4408) when it fell behind, ``error``
+(status, progress, the lines after ``after``, as corrected so far; a long backlog continues at
+once in ``segments`` pages), then live ``progress``, ``segments``, ``revised`` (a line the viewer
+has been sent was corrected) and one terminal ``final``, ``failed`` or ``cancelled``;
+``heartbeat`` when quiet, ``lagged`` (close 4408) when it fell behind, ``error``
 when refused (close 4400 / 4401 / 4404 / 4410) or when the service cannot serve it now
 (``retryable``, close 1013). Lines are numbered by their own ``seq`` and sent once: a viewer
 resumes with ``?after=N`` (websocket) or ``Last-Event-ID: N`` (SSE, whose event ids are line
@@ -28,9 +29,9 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from core.messages import Cancelled, Failed, Final, JobEvent, Partial, Progress, Segment
+from core.messages import Cancelled, Failed, Final, JobEvent, Partial, Progress, Revised, Segment
 from core.process import Runtime
-from gateway.access import authorize, token_subprotocol
+from gateway.access import authorize, purged, token_subprotocol
 from gateway.envelopes import (
     CancelledEnvelope,
     Envelope,
@@ -41,6 +42,7 @@ from gateway.envelopes import (
     Lagged,
     Lines,
     ProgressEnvelope,
+    RevisedEnvelope,
     Snapshot,
     encode,
 )
@@ -83,12 +85,24 @@ async def _terminal_from_store(pool: Any, job: repo.JobRow) -> Final | Failed | 
 _ENDED = "The job has ended and this client has seen its last line: nothing more comes (an EventSource stops)."
 
 
-def purged_error() -> ApiError:
-    return ApiError(410, "purged", "This job's transcript and audio were deleted on request.")
+def _line_number(line: Segment) -> int:
+    return line.seq
+
+
+def _newer(line: Segment, other: Segment | None) -> Segment:
+    """The later revision of one line (the line's own when they are the same)."""
+    return other if other is not None and other.revision > line.revision else line
 
 
 class Session:
-    """What one viewer has been sent: the last event number and the last line number."""
+    """What one viewer has been sent: the last event number and the last line number.
+
+    Attributes:
+        revisions: Corrections of lines not sent yet (their ``Revised`` came first): each goes out
+            in place of its line when the line does.
+        shown: The revision each corrected line had when it was sent, so a correction the viewer
+            already has (the snapshot read it from the store) is not sent again.
+    """
 
     def __init__(self, job_id: str, after: int) -> None:
         self.job_id = job_id
@@ -96,16 +110,27 @@ class Session:
         self.last_line = after
         self.finished = False
         self.progress = JobProgress(seconds_decoded=0.0, duration=None)
+        self.revisions: dict[int, Segment] = {}
+        self.shown: dict[int, int] = {}
 
     def _new_lines(self, lines: list[Segment]) -> list[Segment]:
         fresh = sorted((line for line in lines if line.seq > self.last_line), key=lambda line: line.seq)
         if fresh:
             self.last_line = fresh[-1].seq
+        if self.revisions:
+            fresh = [_newer(line, self.revisions.pop(line.seq, None)) for line in fresh]
+        self.shown.update((line.seq, line.revision) for line in fresh if line.revision)
         return fresh
 
+    def _unseen_revision(self, event: Revised) -> bool:
+        """Whether ``event`` corrects a line this viewer has been sent, in a revision it does not have."""
+        line = event.segment
+        return line.seq <= self.last_line and self.shown.get(line.seq, 0) < line.revision
+
     async def opening(self, pool: Any, history: list[JobEvent]) -> list[Envelope]:
-        """The snapshot (lines from the store and the events so far, each once) in pages, and the
-        terminal event if the job has ended.
+        """The snapshot (lines from the store and the events so far, each once, in their latest
+        revision) in pages, a ``revised`` message for each corrected line up to ``after`` (a viewer
+        that resumes may have missed its correction), and the terminal event if the job has ended.
 
         Raises:
             ApiError: 410 for a job purged meanwhile.
@@ -113,7 +138,7 @@ class Session:
         job = await repo.get_job(pool, self.job_id)
         assert job is not None
         if job.purged_at is not None:
-            raise purged_error()
+            raise purged()
         self.seq = len(history)
         lines = {line.seq: line for line in await repo.segments(pool, self.job_id)}
         progress = JobProgress(seconds_decoded=job.seconds_decoded, duration=job.duration)
@@ -121,8 +146,12 @@ class Session:
         for event in history:
             match event:
                 case Partial():
-                    lines.update((line.seq, line) for line in event.segments)
+                    # The store's copy of a line may be a later revision than the event's.
+                    lines.update((line.seq, _newer(line, lines.get(line.seq))) for line in event.segments)
                     status = "running" if status == "queued" else status
+                case Revised():
+                    line = event.segment
+                    lines[line.seq] = _newer(line, lines.get(line.seq))
                 case Progress():
                     progress = JobProgress(seconds_decoded=event.seconds_decoded, duration=event.duration)
                     status = "running" if status == "queued" else status
@@ -132,6 +161,8 @@ class Session:
             terminal = await _terminal_from_store(pool, job)
         if terminal is not None:
             status = _STATUS[type(terminal)]
+        seen = self.last_line
+        corrected = sorted((line for line in lines.values() if line.seq <= seen and line.revision), key=_line_number)
         fresh = self._new_lines(list(lines.values()))
         self.progress = progress
         pages = [fresh[start : start + PAGE_LINES] for start in range(0, len(fresh), PAGE_LINES)] or [[]]
@@ -152,13 +183,22 @@ class Session:
             Lines(job_id=self.job_id, seq=self.seq, segments=page, more_lines=index < len(pages) - 1)
             for index, page in enumerate(pages[1:], start=1)
         ]
+        for line in corrected:
+            self.shown[line.seq] = line.revision
+            out.append(RevisedEnvelope(job_id=self.job_id, seq=self.seq, segment=line))
         if terminal is not None:
             out.append(self._terminal(terminal))
         return out
 
     def shared(self, event: JobEvent) -> bool:
-        """Whether this viewer's envelope for ``event`` is everyone's (no line of it already sent)."""
-        return not isinstance(event, Partial) or all(line.seq > self.last_line for line in event.segments)
+        """Whether this viewer's envelope for ``event`` is everyone's: no line of it already sent and
+        none to be replaced by a correction this viewer holds; a correction of a line it has."""
+        match event:
+            case Partial():
+                return all(line.seq > self.last_line and line.seq not in self.revisions for line in event.segments)
+            case Revised():
+                return self._unseen_revision(event)
+        return True
 
     def advance(self, seq: int, event: JobEvent) -> None:
         """Count ``event`` as sent without building its envelope (another viewer's encoding is used)."""
@@ -166,6 +206,9 @@ class Session:
         match event:
             case Partial() if event.segments:
                 self.last_line = max(self.last_line, max(line.seq for line in event.segments))
+                self.shown.update((line.seq, line.revision) for line in event.segments if line.revision)
+            case Revised():
+                self.shown[event.segment.seq] = event.segment.revision
             case Progress():
                 self.progress = JobProgress(seconds_decoded=event.seconds_decoded, duration=event.duration)
             case Final() | Failed() | Cancelled():
@@ -188,6 +231,15 @@ class Session:
             case Partial():
                 segments = self._new_lines(list(event.segments))
                 return Lines(job_id=self.job_id, seq=seq, segments=segments) if segments else None
+            case Revised():
+                line = event.segment
+                if line.seq > self.last_line:  # not sent yet: it goes out corrected when it does
+                    self.revisions[line.seq] = _newer(line, self.revisions.get(line.seq))
+                    return None
+                if not self._unseen_revision(event):
+                    return None
+                self.shown[line.seq] = line.revision
+                return RevisedEnvelope(job_id=self.job_id, seq=seq, segment=line)
             case Final() | Failed() | Cancelled():
                 return self._terminal(event)
         return None
@@ -241,7 +293,7 @@ async def _events(session: Session, viewer: Viewer, heartbeat_s: float) -> Async
     """``(type, JSON text)`` of each live envelope for one viewer, until the job's end (or it lags)."""
     while not session.finished:
         if viewer.purged:
-            yield "error", encode(session.error(purged_error()))
+            yield "error", encode(session.error(purged()))
             return
         if viewer.lagged:
             yield "lagged", encode(session.lagged())
@@ -273,10 +325,18 @@ async def _events(session: Session, viewer: Viewer, heartbeat_s: float) -> Async
         yield _kind(event), text
 
 
+_KINDS: dict[type, str] = {
+    Progress: "progress",
+    Partial: "segments",
+    Revised: "revised",
+    Final: "final",
+    Failed: "failed",
+    Cancelled: "cancelled",
+}
+
+
 def _kind(event: JobEvent) -> str:
-    return {Progress: "progress", Partial: "segments", Final: "final", Failed: "failed", Cancelled: "cancelled"}[
-        type(event)
-    ]
+    return _KINDS[type(event)]
 
 
 @contextlib.contextmanager
@@ -328,7 +388,7 @@ async def _serve_stream(socket: WebSocket[Any, Any, Any], session: Session, rt: 
         job = await authorize(socket, session.job_id)
         session.last_line = _after(socket.query_params.get("after"))
         if job.purged_at is not None:
-            raise purged_error()
+            raise purged()
         if not rt.nc.is_connected:
             raise unavailable("The live stream")
     except ApiError as exc:
@@ -465,7 +525,7 @@ async def job_events(
     """
     job = await authorize(request, job_id)
     if job.purged_at is not None:
-        raise purged_error()
+        raise purged()
     resumed = bool(last_event_id)
     start = _after(last_event_id) if resumed else after
     rt: Runtime = state.rt

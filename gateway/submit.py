@@ -66,6 +66,7 @@ class Submission:
     fingerprint: str
     file: BinaryIO | None = None
     webhook_url: str | None = None
+    title: str | None = None  # a file's name (a link's title comes from the streamer)
 
 
 def submit_route(settings: Settings) -> HTTPRouteHandler:
@@ -169,7 +170,7 @@ async def start_job(rt: Runtime, submission: Submission, *, key: str | None = No
                 if fingerprint != submission.fingerprint:
                     raise _key_conflict()
                 return owner, True
-        await repo.create_job(conn, job_id, source, user_id=None, options=submission.options)
+        await repo.create_job(conn, job_id, source, user_id=None, options=submission.options, title=submission.title)
         if submission.webhook_url is not None:
             await webhook_store.set_url(conn, job_id, submission.webhook_url)
         await client.submit(rt.js, source, options=submission.options, job_id=job_id)
@@ -249,7 +250,18 @@ async def _read_upload(request: Request[Any, Any, Any], rt: Runtime) -> Submissi
         raise ApiError(400, "bad_input", "The uploaded file is empty.")
     options = JobOptions(romanization=romanization)  # type: ignore[arg-type]
     hook = await _checked_webhook(str(form.get("webhook_url") or "") or None, rt)
-    return Submission("", options, _fingerprint("file", digest, options, hook), file=file, webhook_url=hook)
+    fingerprint = _fingerprint("file", digest, options, hook)
+    return Submission("", options, fingerprint, file=file, webhook_url=hook, title=file_title(upload.filename))
+
+
+_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,5}$")
+
+
+def file_title(filename: str | None) -> str | None:
+    """A job's title from an uploaded file's name: without the folders a browser may send, and
+    without its extension (``C:\\talks\\council meeting.mp4``: ``council meeting``)."""
+    name = re.split(r"[/\\]", filename or "")[-1]
+    return _EXTENSION.sub("", name).strip() or name.strip() or None
 
 
 async def _checked_webhook(url: str | None, rt: Runtime) -> str | None:

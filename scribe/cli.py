@@ -23,12 +23,24 @@ from typing import Any, TextIO
 import msgspec
 
 from core import logs
-from core.messages import ROMANIZATIONS, Cancelled, Char, Failed, Final, JobEvent, JobOptions, Partial, Progress
+from core.messages import (
+    Cancelled,
+    Char,
+    Failed,
+    Final,
+    JobEvent,
+    JobOptions,
+    Partial,
+    Progress,
+    Revised,
+    Romanization,
+)
 from core.settings import Settings
+from core.text import READING_LINES
 from romanizer.romanize import Romanizer
 from scribe import client
 from scribe.embedded import EmbeddedError
-from scribe.formats import FORMATS, clock, render
+from scribe.formats import FORMATS, clock, reading_lines, render
 from store import repo
 
 SERVICE_NAMES = ("streamer", "transcriber", "romanizer")
@@ -70,10 +82,12 @@ class Display:
                 self.done = event.chunks_done
                 for segment in event.segments:
                     self.line(f"[{clock(segment.start)}] {segment.text}")
-                    if self.romanization in ("jyutping", "both"):
-                        self.line(f"        {segment.jyutping}")
-                    if self.romanization in ("yale", "both"):
-                        self.line(f"        {segment.yale}")
+                    for reading in reading_lines(segment, self.romanization):
+                        self.line(f"        {reading}")
+            case Revised():
+                self.line(f"line {event.segment.seq} corrected: {event.segment.text}")
+                for reading in reading_lines(event.segment, self.romanization):
+                    self.line(f"        {reading}")
             case Final() | Failed() | Cancelled():
                 self.finish()
                 return
@@ -135,7 +149,7 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
                 file.close()
         elif args.local:  # our own embedded servers: only this process's streamer reads the path
             next(s for s in rt.services if isinstance(s, Streamer)).allow_local_file(job_id, source)
-        options = JobOptions(romanization=args.romanization)
+        options = JobOptions(romanization=job_romanization(args.romanization))
         await client.submit(rt.js, source, options=options, job_id=job_id)
         async with contextlib.aclosing(client.follow(rt.js, job_id)) as events:
             async for event in events:
@@ -162,7 +176,9 @@ async def transcribe_remote(args: argparse.Namespace, server: str) -> int:
     display.draw()
     async with httpx.AsyncClient(base_url=server, timeout=httpx.Timeout(60.0, read=600.0)) as http:
         try:
-            job = await RemoteJob.submit(http, args.input, local=args.local, romanization=args.romanization)
+            job = await RemoteJob.submit(
+                http, args.input, local=args.local, romanization=job_romanization(args.romanization)
+            )
             async for event in job.events():
                 display.show(event)
             if isinstance(event, Failed | Cancelled):
@@ -176,6 +192,12 @@ async def transcribe_remote(args: argparse.Namespace, server: str) -> int:
             return 1
     await _write(args, text, f"job {job.job_id} on {server}")
     return 0
+
+
+def job_romanization(reading_lines: str) -> Romanization:
+    """The job option nearest the reading lines asked for (the option names fewer; every line has every reading)."""
+    nearest: dict[str, Romanization] = {"jyutping": "jyutping", "yale": "yale", "yale_numeric": "yale"}
+    return nearest.get(reading_lines, "both")
 
 
 async def _write(args: argparse.Namespace, text: str, what: str) -> None:
@@ -310,7 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("input", help="a local audio/video file or an http(s) URL (YouTube and other sites)")
     t.add_argument("--format", "-f", choices=FORMATS, default="txt")
     t.add_argument("--output", "-o", help="write the transcript here instead of stdout")
-    t.add_argument("--romanization", "-r", choices=ROMANIZATIONS, default="both")
+    t.add_argument(
+        "--romanization",
+        "-r",
+        choices=READING_LINES,
+        default="both",
+        help="the reading lines under the characters: Jyutping, Yale with tone marks, Yale with tone numbers "
+        "(yale_numeric), Jyutping and Yale (both, the default), or none (txt, srt, vtt and the live lines; "
+        "json and csv carry every reading)",
+    )
     t.add_argument("--quiet", "-q", action="store_true", help="no progress or live lines on stderr")
     t.add_argument("--verbose", "-v", action="store_true", help="log what the services do")
     t.add_argument("--server", help="a running gateway to send the job to (default SCRIBE_SERVER_URL; none: run here)")

@@ -4,7 +4,7 @@
 
     job_id = await submit(js, "clip.mp3")
     async for event in follow(js, job_id):
-        ...   # Progress, Partial (its new lines), and last Final or Failed
+        ...   # Progress, Partial (its new lines), Revised (a line corrected), and last Final or Failed
 
 Everything goes through NATS: the job is published on ``scribe.jobs.submitted`` (the
 streamer makes its row) and its events are read back from ``scribe.events.<job_id>``,
@@ -79,7 +79,9 @@ async def follow(js: JetStreamContext, job_id: str, *, after: int = -1) -> Async
             lines up to it, so a follower that resumes sees every line once. ``-1``: none seen.
 
     Yields:
-        ``Progress``, ``Partial`` and, last, ``Final`` or ``Failed``.
+        ``Progress``, ``Partial``, ``Revised`` (a line corrected by the job's owner, the one way a
+        line changes once sent) and, last, ``Final``, ``Failed`` or ``Cancelled``. Corrections made
+        after the end are not followed: the store has them (``store.repo.transcript``).
 
     The subscription ends with the last event; a caller that may stop earlier wraps the
     generator in ``contextlib.aclosing`` so it ends then too.

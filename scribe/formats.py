@@ -14,12 +14,15 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import msgspec
 
-from core.messages import ROMANIZATIONS, Char, Segment, Transcript, Usage, Word
-from core.text import System, join_words
+from core.messages import Char, Segment, Transcript, Usage, Word
+from core.text import READING_LINES, join_words
+from romanizer.yale import to_yale, yale_parts
 
 FORMATS = ("txt", "json", "srt", "vtt", "csv")
 MAX_CUE_CHARS = 18
@@ -39,7 +42,8 @@ def render(transcript: Transcript, fmt: str, romanization: str = "both") -> str:
     Args:
         transcript: The whole transcript.
         fmt: One of ``txt``, ``json``, ``srt``, ``vtt``, ``csv``.
-        romanization: ``jyutping``, ``yale``, ``both`` (Jyutping line, then Yale line) or ``none``.
+        romanization: ``jyutping``, ``yale`` (tone marks), ``yale_numeric`` (tone numbers 1-6),
+            ``both`` (Jyutping line, then Yale line) or ``none`` (:data:`core.text.ReadingLines`).
 
     Returns:
         The file's text (UTF-8 when written; no ASCII escapes).
@@ -51,20 +55,51 @@ def render(transcript: Transcript, fmt: str, romanization: str = "both") -> str:
     if fmt_key not in _RENDERERS:
         raise ValueError(f"unknown transcript format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if romanization not in _SYSTEMS:
-        raise ValueError(f"unknown romanization {romanization!r}: choose one of {', '.join(ROMANIZATIONS)}")
+        raise ValueError(f"unknown romanization {romanization!r}: choose one of {', '.join(READING_LINES)}")
     return _RENDERERS[fmt_key](transcript, _SYSTEMS[romanization])
 
+
+System = Literal["jyutping", "yale", "yale_numeric"]
+"""One reading line: Jyutping, Yale with tone marks, Yale with tone numbers."""
 
 _SYSTEMS: dict[str, tuple[System, ...]] = {
     "jyutping": ("jyutping",),
     "yale": ("yale",),
+    "yale_numeric": ("yale_numeric",),
     "both": ("jyutping", "yale"),
     "none": (),  # characters only: subtitles for clients that expect OpenAI's (gateway.openai_compat)
 }
+_JYUTPING_SYLLABLE = re.compile(r"\b[a-z]+[1-6]\b")
+
+
+def reading_lines(segment: Segment, romanization: str) -> list[str]:
+    """The reading lines shown under a line's characters (txt, and the terminal's live lines)."""
+    return [_romanized(segment, system) for system in _SYSTEMS[romanization]]
 
 
 def _romanized(segment: Segment, system: System) -> str:
-    return segment.jyutping if system == "jyutping" else segment.yale
+    if system == "jyutping":
+        return segment.jyutping
+    if system == "yale":
+        return segment.yale
+    if segment.words and "".join(w.text for w in segment.words) == segment.text:
+        return _joined(segment.words, system)
+    # A line without words (not made by the romanizer): each Jyutping syllable of its line in Yale.
+    return _JYUTPING_SYLLABLE.sub(lambda m: (yale_parts(m.group()) or ("", m.group()))[1], segment.jyutping)
+
+
+def _joined(words: Sequence[Word], system: System) -> str:
+    """A reading line of some words, spaced and punctuated as :func:`core.text.join_words` does."""
+    if system != "yale_numeric":
+        return join_words(words, system)
+    return join_words([_numbered(word) for word in words], "yale")
+
+
+def _numbered(word: Word) -> Word:
+    """The word with its Yale in tone numbers (``gam1 yat6``) in place of tone marks."""
+    if word.jyutping is None:
+        return word
+    return Word(text=word.text, jyutping=word.jyutping, yale=to_yale(word.jyutping, numbers=True) or word.yale)
 
 
 # --- txt ------------------------------------------------------------------------------
@@ -91,8 +126,9 @@ def clock(seconds: float) -> str:
 # --- json -----------------------------------------------------------------------------
 
 
-class _JsonSegment(msgspec.Struct):
-    """A segment as downloaded: ``Segment`` without the pipeline's ``chunk_seq``."""
+class _JsonSegment(msgspec.Struct, omit_defaults=True):
+    """A segment as downloaded: ``Segment`` without the pipeline's ``chunk_seq``; a corrected line
+    also has ``original_text`` (what the speech model wrote) and ``revision``."""
 
     seq: int
     start: float
@@ -102,6 +138,8 @@ class _JsonSegment(msgspec.Struct):
     yale: str
     words: list[Word]
     chars: list[Char]
+    original_text: str | None = None
+    revision: int = 0
 
 
 class _JsonTranscript(msgspec.Struct):
@@ -123,7 +161,18 @@ def _json(transcript: Transcript, systems: tuple[System, ...]) -> str:
         source=transcript.source,
         duration=transcript.duration,
         segments=[
-            _JsonSegment(s.seq, s.start, s.end, s.text, s.jyutping, s.yale, list(s.words), list(s.chars))
+            _JsonSegment(
+                s.seq,
+                s.start,
+                s.end,
+                s.text,
+                s.jyutping,
+                s.yale,
+                list(s.words),
+                list(s.chars),
+                s.original_text,
+                s.revision,
+            )
             for s in transcript.segments
         ],
         usage=transcript.usage,
@@ -187,7 +236,7 @@ def cues(segments: Sequence[Segment], systems: Sequence[System], max_chars: int 
             piece_start = start + (end - start) * done / total
             done += len(text)
             piece_end = end if index == len(pieces) - 1 else start + (end - start) * done / total
-            out.append(Cue(piece_start, piece_end, text, tuple(join_words(piece, s) for s in systems)))
+            out.append(Cue(piece_start, piece_end, text, tuple(_joined(piece, s) for s in systems)))
     return out
 
 
@@ -267,4 +316,4 @@ _RENDERERS: dict[str, Callable[[Transcript, tuple[System, ...]], str]] = {
     "csv": _csv,
 }
 
-__all__ = ["FORMATS", "MAX_CUE_CHARS", "Cue", "clock", "cues", "render"]
+__all__ = ["FORMATS", "MAX_CUE_CHARS", "Cue", "System", "clock", "cues", "reading_lines", "render"]

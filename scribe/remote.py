@@ -19,7 +19,7 @@ import msgspec
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from core.messages import Cancelled, Failed, Final, JobEvent, Partial, Progress, Segment, Usage
+from core.messages import Cancelled, Failed, Final, JobEvent, Partial, Progress, Revised, Segment, Usage
 
 RECONNECTS = 5
 
@@ -134,6 +134,8 @@ def _events(job_id: str, envelope: dict[str, Any]) -> list[JobEvent]:
             ]
         case "segments":
             return [Partial(job_id=job_id, chunk_seq=0, segments=_lines(envelope), chunks_done=0)]
+        case "revised":
+            return [Revised(job_id=job_id, segment=msgspec.convert(envelope["segment"], Segment))]
         case "final":
             usage = msgspec.convert(envelope["usage"], Usage)
             return [

@@ -50,6 +50,8 @@ class JobRow:
     purged_at: datetime | None = None
     # The romanizer's outbox mark: chunks below it have had their Partial published.
     published_chunks: int = 0
+    # For people: an upload's file name, a link's video title (None until known).
+    title: str | None = None
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> JobRow:
@@ -70,6 +72,7 @@ class JobRow:
             finished_at=r["finished_at"],
             purged_at=r["purged_at"],
             published_chunks=r["published_chunks"],
+            title=r["title"],
         )
 
     @property
@@ -77,14 +80,33 @@ class JobRow:
         return self.status in ("done", "failed", "cancelled")
 
 
-async def create_job(db: Executor, job_id: str, source: str, *, user_id: str | None, options: JobOptions) -> None:
+async def create_job(
+    db: Executor, job_id: str, source: str, *, user_id: str | None, options: JobOptions, title: str | None = None
+) -> None:
     await db.execute(
-        "INSERT INTO jobs (id, source, user_id, options) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO jobs (id, source, user_id, options, title) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (id) DO NOTHING",
         job_id,
         source,
         user_id,
         _json.encode(options).decode(),
+        clean_title(title),
     )
+
+
+MAX_TITLE_CHARS = 200
+
+
+def clean_title(title: str | None) -> str | None:
+    """A title as kept: printable characters, single spaces, at most :data:`MAX_TITLE_CHARS`; None if empty."""
+    words = "".join(char for char in title or "" if char.isprintable() or char.isspace()).split()
+    return " ".join(words)[:MAX_TITLE_CHARS].strip() or None
+
+
+async def set_title(db: Executor, job_id: str, title: str | None) -> None:
+    """Give the job a title unless it has one (an upload's file name stays); an empty title changes nothing."""
+    if (kept := clean_title(title)) is not None:
+        await db.execute("UPDATE jobs SET title = $2 WHERE id = $1 AND title IS NULL", job_id, kept)
 
 
 async def get_job(db: Executor, job_id: str, *, for_update: bool = False) -> JobRow | None:
@@ -208,14 +230,20 @@ async def chunk_result(db: Executor, job_id: str, seq: int) -> list[RawSegment] 
 
 
 async def last_segment_texts(db: Executor, job_id: str, limit: int = 3) -> list[str]:
-    rows = await db.fetch("SELECT text FROM segments WHERE job_id = $1 ORDER BY seq DESC LIMIT $2", job_id, limit)
+    """The speech model's text of the job's last lines (what it wrote, not a correction of it)."""
+    rows = await db.fetch(
+        "SELECT COALESCE(original_text, text) AS text FROM segments WHERE job_id = $1 ORDER BY seq DESC LIMIT $2",
+        job_id,
+        limit,
+    )
     return [r["text"] for r in reversed(rows)]
 
 
 async def insert_segments(db: Executor, job_id: str, segments: list[Segment]) -> None:
     await db.executemany(
-        "INSERT INTO segments (job_id, seq, chunk_seq, start_s, end_s, text, jyutping, yale, words, chars)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (job_id, seq) DO NOTHING",
+        "INSERT INTO segments"
+        " (job_id, seq, chunk_seq, start_s, end_s, text, jyutping, yale, words, chars, original_text, revision)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (job_id, seq) DO NOTHING",
         [
             (
                 job_id,
@@ -228,9 +256,34 @@ async def insert_segments(db: Executor, job_id: str, segments: list[Segment]) ->
                 s.yale,
                 _json.encode(s.words).decode(),
                 _json.encode(s.chars).decode(),
+                s.original_text,
+                s.revision,
             )
             for s in segments
         ],
+    )
+
+
+async def segment(db: Executor, job_id: str, seq: int) -> Segment | None:
+    """One stored line of the job, or None."""
+    row = await db.fetchrow("SELECT * FROM segments WHERE job_id = $1 AND seq = $2", job_id, seq)
+    return _segment(row) if row is not None else None
+
+
+async def revise_segment(db: Executor, job_id: str, line: Segment) -> None:
+    """Store a corrected line in place of the line with its ``seq``: text, readings, original and revision."""
+    await db.execute(
+        "UPDATE segments SET text = $3, jyutping = $4, yale = $5, words = $6, chars = $7, original_text = $8,"
+        " revision = $9 WHERE job_id = $1 AND seq = $2",
+        job_id,
+        line.seq,
+        line.text,
+        line.jyutping,
+        line.yale,
+        _json.encode(line.words).decode(),
+        _json.encode(line.chars).decode(),
+        line.original_text,
+        line.revision,
     )
 
 
@@ -336,6 +389,8 @@ def _segment(r: Any) -> Segment:
         yale=r["yale"],
         words=_words.decode(r["words"]),
         chars=_chars.decode(r["chars"]),
+        original_text=r["original_text"],
+        revision=r["revision"],
     )
 
 

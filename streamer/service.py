@@ -56,13 +56,15 @@ class Decoded:
     """What the decoding thread reports: an encoded speech piece, or audio skipped (silence, no speech).
 
     The last report of an input that decoded to its end carries the reader's warnings
-    (what a damaged input lost), with ``piece`` None.
+    (what a damaged input lost), with ``piece`` None. Every report carries the title the site
+    gave the input, if any.
     """
 
     piece: EncodedPiece | None
     seconds: float
     duration_hint: float | None
     warnings: tuple[str, ...] = ()
+    title: str | None = None
 
 
 def _decode(
@@ -70,7 +72,7 @@ def _decode(
 ) -> Iterator[Decoded]:
     """Blocking: fetch, decode and encode the job's input, one piece at a time, and write the whole
     timeline to ``playback`` for listening (finished once the last report is out)."""
-    media, duration_hint = open_source(
+    media, duration_hint, title = open_source(
         source,
         local=local,
         allow_private=settings.allow_private_urls,
@@ -95,12 +97,12 @@ def _decode(
                 writer.write(piece.samples)
                 seconds = piece.end
                 if piece.silent or (settings.vad and not has_speech(piece.samples)):
-                    yield Decoded(None, seconds, hint)
+                    yield Decoded(None, seconds, hint, title=title)
                     continue
                 codec, audio = encode_for_bus(piece.samples, settings.chunk_codec, max_payload)
-                yield Decoded(EncodedPiece(piece.offset, piece.duration, codec, audio), seconds, hint)
+                yield Decoded(EncodedPiece(piece.offset, piece.duration, codec, audio), seconds, hint, title=title)
             writer.close()
-            yield Decoded(None, seconds, hint, warnings=tuple(reader.warnings))
+            yield Decoded(None, seconds, hint, warnings=tuple(reader.warnings), title=title)
         finally:
             with contextlib.suppress(Exception):  # an input that failed: its playback file is dropped
                 writer.close()
@@ -250,6 +252,7 @@ class Streamer:
         seconds = 0.0
         duration: float | None = None
         warnings: tuple[str, ...] = ()
+        titled = False
         # aclosing: on an error the decoding thread is told to stop at once, not at garbage collection.
         async with contextlib.aclosing(
             _in_thread(_decode, source, local, playback, self.settings, self.nc.max_payload)
@@ -257,6 +260,9 @@ class Streamer:
             async for decoded in decoded_pieces:
                 seconds, duration = decoded.seconds, decoded.duration_hint
                 warnings += decoded.warnings
+                if decoded.title and not titled:  # a link's video title, for people (an upload keeps its name)
+                    await repo.set_title(self.pool, job.job_id, decoded.title)
+                    titled = True
                 if await repo.is_cancelled(self.pool, job.job_id):
                     logger.info("job cancelled: decoding stopped", extra={"job_id": job.job_id, "chunks": seq})
                     return

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, NamedTuple, cast
 from urllib.parse import urlsplit
 
 from streamer.download import DEFAULT_TIMEOUT_S, HttpStream
@@ -103,6 +103,20 @@ def check_link(url: str, *, allow_private: bool) -> None:
     check_url(url.strip(), allow_private=allow_private)
 
 
+class Opened(NamedTuple):
+    """A source opened: what to decode, and what the site said of it.
+
+    Attributes:
+        media: A local path, or an open ``HttpStream`` the caller must close.
+        duration: Seconds, when the site reported them.
+        title: The video's or page's title, when the site gave one.
+    """
+
+    media: str | BinaryIO
+    duration: float | None = None
+    title: str | None = None
+
+
 def open_source(
     source: str,
     *,
@@ -112,7 +126,7 @@ def open_source(
     max_bytes: int,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_seconds: float | None = None,
-) -> tuple[str | BinaryIO, float | None]:
+) -> Opened:
     """Turn a submitted source into something ``streamer.media.open_media`` can read.
 
     Args:
@@ -126,8 +140,8 @@ def open_source(
         max_seconds: Wall-clock limit on the whole download, if any.
 
     Returns:
-        ``(path, None)`` for a local file, or ``(stream, duration)`` for a link: an open
-        ``HttpStream`` that the caller must close, and the duration the site reported.
+        A local file's path, or for a link an open ``HttpStream`` that the caller must close,
+        with the duration and title the site reported.
 
     Raises:
         SourceNotFound, UnsupportedInput, BlockedURL, UnreachableURL, TooLong, TooLarge.
@@ -137,7 +151,7 @@ def open_source(
     if scheme is None:
         if not local:
             raise BlockedURL(LOCAL_PATH_REFUSED)
-        return _local_file(Path(text), max_bytes=max_bytes), None
+        return Opened(_local_file(Path(text), max_bytes=max_bytes))
     _require_http(scheme)
     resolved = resolve(
         text, allow_private=allow_private, max_duration_s=max_duration_s, max_bytes=max_bytes, timeout_s=timeout_s
@@ -151,7 +165,7 @@ def open_source(
         max_seconds=max_seconds,
     )
     logger.info("streaming url", extra={"host": urlsplit(resolved.url).hostname, "duration": resolved.duration})
-    return cast(BinaryIO, stream), resolved.duration
+    return Opened(cast(BinaryIO, stream), resolved.duration, resolved.title)
 
 
 def _local_file(path: Path, *, max_bytes: int) -> str:

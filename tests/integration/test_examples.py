@@ -13,10 +13,11 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 import websockets
 
-from core.messages import Cancelled, Failed
+from core.messages import Cancelled, Failed, Revised
 from tests.integration.test_gateway_stream import _final, _job, _partial, _publish, gateway
 
 pytestmark = pytest.mark.integration
@@ -132,6 +133,18 @@ async def test_the_websocket_example_follows_a_backlog_longer_than_one_message(
     assert code == 0, err
     assert [int(line.split()[0]) for line in lines[:-1]] == list(range(count)) and lines[-1].startswith("-- done")
     assert relay.connections == 1, err
+
+
+async def test_the_nats_example_shows_corrections_made_after_the_end_too(nats_url, rt) -> None:
+    job_id, _ = await _job(rt)
+    line = _partial(job_id, 0, 0).segments[0]
+    fixed = msgspec.structs.replace(line, text="你哋好", jyutping="nei5 dei6 hou2", original_text="你好", revision=1)
+    await _publish(rt, _partial(job_id, 0, 0, 1), _final(job_id, 2), Revised(job_id=job_id, segment=fixed))
+    code, out, _ = await _run("examples/nats_follow.py", nats_url, job_id)
+    assert code == 0 and out.splitlines()[2:] == [
+        "line 0 corrected: 你哋好  (nei5 dei6 hou2)",
+        "-- done: 2 lines, 9.0 s",
+    ]
 
 
 async def test_the_nats_example_says_so_when_the_bus_holds_nothing_of_the_job(nats_url, rt) -> None:

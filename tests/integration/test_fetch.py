@@ -6,6 +6,7 @@ address a redirect must not reach). Loopback is let through only where a test sa
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,11 @@ from typing import Any
 
 import pytest
 
+from core import bus
+from core.messages import Cancelled, Progress
+from scribe import client
+from scribe.runtime import runtime, services
+from store import repo
 from streamer import guard
 from streamer.chunker import SAMPLE_RATE, Piece
 from streamer.download import HttpStream
@@ -93,6 +99,7 @@ def site(files: dict[str, Path], private_site: Site) -> Iterator[Site]:
     routes["/vod.m3u8"] = Route(f"{hls}#EXT-X-ENDLIST\n".encode(), content_type="application/vnd.apple.mpegurl")
     routes["/feed.rss"] = Route(_rss(clip), content_type="application/rss+xml")
     routes["/long-video.html"] = Route(_video_page(clip, "PT2H"), content_type="text/html")
+    routes["/council.html"] = Route(_video_page(clip, "PT31S"), content_type="text/html")
     yield site
     site.server.shutdown()
 
@@ -140,7 +147,7 @@ def test_resolve_plain_media_url_with_real_yt_dlp(site: Site) -> None:
 
 
 def test_url_streams_into_pieces_with_the_whole_duration(site: Site, files: dict[str, Path]) -> None:
-    source, _duration = open_source(site.url("/to-clip"), allow_private=True, **LIMITS)
+    source, *_ = open_source(site.url("/to-clip"), allow_private=True, **LIMITS)
     assert isinstance(source, HttpStream)
     with source, open_media(source, max_duration_s=600) as reader:
         pieces = list(reader.pieces(min_s=5, max_s=10, **CUTS))
@@ -151,7 +158,7 @@ def test_url_streams_into_pieces_with_the_whole_duration(site: Site, files: dict
 
 
 def test_first_piece_arrives_while_the_download_is_still_running(site: Site) -> None:
-    source, _ = open_source(site.url("/slow.ogg"), allow_private=True, **LIMITS)
+    source, *_ = open_source(site.url("/slow.ogg"), allow_private=True, **LIMITS)
     assert isinstance(source, HttpStream)
     total = len(site.routes["/slow.ogg"].body)
     with source, open_media(source, max_duration_s=600) as reader:
@@ -214,11 +221,11 @@ def test_html_page_is_refused_with_a_clear_reason(site: Site) -> None:
 
 
 def test_mp4_streams_only_with_its_index_first(site: Site, files: dict[str, Path]) -> None:
-    source, _ = open_source(site.url("/clip.m4a"), allow_private=True, **LIMITS)
+    source, *_ = open_source(site.url("/clip.m4a"), allow_private=True, **LIMITS)
     assert isinstance(source, HttpStream)
     with source, open_media(source, max_duration_s=600) as reader:
         assert sum(p.duration for p in reader.pieces(min_s=4, max_s=8, **CUTS)) == pytest.approx(12.0, abs=0.1)
-    source, _ = open_source(site.url("/index-last.m4a"), allow_private=True, **LIMITS)
+    source, *_ = open_source(site.url("/index-last.m4a"), allow_private=True, **LIMITS)
     assert isinstance(source, HttpStream)
     with source, pytest.raises(UnsupportedInput) as caught:
         open_media(source, max_duration_s=600)
@@ -256,6 +263,28 @@ def test_too_long_video_is_refused_from_the_site_metadata(site: Site) -> None:
     assert site.hits[hits:] == ["/long-video.html", "/clip.ogg"]
 
 
+def test_a_video_pages_title_comes_with_its_media(site: Site) -> None:
+    opened = open_source(site.url("/council.html"), allow_private=True, **LIMITS)
+    assert isinstance(opened.media, HttpStream)
+    with opened.media:
+        assert (opened.title, opened.duration) == ("Council meeting", 31)
+
+
+async def test_the_streamer_keeps_a_links_title_with_its_job(site: Site, settings, nats_url, database_url) -> None:
+    cfg = settings.with_(nats_url=nats_url, database_url=database_url)
+    async with runtime(cfg, names=["streamer"]) as rt:
+        await rt.start(services("streamer"))
+        job_id = await client.submit(rt.js, site.url("/council.html"))
+        async with contextlib.aclosing(client.follow(rt.js, job_id)) as events:
+            async for event in events:  # the title is kept before the first progress is announced
+                if isinstance(event, Progress):
+                    break
+        job = await repo.get_job(rt.pool, job_id)
+        assert job is not None and job.title == "Council meeting"
+        if await repo.cancel_job(rt.pool, job_id):  # nothing transcribes it here
+            await bus.publish_event(rt.js, Cancelled(job_id=job_id))
+
+
 def test_download_over_the_byte_limit_is_refused(site: Site) -> None:
     with pytest.raises(TooLarge) as caught:
         open_source(site.url("/clip.ogg"), allow_private=True, max_duration_s=600, max_bytes=100_000)
@@ -264,7 +293,7 @@ def test_download_over_the_byte_limit_is_refused(site: Site) -> None:
 
 def test_duration_limit_holds_when_the_stream_has_no_metadata(site: Site) -> None:
     # A non-seekable Ogg stream has no duration up front: the limit is enforced while decoding.
-    source, _ = open_source(site.url("/clip.ogg"), allow_private=True, **LIMITS)
+    source, *_ = open_source(site.url("/clip.ogg"), allow_private=True, **LIMITS)
     assert isinstance(source, HttpStream)
     with source, open_media(source, max_duration_s=10) as reader:
         assert reader.duration is None
@@ -297,7 +326,7 @@ def test_bad_local_input_is_refused_up_front(
 ) -> None:
     path = files.get(name, tmp_path / "nowhere.mp3")
     with pytest.raises(error) as caught:
-        source, _ = open_source(str(path), local=True, allow_private=False, **LIMITS)
+        source, *_ = open_source(str(path), local=True, allow_private=False, **LIMITS)
         open_media(source, max_duration_s=600).close()
     _assert_actionable(caught.value)
 

@@ -196,6 +196,7 @@ async def test_recent_jobs_are_listed_newest_first_a_page_at_a_time(settings, na
         ]
         first = (await client.get("/v1/jobs", params={"limit": 2})).json()
         assert [job["job_id"] for job in first["jobs"]] == [ids[2], ids[1]] and first["next_cursor"]
+        # No title: the list needs no token, and a file's name or a video's title is the job owner's.
         assert set(first["jobs"][0]) == {"job_id", "status", "duration", "created_at", "finished_at"}
         second = (await client.get("/v1/jobs", params={"limit": 2, "cursor": first["next_cursor"]})).json()
         assert second["jobs"][0]["job_id"] == ids[0]

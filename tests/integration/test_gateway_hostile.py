@@ -82,6 +82,7 @@ async def _finished_job(rt: Runtime, lines: int = 3) -> tuple[str, str]:
     await repo.set_input_ended(rt.pool, job_id, total_chunks=1, duration=float(lines))
     await repo.advance(rt.pool, job_id, next_chunk=1, next_segment=lines)
     await repo.finish_job(rt.pool, job_id)
+    await repo.mark_published(rt.pool, job_id, 1)  # its Partial goes out below
     usage = Usage("local", "whisper-base", float(lines), 0.0)
     await bus.publish_event(rt.js, Partial(job_id=job_id, chunk_seq=0, segments=segments, chunks_done=1))
     await bus.publish_event(rt.js, Final(job_id=job_id, duration=float(lines), segment_count=lines, usage=usage))

@@ -77,7 +77,10 @@ async def test_headers_and_status_codes_are_what_http_clients_expect(settings, n
     }
     assert _error(wrong_method)["code"] == "method_not_allowed"
     assert no_token.status_code == 401 and no_token.headers["www-authenticate"].startswith("Bearer")
-    assert srt.headers["content-disposition"] == f'attachment; filename="{job_id}.srt"'
+    assert srt.headers["content-disposition"] == (  # no title: the job's id names the file, with its reading
+        f'attachment; filename="{job_id} (jyutping and yale).srt"; '
+        f"filename*=UTF-8''{job_id}%20%28jyutping%20and%20yale%29.srt"
+    )
     for answer in (srt, txt):
         assert answer.headers["content-type"].count("charset") == 1, answer.headers["content-type"]
     assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged.headers["etag"] == etag

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 
+import msgspec
 import pytest
 
-from core.messages import Char, Final, Partial, Progress, Segment, Usage, Word
+from core.messages import Char, Final, Partial, Progress, Revised, Segment, Usage, Word
 from scribe import cli
 from scribe.cli import SERVICE_NAMES, Display, build_parser
 
@@ -35,6 +36,23 @@ def test_lines_are_drawn_as_they_come_with_the_romanization_asked_for() -> None:
         )
     )
     assert out.getvalue() == "[1:01:01] 你好\n        néih hóu\n"
+
+
+def test_a_correction_is_drawn_as_such_with_yale_in_tone_numbers() -> None:
+    out = io.StringIO()
+    display = Display(out, romanization="yale_numeric")
+    line = _line(3, 0.0, "今日", "gam1 jat6", "gām yaht")
+    display.show(Revised(job_id="j", segment=msgspec.structs.replace(line, original_text="金日", revision=1)))
+    assert out.getvalue() == "line 3 corrected: 今日\n        gam1 yat6\n"
+
+
+@pytest.mark.parametrize(
+    ("asked", "option"),
+    [("jyutping", "jyutping"), ("yale", "yale"), ("yale_numeric", "yale"), ("both", "both"), ("none", "both")],
+)
+def test_every_reading_the_command_offers_is_a_job_option(asked: str, option: str) -> None:
+    assert build_parser().parse_args(["transcribe", "a.mp3", "-r", asked]).romanization == asked
+    assert cli.job_romanization(asked) == option
 
 
 def test_quiet_draws_nothing() -> None:

@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from core.messages import Segment, Transcript, Usage, Word, transcript_decoder
-from core.text import join_words
-from scribe.formats import MAX_CUE_CHARS, clock, render
+from core.text import READING_LINES, join_words
+from scribe.formats import MAX_CUE_CHARS, clock, reading_lines, render
 
 W = Word
 
@@ -201,6 +201,29 @@ def test_yale_only_subtitles(transcript: Transcript) -> None:
     cues = parse_cues(render(transcript, "srt", romanization="yale"), SRT_TIME)
     check_cues(cues, romanization_lines=1)
     assert cues[0][2][1] == "ngóh haih Peter, néih nē?"
+
+
+def test_yale_with_tone_numbers_in_subtitles_and_text(transcript: Transcript) -> None:
+    cues = parse_cues(render(transcript, "srt", romanization="yale_numeric"), SRT_TIME)
+    check_cues(cues, romanization_lines=1)
+    assert cues[0][2][1] == "ngo5 hai6 Peter, nei5 ne1?"
+    assert cues[1][2][1].startswith("ngo5 dei6 gam1 yat6 heui3 jo2 heung1 gong2")  # a piece of a long line
+    txt = render(transcript, "txt", romanization="yale_numeric")
+    assert '          keui5 wa6 "R&D, hou2"' in txt.split("\n") and "ngóh" not in txt
+    # A line whose words do not spell it (not made by the romanizer): its Jyutping line, syllable by syllable.
+    bare = Segment(seq=0, start=0.0, end=1.0, text="今日，OK", jyutping="gam1 jat6, OK", yale="gām yaht, OK", words=[])
+    assert reading_lines(bare, "yale_numeric") == ["gam1 yat6, OK"]
+
+
+def test_every_reading_a_download_offers_is_rendered(transcript: Transcript) -> None:
+    lines = {reading: len(reading_lines(transcript.segments[0], reading)) for reading in READING_LINES}
+    assert lines == {"jyutping": 1, "yale": 1, "yale_numeric": 1, "both": 2, "none": 0}
+
+
+def test_a_corrected_line_downloads_with_its_original(transcript: Transcript) -> None:
+    fixed = msgspec.structs.replace(transcript.segments[0], original_text="我係彼得，你呢？", revision=2)
+    document = msgspec.json.decode(render(msgspec.structs.replace(transcript, segments=[fixed]), "json"))
+    assert document["segments"][0]["original_text"] == "我係彼得，你呢？" and document["segments"][0]["revision"] == 2
 
 
 def test_subtitles_skip_empty_segments(transcript: Transcript) -> None:

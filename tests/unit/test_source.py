@@ -61,7 +61,7 @@ def test_a_path_from_the_bus_is_refused_before_it_is_opened(tmp_path: Path) -> N
     with pytest.raises(BlockedURL) as caught:
         open_source(str(clip), **LIMITS)  # local defaults to False: a job from the bus
     assert caught.value.reason == LOCAL_PATH_REFUSED
-    path, _ = open_source(str(clip), local=True, **LIMITS)
+    path, *_ = open_source(str(clip), local=True, **LIMITS)
     assert path == str(clip)
 
 
