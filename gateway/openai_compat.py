@@ -14,8 +14,10 @@ What differs from OpenAI, on purpose:
   kept by the pipeline: they are 0 and ``[]``.
 - ``language`` may be Cantonese or Chinese (``yue``, ``zh``, ``zh-HK``, …): anything else is a
   400, since the service transcribes Cantonese only. ``temperature`` is accepted and ignored.
-- ``timestamp_granularities[]=word`` is a 400: the pipeline has no word timings, and invented
-  ones would mislead.
+- ``timestamp_granularities[]=word`` adds ``words`` to ``verbose_json``: the lexicon's words (a
+  Chinese word is one to four characters, a number is one word) timed from their characters'
+  times, as the speech model timed them. With a backend that times no words (OpenAI's gpt-4o
+  models, ``SCRIBE_ASR_WORD_TIMES=false``) the list is empty. ``segments`` are always given.
 - ``model`` is the model this deployment serves (``GET /v1/models``) or ``whisper-1``, which
   most client code sends, as another name for it.
 - ``srt`` and ``vtt`` are subtitles of at most about 18 characters a cue, characters only; a
@@ -114,8 +116,17 @@ class VerboseSegment(msgspec.Struct):
     chars: list[Char]
 
 
-class VerboseTranscription(msgspec.Struct):
-    """``response_format=verbose_json``: the text, its lines with times and readings, and the duration."""
+class VerboseWord(msgspec.Struct):
+    """``timestamp_granularities[]=word``: a word and when it is spoken."""
+
+    word: str
+    start: float
+    end: float
+
+
+class VerboseTranscription(msgspec.Struct, omit_defaults=True):
+    """``response_format=verbose_json``: the text, its lines with times and readings, and the duration;
+    ``words`` only when asked for."""
 
     task: Literal["transcribe"]
     language: str
@@ -123,6 +134,7 @@ class VerboseTranscription(msgspec.Struct):
     text: str
     segments: list[VerboseSegment]
     usage: DurationUsage
+    words: list[VerboseWord] | None = None
 
 
 class TextDelta(msgspec.Struct):
@@ -196,7 +208,7 @@ class TranscriptionOperation(Operation):
                 "temperature": Schema(type=OpenAPIType.NUMBER, description="Accepted and ignored."),
                 "timestamp_granularities[]": Schema(
                     type=OpenAPIType.ARRAY,
-                    items=text("segment; word is refused (no word timings).", enum=["segment", "word"]),
+                    items=text("segment (always given); word adds `words` to verbose_json.", enum=["segment", "word"]),
                 ),
                 "stream": Schema(
                     type=OpenAPIType.BOOLEAN,
@@ -277,6 +289,7 @@ class Asked:
     stream: bool
     romanization: SubtitleReadings
     prompt: str | None
+    words: bool = False
 
 
 async def create_transcription(request: Request[Any, Any, Any], state: State) -> Response[Any] | ServerSentEvent:
@@ -350,15 +363,8 @@ def _checked(form: Any, settings: Settings) -> Asked:
     if response_format not in RESPONSE_FORMATS:
         raise ApiError(400, "bad_request", f"response_format must be one of {', '.join(RESPONSE_FORMATS)}.")
     granularities = [str(value) for value in form.getall("timestamp_granularities[]", [])]
-    if "word" in granularities:
-        raise ApiError(
-            400,
-            "unsupported_granularity",
-            "Word timestamps are not available: this service times whole lines (segments). "
-            "Ask for timestamp_granularities[]=segment, or leave it out.",
-        )
-    if any(value != "segment" for value in granularities):
-        raise ApiError(400, "bad_request", "timestamp_granularities[] may only be segment.")
+    if any(value not in ("segment", "word") for value in granularities):
+        raise ApiError(400, "bad_request", "timestamp_granularities[] may be segment or word.")
     prompt = str(form.get("prompt") or "").strip()
     if len(prompt) > MAX_JOB_PROMPT:
         raise ApiError(400, "bad_request", f"prompt may be at most {MAX_JOB_PROMPT} characters.")
@@ -372,7 +378,8 @@ def _checked(form: Any, settings: Settings) -> Asked:
     romanization = str(form.get("romanization") or "none")
     if romanization not in SUBTITLE_READINGS:
         raise ApiError(400, "bad_request", f"romanization must be one of {', '.join(SUBTITLE_READINGS)}.")
-    return Asked(response_format, stream == "true", romanization, prompt or None)  # type: ignore[arg-type]
+    words = "word" in granularities
+    return Asked(response_format, stream == "true", romanization, prompt or None, words)  # type: ignore[arg-type]
 
 
 # --- the answer, when the job ends ---------------------------------------------------------
@@ -437,12 +444,27 @@ def _render(transcript: Transcript, asked: Asked) -> Response[Any]:
             )
             for line in transcript.segments
         ]
-        body = VerboseTranscription("transcribe", "cantonese", transcript.duration, text, segments, usage)
+        words = [word for line in transcript.segments for word in timed_words(line)] if asked.words else None
+        body = VerboseTranscription("transcribe", "cantonese", transcript.duration, text, segments, usage, words)
         return Response(body, media_type=MediaType.JSON)
     if asked.response_format == "text":
         return Response(text + "\n", media_type=_TEXT_MEDIA["text"])
     subtitles = render(transcript, asked.response_format, asked.romanization)
     return Response(subtitles, media_type=_TEXT_MEDIA[asked.response_format])
+
+
+def timed_words(line: Segment) -> list[VerboseWord]:
+    """The line's words with the times of their first and last timed characters; untimed ones left out."""
+    out: list[VerboseWord] = []
+    at = 0
+    for word in line.words:
+        chars = line.chars[at : at + len(word.text)]
+        at += len(word.text)
+        starts = [c.start for c in chars if c.start is not None]
+        ends = [c.end for c in chars if c.end is not None]
+        if starts and ends and word.text.strip():
+            out.append(VerboseWord(word=word.text, start=min(starts), end=max(ends)))
+    return out
 
 
 def joined(lines: Iterable[str]) -> str:

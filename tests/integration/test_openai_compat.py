@@ -90,10 +90,9 @@ async def test_the_openai_sdk_transcribes_through_the_gateway_in_every_format(
         # refusals: the SDK raises its own errors, carrying our sentence
         with pytest.raises(openai.BadRequestError) as english:
             await sdk.audio.transcriptions.create(model="whisper-1", file=CLIP, language="en")
-        with pytest.raises(openai.BadRequestError) as words:
-            await sdk.audio.transcriptions.create(
-                model="whisper-1", file=CLIP, response_format="verbose_json", timestamp_granularities=["word"]
-            )
+        timed = await sdk.audio.transcriptions.create(
+            model="whisper-1", file=CLIP, response_format="verbose_json", timestamp_granularities=["word", "segment"]
+        )
         with pytest.raises(openai.BadRequestError) as unknown_model:
             await sdk.audio.transcriptions.create(model="gpt-4o-transcribe", file=CLIP)
         with pytest.raises(openai.BadRequestError) as not_media:
@@ -159,7 +158,11 @@ async def test_the_openai_sdk_transcribes_through_the_gateway_in_every_format(
     # the SDK's message is "Error code: 400 - " and our sentence; code and body are ours
     assert english.value.message.startswith("Error code: 400 - This service transcribes Cantonese only")
     assert english.value.code == "unsupported_language" and english.value.body["message"] in english.value.message
-    assert words.value.code == "unsupported_granularity" and "Word timestamps are not available" in words.value.message
+    # words: the lexicon's words, timed from their characters, in order, inside their lines
+    rest = iter(timed.text)
+    assert timed.words and all(all(char in rest for char in w.word) for w in timed.words)  # in the text's order
+    assert all(a.start <= b.start for a, b in zip(timed.words, timed.words[1:], strict=False))
+    assert all(w.start <= w.end and timed.segments[0].start - 0.01 <= w.start for w in timed.words)
     assert unknown_model.value.code == "model_not_found" and "GET /v1/models" in unknown_model.value.message
     assert not_media.value.code == "bad_input" and "text file" in not_media.value.message  # the job's failure reason
     assert "text file" in not_media_streamed.value.message  # an error event ends the stream; the SDK raises it
