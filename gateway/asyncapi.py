@@ -98,12 +98,17 @@ def document() -> dict[str, Any]:
                 "servers": [{"$ref": "#/servers/gateway"}],
                 "parameters": {"job_id": job_id},
                 "messages": refs,
-                "description": "Websocket. Query: `token`, `after` (the last line number the client has; -1 for all).",
+                "description": "Websocket. Query: `token`, `after` (the last line number the client has; -1 for all), "
+                "`follow=revisions` (stay open after the end for the `revised` messages of later corrections).",
                 "bindings": {
                     "ws": {
                         "query": {
                             "type": "object",
-                            "properties": {"token": {"type": "string"}, "after": {"type": "integer", "minimum": -1}},
+                            "properties": {
+                                "token": {"type": "string"},
+                                "after": {"type": "integer", "minimum": -1},
+                                "follow": {"type": "string", "enum": ["revisions"]},
+                            },
                         }
                     }
                 },

@@ -8,7 +8,9 @@ has been sent was corrected) and one terminal ``final``, ``failed`` or ``cancell
 when refused (close 4400 / 4401 / 4404 / 4410) or when the service cannot serve it now
 (``retryable``, close 1013). Lines are numbered by their own ``seq`` and sent once: a viewer
 resumes with ``?after=N`` (websocket) or ``Last-Event-ID: N`` (SSE, whose event ids are line
-numbers).
+numbers). The stream ends after the terminal message, unless a websocket asks
+``?follow=revisions``: then it stays open for the ``revised`` messages of later corrections (a
+page showing a finished transcript that another window corrects) until the viewer leaves.
 
 A websocket is read for as long as it is open (its messages are discarded), so the client's
 pongs and close frames are seen. A viewer that reads nothing for ``SCRIBE_GATEWAY_SEND_TIMEOUT_S``
@@ -289,9 +291,15 @@ def _after(value: str | None) -> int:
     return after
 
 
-async def _events(session: Session, viewer: Viewer, heartbeat_s: float) -> AsyncIterator[tuple[str, str]]:
-    """``(type, JSON text)`` of each live envelope for one viewer, until the job's end (or it lags)."""
-    while not session.finished:
+async def _events(
+    session: Session, viewer: Viewer, heartbeat_s: float, *, follow: bool = False
+) -> AsyncIterator[tuple[str, str]]:
+    """``(type, JSON text)`` of each live envelope for one viewer, until the job's end (or it lags).
+
+    With ``follow`` it goes on after the end with the ``revised`` messages of later corrections (and
+    heartbeats) until the viewer leaves.
+    """
+    while follow or not session.finished:
         if viewer.purged:
             yield "error", encode(session.error(purged()))
             return
@@ -312,6 +320,8 @@ async def _events(session: Session, viewer: Viewer, heartbeat_s: float) -> Async
         if viewer.lagged:  # what is queued is not all there is: say so rather than send a gap later
             yield "lagged", encode(session.lagged())
             return
+        if session.finished and not isinstance(event, Revised):
+            continue  # following after the end: only corrections are news
         shared = session.shared(event)
         if shared and seq in viewer.encoded:
             session.advance(seq, event)
@@ -409,7 +419,8 @@ async def _serve_stream(socket: WebSocket[Any, Any, Any], session: Session, rt: 
                     await _close_lagged(socket, session, sent.line)
                     return
                 sent.note(envelope)
-            async for kind, text in _events(session, viewer, rt.settings.stream_heartbeat_s):
+            follow = socket.query_params.get("follow") == "revisions"
+            async for kind, text in _events(session, viewer, rt.settings.stream_heartbeat_s, follow=follow):
                 if not await stalls.send(socket, text):
                     await _close_lagged(socket, session, sent.line)
                     return

@@ -1,5 +1,7 @@
 // A job's live stream over the gateway's websocket, resumed by line number after any drop.
-// The token travels as the subprotocol "token.<T>" (a browser cannot set headers).
+// The token travels as the subprotocol "token.<T>" (a browser cannot set headers). Envelopes:
+// snapshot, progress, heartbeat, segments, revised (a corrected line), final, failed, cancelled,
+// lagged, error (see the README's stream section).
 
 const FINAL = new Set(["final", "failed", "cancelled"]);
 const REFUSED = new Set([4400, 4401, 4404, 4410]);
@@ -26,7 +28,9 @@ export class JobStream {
 
   open() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const url = `${scheme}//${location.host}/v1/jobs/${encodeURIComponent(this.jobId)}/stream?after=${this.lastLine}`;
+    // follow=revisions: after the job's end the stream stays open for corrections made elsewhere.
+    const path = `/v1/jobs/${encodeURIComponent(this.jobId)}/stream?after=${this.lastLine}&follow=revisions`;
+    const url = `${scheme}//${location.host}${path}`;
     const socket = new WebSocket(url, [`token.${this.token}`]);
     this.socket = socket;
     socket.onmessage = (message) => {
@@ -42,8 +46,13 @@ export class JobStream {
     };
     socket.onclose = (event) => {
       if (this.socket !== socket) return;
-      if (this.finished || this.refused || REFUSED.has(event.code)) {
+      if (this.refused || REFUSED.has(event.code)) {
         this.onConnection("closed");
+        return;
+      }
+      if (this.finished) {
+        // Only corrections can still come: follow them again, quietly, after a pause.
+        this.timer = setTimeout(() => this.open(), Math.min(60000, 5000 * 2 ** this.attempt++));
         return;
       }
       // Dropped, lagged (4408) or the gateway restarted: resume after the last line we have.
@@ -52,6 +61,18 @@ export class JobStream {
       this.onConnection("reconnecting", delay);
       this.timer = setTimeout(() => this.open(), delay);
     };
+  }
+
+  /**
+   * A finished job's stream stays open for corrections (follow=revisions); if it dropped while the
+   * page was hidden or offline, coming back opens it at once rather than after the pause, and the
+   * snapshot brings the corrections missed meanwhile.
+   */
+  resync() {
+    const open = this.socket && this.socket.readyState <= WebSocket.OPEN;
+    if (!this.finished || this.refused || open) return;
+    clearTimeout(this.timer);
+    this.open();
   }
 
   close() {

@@ -1,172 +1,190 @@
 // The viewer: start a job, read its lines as they come with readings over each character, and
 // listen along. Everything comes from the gateway's API (see the README); nothing else is fetched.
 
-import { READINGS, lineReading, renderLine } from "./ruby.js";
+import { Card } from "./card.js";
+import { remember, remembered } from "./history.js";
+import { GAPS, Player, SPEEDS } from "./player.js";
+import { JobProgress } from "./progress.js";
+import { READINGS, UNSURE_BELOW } from "./ruby.js";
+import { showHistory, wireStart } from "./start.js";
 import { JobStream } from "./stream.js";
+import { Transcript } from "./transcript.js";
 
 const $ = (selector) => document.querySelector(selector);
-const STATUS_WORDS = {
-  queued: "Waiting for a free worker…",
-  running: "Transcribing…",
-  done: "Done.",
-  failed: "This transcript could not be finished.",
-  cancelled: "This job was cancelled.",
+// What a refusal means to someone who opened a link, whatever the API's words for developers.
+const WRONG_LINK = "This link is wrong or incomplete: part of it is missing or mistyped. Open the whole link you "
+  + "were given when the transcript was started (it ends with “?token=” and 32 letters and digits).";
+const REFUSALS = {
+  unauthorized: WRONG_LINK,
+  not_found: "There is no transcript at this address. Check that the link is complete, or start a new transcript.",
+  purged: "This transcript was deleted on request, so it cannot be shown any more.",
+  gone: "This transcript was deleted on request, so it cannot be shown any more.",
+  bad_request: "This link is damaged. Open the whole link you were given again.",
 };
+// How a file's name says which reading lines it shows (json and csv carry every reading).
+const FILE_READING = {
+  jyutping: "jyutping", yale: "yale", yale_numeric: "yale numbers", both: "jyutping and yale", none: "characters",
+};
+
+function stored(key, allowed, fallback) {
+  const value = localStorage.getItem(key);
+  return allowed.includes(value) ? value : fallback;
+}
 
 const view = {
   job: null, // {id, token}
-  lines: new Map(), // seq -> {line, element}
-  order: [], // seqs in order
-  reading: READINGS.includes(localStorage.getItem("scribe.reading")) ? localStorage.getItem("scribe.reading") : "jyutping",
-  tones: localStorage.getItem("scribe.tones") === "1",
-  status: null, // the job's status as the stream last told it
-  progress: { seconds_decoded: 0, duration: null },
-  first: null, // [wall seconds, seconds transcribed] when this page started watching
-  lastDone: null,
-  eta: null, // {at, left}: the last estimate of the seconds left, counted down between lines
-  current: null, // seq of the line being played
-  stopAt: null, // "repeat line" pauses at the line's end
-  pending: null, // seq of a line asked for before the audio was loaded
+  title: null,
+  reading: stored("scribe.reading", READINGS, "jyutping"),
+  downloadReading: null, // chosen for the downloads; null: the page's reading
+  pending: null, // what to play once the audio has loaded
   audioTries: 0,
   audioRetry: null,
   stream: null,
+  channel: null, // BroadcastChannel: this job's corrections between this browser's windows
+  ticker: null,
 };
 
-const audioReady = () => $("#audio").readyState >= HTMLMediaElement.HAVE_METADATA;
+let transcript;
+let player;
+let card;
+let progress;
 
-// --- start a job ----------------------------------------------------------------------------------
+function plainRefusal(code, message) {
+  return REFUSALS[code] || message || "Something went wrong.";
+}
 
 function setState(state) {
   document.body.dataset.state = state;
 }
 
-async function submit(event) {
-  event.preventDefault();
-  const error = $("#form-error");
-  error.textContent = "";
-  const file = $("#file").files[0];
-  const url = $("#url").value.trim();
-  if (!file && !url) {
-    error.textContent = "Paste a link or choose a file first.";
-    return;
-  }
-  let body;
-  const headers = { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Math.random()) };
-  if (file) {
-    body = new FormData();
-    body.append("file", file);
-  } else {
-    body = JSON.stringify({ url });
-    headers["Content-Type"] = "application/json";
-  }
-  setState("submitting");
-  $("#submit").disabled = true;
-  $("#submit").textContent = file ? "Uploading…" : "Starting…";
-  try {
-    const response = await fetch("/v1/jobs", { method: "POST", body, headers });
-    const answer = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      error.textContent = answer.error?.message || `The server refused the job (HTTP ${response.status}).`;
-      setState("idle");
-      return;
-    }
-    history.pushState(null, "", answer.links.page);
-    openJob(answer.job_id, answer.token);
-  } catch {
-    error.textContent = "The server could not be reached. Check that it is running, then try again.";
-    setState("idle");
-  } finally {
-    $("#submit").disabled = false;
-    $("#submit").textContent = "Transcribe";
-  }
-}
-
-function chooseFile(file) {
-  $("#file-name").textContent = file ? `${file.name} (${(file.size / 1e6).toFixed(1)} MB)` : "";
-  if (file) $("#url").value = "";
-}
-
-function wireStart() {
-  $("#start").addEventListener("submit", submit);
-  $("#file").addEventListener("change", () => chooseFile($("#file").files[0]));
-  const drop = $("#drop");
-  for (const name of ["dragenter", "dragover"]) {
-    drop.addEventListener(name, (event) => { event.preventDefault(); drop.classList.add("over"); });
-  }
-  for (const name of ["dragleave", "drop"]) drop.addEventListener(name, () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    if (!event.dataTransfer.files.length) return;
-    $("#file").files = event.dataTransfer.files;
-    chooseFile(event.dataTransfer.files[0]);
-  });
-}
-
 // --- a job ------------------------------------------------------------------------------------------
 
 function openJob(id, token) {
-  setInterval(() => { if (document.body.dataset.state === "running" && view.status) showStatus(); }, 1000);
   view.job = { id, token };
   $("#start-view").hidden = true;
   $("#job-view").hidden = false;
+  $("#player").hidden = false;
   setState("running");
-  const query = `token=${encodeURIComponent(token)}`;
-  for (const link of document.querySelectorAll("a.download")) {
-    const format = link.dataset.format;
-    link.href = `/v1/jobs/${id}/transcript?format=${format}&${query}`;
-    link.setAttribute("download", `transcript-${id.slice(0, 8)}.${format}`);
-  }
-  $("#share").value = `${location.origin}/jobs/${id}?${query}`;
+  view.ticker = setInterval(() => {
+    if (document.body.dataset.state === "running" && progress.status) progress.show();
+  }, 1000);
+  const known = remembered().find((job) => job.id === id); // listed once the server has accepted the link
+  if (known?.title) setTitle(known.title);
+  setDownloads();
+  $("#share").value = `${location.origin}/jobs/${id}?token=${encodeURIComponent(token)}`;
+  fetchStatus();
   view.stream = new JobStream(id, token, onEnvelope, onConnection);
   view.stream.open();
+  // Corrections: another window of this browser hears of one at once; a page of a finished job (whose
+  // stream has closed) asks again whenever it is looked at.
+  if ("BroadcastChannel" in window) {
+    view.channel = new BroadcastChannel(`scribe.job.${id}`);
+    view.channel.addEventListener("message", (event) => {
+      if (event.data?.segment) transcript.replace(event.data.segment);
+    });
+  }
+  const resync = () => { if (document.visibilityState === "visible") view.stream.resync(); };
+  document.addEventListener("visibilitychange", resync);
+  window.addEventListener("focus", resync);
+}
+
+function api(path, options = {}) {
+  return fetch(path, { ...options, headers: { Authorization: `Bearer ${view.job.token}`, ...options.headers } });
+}
+
+// The job's title (the file's name or the video's) and length, for the heading, the file names and the list.
+async function fetchStatus() {
+  try {
+    const response = await api(`/v1/jobs/${view.job.id}`);
+    if (!response.ok) return;
+    const status = await response.json();
+    if (status.title) setTitle(status.title);
+    remember({ id: view.job.id, token: view.job.token, title: status.title, duration: status.progress?.duration, status: status.status });
+  } catch {
+    // The stream says what is wrong, if anything is.
+  }
+}
+
+function setTitle(title) {
+  view.title = title;
+  $("#job-title").textContent = title;
+  document.title = `${title} · CantoneseScribe`;
+  setDownloads();
+}
+
+// As the server names it (Content-Disposition): the title and the reading lines the file shows.
+function downloadName(format, reading) {
+  const stem = (view.title || "").normalize("NFC").replace(/[\u0000-\u001f\u007f"*/:<>?\\|]+/g, "_")
+    .replace(/^[ ._]+|[ ._]+$/g, "").slice(0, 100).trim() || view.job.id;
+  return format === "json" || format === "csv" ? `${stem}.${format}` : `${stem} (${FILE_READING[reading]}).${format}`;
+}
+
+function setDownloads() {
+  if (!view.job) return;
+  const reading = view.downloadReading || (view.reading === "none" ? "none" : view.reading);
+  $("#download-reading").value = reading;
+  const token = encodeURIComponent(view.job.token);
+  for (const link of document.querySelectorAll("a.download")) {
+    const format = link.dataset.format;
+    link.href = `/v1/jobs/${view.job.id}/transcript?format=${format}&romanization=${reading}&token=${token}`;
+    link.setAttribute("download", downloadName(format, reading));
+  }
 }
 
 function onConnection(state, delay) {
   if (state === "reconnecting") {
     $("#status").textContent = `Connection lost; reconnecting${delay ? ` in ${Math.round(delay / 1000)} s` : ""}…`;
   } else if (state === "live" && document.body.dataset.state === "running") {
-    showStatus();
+    progress.show();
   }
 }
 
 function onEnvelope(envelope) {
   switch (envelope.type) {
     case "snapshot":
-      setProgress(envelope.progress);
+      remember({ id: view.job.id, token: view.job.token, status: envelope.status, duration: envelope.progress?.duration });
+      progress.set(envelope.progress);
       setWarnings(envelope.warnings);
       addLines(envelope.segments);
-      view.status = envelope.status; // a finished job's terminal event follows at once
+      progress.status = envelope.status; // a finished job's terminal event follows at once
       if (envelope.status === "queued" || envelope.status === "running") setState("running");
-      showStatus();
+      progress.show();
       if (envelope.status === "done" || envelope.progress?.seconds_decoded >= (envelope.progress?.duration ?? Infinity)) {
         loadAudio();
       }
       break;
     case "progress":
-      setProgress(envelope);
+      progress.set(envelope);
       if (envelope.input_ended) loadAudio();
       break;
     case "heartbeat":
-      setProgress(envelope.progress);
+      progress.set(envelope.progress);
       break;
     case "segments":
       addLines(envelope.segments);
-      view.status = "running";
-      showStatus();
+      progress.status = "running";
+      progress.show();
+      break;
+    case "revised":
+      if (envelope.segment) transcript.replace(envelope.segment);
       break;
     case "final":
       setWarnings(envelope.warnings);
-      view.status = "done";
+      progress.status = "done";
       setState("done");
-      showStatus();
+      progress.show();
       loadAudio();
+      remember({ id: view.job.id, token: view.job.token, status: "done", duration: envelope.duration });
+      if (!view.title) fetchStatus(); // a video's title may have been learnt on the way
       break;
     case "failed":
     case "cancelled":
-      view.status = envelope.type;
+      progress.status = envelope.type;
       setState(envelope.type);
       showError(envelope.reason);
-      showStatus();
+      progress.show();
+      player.pause();
+      remember({ id: view.job.id, token: view.job.token, status: envelope.type });
       break;
     case "error":
       if (envelope.retryable) { // the server is busy or briefly down: the stream reconnects by itself
@@ -174,7 +192,7 @@ function onEnvelope(envelope) {
         break;
       }
       setState("failed");
-      showError(envelope.message);
+      showError(plainRefusal(envelope.code, envelope.message));
       $("#status").textContent = "This transcript cannot be shown.";
       break;
     default: // "lagged": the stream reconnects by itself
@@ -196,144 +214,85 @@ function setWarnings(warnings) {
   }));
 }
 
-// --- progress and the estimate of the time left -------------------------------------------------------
-
-function setProgress(progress) {
-  if (!progress) return;
-  view.progress = { seconds_decoded: progress.seconds_decoded ?? 0, duration: progress.duration ?? null };
-  showStatus();
-}
-
-function transcribedSeconds() {
-  const last = view.order.length ? view.lines.get(view.order[view.order.length - 1]).line : null;
-  return last ? last.end : 0;
-}
-
-function showStatus() {
-  const { seconds_decoded: decoded, duration } = view.progress;
-  const done = transcribedSeconds();
-  const bar = $("#progress");
-  const status = view.status || "running";
-  if (status !== "running" && status !== "queued") {
-    bar.max = 1;
-    bar.value = 1;
-    const count = view.order.length;
-    const lines = count ? ` ${count} line${count === 1 ? "" : "s"}${duration ? `, ${clock(duration)} of audio` : ""}.` : "";
-    $("#status").textContent = `${STATUS_WORDS[status]}${lines}`;
-    $("#eta").textContent = "";
-    return;
-  }
-  if (duration) {
-    bar.max = duration;
-    bar.value = Math.min(duration, done);
-  } else {
-    bar.removeAttribute("value"); // an indeterminate bar: the length is not known yet
-  }
-  const heard = decoded ? ` (audio read: ${clock(decoded)})` : "";
-  $("#status").textContent = status === "queued" && !done
-    ? STATUS_WORDS.queued
-    : `Transcribed ${clock(done)}${duration ? ` of ${clock(duration)}` : ""}${heard}.`;
-  $("#eta").textContent = estimate(done, duration);
-}
-
-// Lines come in bursts (one per chunk, several chunks at once), so the pace is measured from the
-// moment this page started watching, re-estimated only when new lines arrive, once a sixth of
-// the audio has come in since then, and counted down in between.
-function estimate(done, duration) {
-  const now = performance.now() / 1000;
-  view.first ??= [now, done];
-  if (done !== view.lastDone) {
-    view.lastDone = done;
-    const [t0, d0] = view.first;
-    const rate = (done - d0) / (now - t0);
-    if (duration && rate > 0 && done - d0 >= duration / 6) view.eta = { at: now, left: (duration - done) / rate };
-  }
-  if (!duration) return "";
-  if (!view.eta) return "Estimating the time left…";
-  const left = view.eta.left - (now - view.eta.at);
-  if (left < 10) return "Almost there.";
-  return `About ${left < 90 ? `${Math.round(left / 5) * 5} s` : `${Math.round(left / 60)} min`} left.`;
-}
-
-function clock(seconds) {
-  const whole = Math.max(0, Math.floor(seconds));
-  const h = Math.floor(whole / 3600);
-  const m = Math.floor((whole % 3600) / 60);
-  const s = String(whole % 60).padStart(2, "0");
-  return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
-}
-
 // --- lines ------------------------------------------------------------------------------------------
 
 function addLines(segments) {
-  const fresh = [];
-  for (const line of segments || []) {
-    if (view.lines.has(line.seq)) continue; // a line never changes once sent: a repeat is dropped
-    const element = lineElement(line);
-    const after = view.order.findLastIndex((seq) => seq < line.seq);
-    const next = view.order[after + 1];
-    $("#lines").insertBefore(element, next === undefined ? null : view.lines.get(next).element);
-    view.order.splice(after + 1, 0, line.seq);
-    view.lines.set(line.seq, { line, element });
-    fresh.push(line);
-  }
+  const fresh = transcript.add(segments);
   if (!fresh.length) return;
   $("#waiting").hidden = true;
-  if (!document.title.includes("·")) document.title = `${view.lines.get(view.order[0]).line.text} · CantoneseScribe`;
+  if (!view.title && !document.title.includes("·")) document.title = `${transcript.get(transcript.order[0]).line.text} · CantoneseScribe`;
   $("#announce").textContent = fresh.map((line) => line.text).join(" ");
 }
 
-function lineElement(line) {
-  const item = document.createElement("li");
-  item.className = "line";
-  item.dataset.seq = line.seq;
-  item.dataset.start = line.start;
-  item.dataset.end = line.end;
-  const time = document.createElement("button");
-  time.type = "button";
-  time.className = "time";
-  time.textContent = clock(line.start);
-  time.setAttribute("aria-label", `Play from ${clock(line.start)}: ${line.text}`);
-  time.addEventListener("click", () => playLine(line.seq));
-  const text = document.createElement("span");
-  text.className = "text";
-  text.lang = "yue-Hant";
-  text.append(renderLine(line, view.reading));
-  text.addEventListener("click", () => playLine(line.seq));
-  const copy = document.createElement("button");
-  copy.type = "button";
-  copy.className = "copy";
-  copy.textContent = "Copy";
-  copy.setAttribute("aria-label", `Copy line ${line.seq + 1}`);
-  copy.addEventListener("click", () => copyText(copy, `${line.text}\n${lineReading(line, view.reading)}`.trim()));
-  item.append(time, text, copy);
-  return item;
+// PATCH a correction; the new line, or what stands in the way in words a learner understands.
+async function saveLine(seq, text, revision) {
+  let response;
+  let body = null;
+  try {
+    response = await api(`/v1/jobs/${view.job.id}/lines/${seq}`, {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ text, revision }),
+    });
+    body = await response.json().catch(() => null);
+  } catch {
+    return { message: "The server could not be reached, so the correction was not saved. Try again in a moment." };
+  }
+  if (response.ok && body && typeof body.seq === "number") {
+    view.channel?.postMessage({ segment: body });
+    return { segment: body };
+  }
+  const code = body?.error?.code;
+  if (response.status === 409 && code === "line_changed") {
+    return { conflict: await fetchLine(seq), message: body.error.message };
+  }
+  if (response.status === 401 || response.status === 403) return { message: WRONG_LINK };
+  if (response.status === 400 && body?.error?.message) return { message: body.error.message };
+  const why = body?.error?.message || `the server answered ${response.status}`;
+  return { message: `The correction was not saved: ${why}` };
 }
 
-function rerender() {
-  for (const { line, element } of view.lines.values()) {
-    element.querySelector(".text").replaceChildren(renderLine(line, view.reading));
+// One line as the server now has it (after someone else's correction).
+async function fetchLine(seq) {
+  try {
+    const response = await api(`/v1/jobs/${view.job.id}/transcript?format=json`, { cache: "no-store" });
+    if (!response.ok) return null;
+    const transcriptJson = await response.json();
+    return (transcriptJson.segments || []).find((line) => line.seq === seq) || null;
+  } catch {
+    return null;
   }
 }
 
 function wireReadings() {
-  for (const radio of document.querySelectorAll('input[name="reading"]')) {
-    radio.checked = radio.value === view.reading;
-    radio.addEventListener("change", () => {
-      view.reading = radio.value;
-      localStorage.setItem("scribe.reading", view.reading);
-      document.body.classList.toggle("no-readings", view.reading === "none");
-      rerender();
-    });
-  }
+  const select = $("#reading");
+  select.value = view.reading;
   document.body.classList.toggle("no-readings", view.reading === "none");
-  const tones = $("#tones");
-  tones.checked = view.tones;
-  document.body.classList.toggle("tones", view.tones);
-  tones.addEventListener("change", () => {
-    view.tones = tones.checked;
-    localStorage.setItem("scribe.tones", view.tones ? "1" : "0");
-    document.body.classList.toggle("tones", view.tones);
+  select.addEventListener("change", () => {
+    view.reading = select.value;
+    localStorage.setItem("scribe.reading", view.reading);
+    document.body.classList.toggle("no-readings", view.reading === "none");
+    transcript.setReading(view.reading);
+    setDownloads();
+  });
+  $("#download-reading").addEventListener("change", () => {
+    view.downloadReading = $("#download-reading").value;
+    setDownloads();
+  });
+  switchClass("#tones", "scribe.tones", "tones", false);
+  switchClass("#unsure-marks", "scribe.unsure", "unsure-marks", true);
+  $("#unsure-percent").textContent = String(Math.round(UNSURE_BELOW * 100));
+}
+
+// A checkbox that puts a class on the body, remembered in the browser.
+function switchClass(selector, key, className, fallback) {
+  const box = $(selector);
+  const saved = localStorage.getItem(key);
+  box.checked = saved == null ? fallback : saved === "1";
+  document.body.classList.toggle(className, box.checked);
+  box.addEventListener("change", () => {
+    localStorage.setItem(key, box.checked ? "1" : "0");
+    document.body.classList.toggle(className, box.checked);
   });
 }
 
@@ -356,7 +315,7 @@ async function copyText(button, text) {
 
 function loadAudio() {
   const audio = $("#audio");
-  if (audioReady() || audio.getAttribute("src") || !view.job) return;
+  if (player.ready || audio.getAttribute("src") || !view.job) return;
   $("#audio-note").textContent = "Loading the audio…";
   audio.src = `/v1/jobs/${view.job.id}/audio?token=${encodeURIComponent(view.job.token)}`;
   audio.load();
@@ -364,13 +323,16 @@ function loadAudio() {
 
 function wireAudio() {
   const audio = $("#audio");
+  const speed = $("#speed");
+  speed.replaceChildren(...SPEEDS.map((rate) => new Option(`${rate}×`, String(rate))));
+  player = new Player(audio, onTick, showPlayer);
+  player.setSpeed(Number(localStorage.getItem("scribe.speed")) || 1);
+  player.setGap(stored("scribe.gap", GAPS, "0"));
   audio.addEventListener("loadedmetadata", () => {
     $("#audio-note").textContent = "";
-    if (view.pending != null) {
-      const seq = view.pending;
-      view.pending = null;
-      playLine(seq);
-    }
+    const pending = view.pending;
+    view.pending = null;
+    pending?.();
   });
   audio.addEventListener("error", () => {
     // Stored once the whole input is decoded: try again while the job goes on.
@@ -386,102 +348,167 @@ function wireAudio() {
       view.audioRetry = setTimeout(loadAudio, 3000);
     }
   });
-  audio.addEventListener("timeupdate", followPlayback);
-  audio.addEventListener("play", () => { $("#play").textContent = "Pause"; });
-  audio.addEventListener("pause", () => { $("#play").textContent = "Play"; });
+  speed.addEventListener("change", () => player.setSpeed(Number(speed.value)));
+  $("#gap").addEventListener("change", () => player.setGap($("#gap").value));
   $("#play").addEventListener("click", togglePlay);
   $("#prev").addEventListener("click", () => step(-1));
   $("#next").addEventListener("click", () => step(1));
   $("#repeat").addEventListener("click", repeatLine);
+  $("#loop").addEventListener("click", toggleLoop);
+  showPlayer({ playing: false, waiting: false, loop: false, speed: player.speed, gap: player.gap });
 }
 
-function playLine(seq, { stopAtEnd = false } = {}) {
-  const entry = view.lines.get(seq);
-  if (!entry) return;
-  markCurrent(seq);
-  const audio = $("#audio");
-  if (!audioReady()) {
-    view.pending = seq;
-    loadAudio();
+function showPlayer(state) {
+  const play = $("#play");
+  play.querySelector(".icon").textContent = state.playing ? "❚❚" : "▶";
+  play.querySelector(".word").textContent = state.playing ? " Pause" : " Play";
+  play.setAttribute("aria-label", state.playing ? "Pause" : "Play");
+  $("#loop").setAttribute("aria-pressed", String(state.loop));
+  $("#speed").value = String(state.speed);
+  $("#gap").value = state.gap;
+  localStorage.setItem("scribe.speed", String(state.speed));
+  localStorage.setItem("scribe.gap", state.gap);
+  document.body.classList.toggle("looping", state.loop);
+  if (state.waiting) $("#audio-note").textContent = "Your turn: say the line.";
+  else if ($("#audio-note").textContent === "Your turn: say the line.") $("#audio-note").textContent = "";
+}
+
+// Every frame while playing: the line and the character being spoken. A held line (repeat, loop)
+// stays current whatever the time says.
+function onTick(time) {
+  const seq = player.hold ? player.hold.seq : transcript.lineAt(time);
+  transcript.follow(seq, time);
+}
+
+function span(seq) {
+  const line = transcript.get(seq)?.line;
+  return line ? { seq, start: line.start, end: line.end } : null;
+}
+
+// Until the audio has loaded, what was asked for waits (the line is marked at once).
+function whenReady(seq, play) {
+  transcript.follow(seq, null);
+  if (player.ready) {
+    play();
     return;
   }
-  view.stopAt = stopAtEnd ? entry.line.end : null;
-  audio.currentTime = entry.line.start;
-  audio.play().catch(() => {});
+  view.pending = play;
+  loadAudio();
+}
+
+function seek(seq, time) {
+  const line = span(seq);
+  if (line) whenReady(seq, () => player.playFrom(time, player.loop ? line : null));
 }
 
 function repeatLine() {
-  const seq = view.current ?? view.order[0];
-  if (seq !== undefined) playLine(seq, { stopAtEnd: true });
+  const line = span(transcript.current ?? transcript.order[0]);
+  if (line) whenReady(line.seq, () => player.repeat(line));
+}
+
+function toggleLoop() {
+  const line = span(transcript.current ?? transcript.order[0]);
+  player.setLoop(!player.loop, line);
 }
 
 function step(by) {
-  if (!view.order.length) return;
-  const at = view.current == null ? -1 : view.order.indexOf(view.current);
-  const seq = view.order[Math.min(view.order.length - 1, Math.max(0, at + by))];
-  playLine(seq);
+  const order = transcript.order;
+  if (!order.length) return;
+  const at = transcript.current == null ? -1 : order.indexOf(transcript.current);
+  const line = span(order[Math.min(order.length - 1, Math.max(0, at + by))]);
+  whenReady(line.seq, () => player.moveTo(line));
 }
 
 function togglePlay() {
-  const audio = $("#audio");
-  if (!audioReady()) {
-    if (view.order.length) playLine(view.current ?? view.order[0]);
+  if (!player.ready) {
+    const seq = transcript.current ?? transcript.order[0];
+    if (seq !== undefined) seek(seq, transcript.get(seq).line.start);
     return;
   }
-  if (audio.paused) audio.play().catch(() => {});
-  else audio.pause();
+  player.toggle();
 }
 
-function followPlayback() {
-  const time = $("#audio").currentTime;
-  if (view.stopAt != null && time >= view.stopAt) {
-    view.stopAt = null;
-    $("#audio").pause();
-  }
-  let playing = null;
-  for (const seq of view.order) {
-    const { line } = view.lines.get(seq);
-    if (line.start > time + 0.05) break;
-    playing = seq;
-  }
-  if (playing !== null && playing !== view.current) markCurrent(playing);
+function showMeaning(seq, word) {
+  player.pause();
+  card.show(seq, word);
 }
 
-function markCurrent(seq) {
-  const before = view.lines.get(view.current)?.element;
-  before?.classList.remove("current");
-  before?.removeAttribute("aria-current");
-  view.current = seq;
-  const { element } = view.lines.get(seq);
-  element.classList.add("current");
-  element.setAttribute("aria-current", "true");
-  element.scrollIntoView({ block: "nearest", behavior: "smooth" });
-}
+// --- keys: the same whatever has focus, except a text field ---------------------------------------------
+
+const TEXT_FIELD = "input:not([type]), input[type=text], input[type=url], input[type=search], input[type=email], "
+  + "input[type=number], input[type=password], textarea, [contenteditable]:not([contenteditable=false])";
+const KEYS = {
+  " ": togglePlay,
+  j: () => step(1),
+  n: () => step(1),
+  k: () => step(-1),
+  p: () => step(-1),
+  r: repeatLine,
+  l: toggleLoop,
+  "[": () => player.stepSpeed(-1),
+  "-": () => player.stepSpeed(-1),
+  "]": () => player.stepSpeed(1),
+  "+": () => player.stepSpeed(1),
+  "=": () => player.stepSpeed(1),
+  e: () => transcript.edit(transcript.current ?? transcript.order[0]),
+  m: () => {
+    const word = transcript.activeWord();
+    if (word) showMeaning(word.seq, word.word);
+  },
+};
 
 function wireKeys() {
-  document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey || !view.job) return;
-    const target = event.target;
-    if (target.closest("input, textarea, select, [contenteditable]")) return;
-    const button = target.closest("button, a, summary");
-    switch (event.key) {
-      case " ":
-        if (button) return; // Space presses the focused button
-        event.preventDefault();
-        togglePlay();
-        break;
-      case "j": case "n": step(1); break;
-      case "k": case "p": step(-1); break;
-      case "r": repeatLine(); break;
-      default:
+  // Capture, on the window: before a focused button, select or the audio's own controls act on the key.
+  window.addEventListener("keydown", (event) => {
+    if (!view.job || event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+    const target = event.target instanceof Element ? event.target : document.body;
+    if (target.closest(TEXT_FIELD)) return;
+    if (event.key === "Escape" && card.open) {
+      event.preventDefault();
+      card.close();
+      return;
     }
-  });
+    const action = KEYS[event.key];
+    if (!action || document.body.dataset.state === "failed" || document.body.dataset.state === "cancelled") return;
+    if (event.key === " " && target.closest("input[type=checkbox], input[type=radio]")) return; // Space ticks those
+    event.preventDefault();
+    event.stopPropagation();
+    if (event.repeat && event.key === " ") return;
+    action();
+  }, true);
+  // A button is pressed when Space comes up: never, when Space was ours.
+  window.addEventListener("keyup", (event) => {
+    const target = event.target instanceof Element ? event.target : document.body;
+    if (event.key === " " && view.job && !target.closest(TEXT_FIELD) && !target.closest("input[type=checkbox], input[type=radio]")) {
+      event.preventDefault();
+    }
+  }, true);
 }
 
 // --- start ------------------------------------------------------------------------------------------
 
 function start() {
-  wireStart();
+  transcript = new Transcript($("#lines"), view.reading, {
+    seek,
+    meaning: showMeaning,
+    save: saveLine,
+    copy: copyText,
+    stickyBottom: () => $("#top").getBoundingClientRect().bottom,
+  });
+  progress = new JobProgress({ status: $("#status"), bar: $("#progress"), eta: $("#eta") }, () => {
+    const last = transcript.order.length ? transcript.get(transcript.order[transcript.order.length - 1]) : null;
+    return { done: last ? last.line.end : 0, count: transcript.order.length };
+  });
+  card = new Card($("#card"), {
+    words: (seq) => transcript.wordsOf(seq),
+    word: (seq, word) => transcript.get(seq)?.line.words?.[word],
+    element: (seq, word) => transcript.wordElement(seq, word),
+    play: (seq, word) => {
+      const cell = transcript.get(seq)?.allCells.find((c) => c.word === word);
+      seek(seq, cell?.start ?? transcript.get(seq).line.start);
+    },
+  });
+  wireStart(openJob);
   wireReadings();
   wireAudio();
   wireKeys();
@@ -495,7 +522,10 @@ function start() {
     $("#job-view").hidden = false;
     setState("failed");
     $("#status").textContent = "This transcript cannot be shown.";
-    showError("This link has no token: open the full link you were given when the job was started.");
+    showError("This link is incomplete: the part that starts with “?token=” is missing. Open the whole link you "
+      + "were given when the transcript was started.");
+  } else {
+    showHistory();
   }
   window.addEventListener("popstate", () => location.reload());
 }

@@ -35,7 +35,7 @@ from gateway.app import create_app
 from romanizer.romanize import Romanizer
 from romanizer.service import romanize_chunk
 from store import repo
-from tests.integration.test_gateway_stream import gateway
+from tests.integration.test_gateway_stream import _final, _publish, gateway
 
 pytestmark = pytest.mark.integration
 
@@ -175,6 +175,33 @@ async def test_a_correction_is_stored_beside_the_original_streamed_announced_and
         assert MEANT in txt.text and "yi5 ha6 hai6" in txt.text and HEARD not in txt.text
         document = (await http.get(f"/v1/jobs/{job_id}/transcript")).json()
         assert document["segments"][0]["original_text"] == HEARD and "original_text" not in document["segments"][1]
+
+
+async def test_a_finished_jobs_viewer_that_follows_revisions_gets_later_corrections(
+    settings, nats_url, database_url, rt, romanizer
+) -> None:
+    cfg = settings.with_(nats_url=nats_url, database_url=database_url, stream_heartbeat_s=0.5)
+    job_id, token = await _running_job(rt, romanizer)
+    await _publish(rt, _final(job_id, 2))
+    async with gateway(cfg) as host:
+        stream = f"ws://{host}/v1/jobs/{job_id}/stream?token={token}"
+        async with websockets.connect(stream) as plain, websockets.connect(f"{stream}&follow=revisions") as follower:
+            for viewer in (plain, follower):
+                assert (await _recv(viewer))["type"] == "snapshot" and (await _recv(viewer))["type"] == "final"
+            await asyncio.wait_for(plain.wait_closed(), 10)  # the end, as before
+            assert plain.close_code == 1000
+            assert (await _recv(follower))["type"] == "heartbeat"  # still open after the end
+
+            async with httpx.AsyncClient(base_url=f"http://{host}", timeout=10) as http:
+                answer = await http.patch(
+                    f"/v1/jobs/{job_id}/lines/1",
+                    json={"text": "你好嗎？"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            assert answer.status_code == 200, answer.text
+            while (message := await _recv(follower))["type"] == "heartbeat":
+                pass
+            assert message["type"] == "revised" and message["segment"] == answer.json()
 
 
 async def test_refusals_say_what_happened_and_what_to_do(settings, nats_url, database_url, rt, romanizer) -> None:
