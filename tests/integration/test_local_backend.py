@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
-from faster_whisper import WhisperModel
+from faster_whisper import WhisperModel, decode_audio
 
 from core.settings import Settings
 from tests.fake_openai import encode_ogg_opus, whisper_model_for_tests
@@ -183,3 +184,26 @@ async def test_local_backend_returns_nothing_for_a_chunk_without_speech(
     result = await local_backend.transcribe(audio, duration=duration)
     assert result.segments == []
     assert result.billed_seconds == pytest.approx(10.0, abs=0.05)
+
+
+async def test_word_times_change_no_word_of_a_chunk_longer_than_whisper_s_window(whisper_model: WhisperModel) -> None:
+    # 57 s of the meeting: two 30 s windows, the first ending mid-segment, where faster-whisper
+    # with word times would seek to the last word and decode again (transcriber.local._window_end).
+    samples = decode_audio(str(AUDIO / "ktdc_meeting_2025-01-06_other_matters.mp3"))[147 * 16000 : 204 * 16000]
+    audio = io.BytesIO()
+    with wave.open(audio, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((samples * 32767).astype(np.int16).tobytes())
+    results = {}
+    for word_times in (False, True):
+        backend = LocalBackend(whisper_model, Settings(asr_threads=2, asr_workers=1, asr_word_times=word_times))
+        results[word_times] = await backend.transcribe(audio.getvalue(), duration=57.0)
+    assert [s.text for s in results[True].segments] == [s.text for s in results[False].segments]
+    words = [w for s in results[True].segments for w in s.words]
+    assert "".join(w.text for w in words).replace(" ", "") == "".join(s.text for s in results[True].segments).replace(
+        " ", ""
+    )
+    assert all(0 <= w.start <= w.end <= 57.0 and 0 <= (w.probability or 0) <= 1 for w in words)
+    assert not any(s.words for s in results[False].segments)
