@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INPUT ?= ../shared/data/audio/sherpa_yue-6.wav
 ARGS ?=
 
-.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-romanize bench-fuzz bench-gateway bench-abuse
+.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-word-times bench-lines bench-romanize bench-fuzz bench-gateway bench-abuse
 
 $(BIN)/scribe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,17 @@ bench-asr: setup
 
 bench-pipeline: setup
 	$(BIN)/python -m bench.pipeline --runs 2
+
+# Issue 16: what word times cost the pipeline (SCRIBE_ASR_WORD_TIMES=false and =true, alternating), then
+# the speech model alone on the streamer's chunks (windows and temperature fallbacks).
+bench-word-times: setup
+	$(BIN)/python -m bench.pipeline --skip-baselines --compare-word-times --runs 2
+	$(BIN)/python -m bench.word_times
+
+# Issue 16: line times against a speech detector, uncertainty marks against the references, line
+# lengths; before is the code of 840c49f in a git worktree.
+bench-lines: setup
+	$(BIN)/python -m bench.lines_eval
 
 # Baselines of the benchmark only (ToJyutping is also what romanizer/build/lexicon.py rebuilds from).
 bench-gateway: setup

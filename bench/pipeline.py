@@ -27,6 +27,12 @@ Run from the repository root (``bench/pipeline.py`` as a script works too)::
     .venv/bin/python -m bench.pipeline                 # 10 minutes of audio, all cores
     .venv/bin/python -m bench.pipeline --minutes 1 --runs 3 --json bench-pipeline.json
     .venv/bin/python -m bench.pipeline --skip-baselines --threads 2
+    .venv/bin/python -m bench.pipeline --skip-baselines --compare-word-times --runs 2
+
+``--compare-word-times`` runs the pipeline twice a round instead of once, with
+``SCRIBE_ASR_WORD_TIMES=false`` ("words-off") and ``=true`` ("words-on"), the order swapped every
+other round (off, on, on, off, ...) so that a drift in the machine's load falls on both, and
+prints the cost of word times: the ratio of the median wall times (target at most 1.10).
 
 The code: this module (command line, the sequence of a bench), ``bench.contenders`` (the
 input, the baselines' child process, the runs), ``bench.measure`` (running a child and
@@ -44,7 +50,7 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +73,9 @@ from core.settings import Settings
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "audio"
 SOURCE_NAME = "ktdc_meeting_2025-01-06_other_matters.mp3"
+# --compare-word-times: the pipeline with SCRIBE_ASR_WORD_TIMES set each way (issue 16).
+WORD_TIMES = {"words-off": "false", "words-on": "true"}
+MAX_WORD_TIMES_COST = 1.10  # wall time with word times over without
 
 
 # --- command line -------------------------------------------------------------------------
@@ -80,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the looped input (default 10)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads for every contender")
     parser.add_argument("--skip-baselines", action="store_true", help="run the pipeline only")
+    parser.add_argument(
+        "--compare-word-times",
+        action="store_true",
+        help="run the pipeline with SCRIBE_ASR_WORD_TIMES=false and =true, alternating, instead of once",
+    )
     parser.add_argument("--runs", type=int, default=1, help="runs of each contender (medians are shown)")
     parser.add_argument("--json", type=Path, help="save the figures here")
     parser.add_argument(
@@ -188,6 +202,7 @@ class Results:
     failures: list[str]
     summaries: list[dict[str, Any]] = field(default_factory=list)
     targets: list[dict[str, Any]] = field(default_factory=list)
+    word_times: dict[str, Any] = field(default_factory=dict)
     load_after: list[float] = field(default_factory=list)
 
 
@@ -196,6 +211,9 @@ def run_contender(bench: Bench, name: str) -> Run:
     args = bench.args
     if name == "pipeline":
         return run_pipeline(bench.audio, args.threads, bench.env, bench.settings, args.timeout)
+    if name in WORD_TIMES:
+        env = {**bench.env, "SCRIBE_ASR_WORD_TIMES": WORD_TIMES[name]}
+        return replace(run_pipeline(bench.audio, args.threads, env, bench.settings, args.timeout), name=name)
     return run_baseline(name, bench.audio, bench.model_dir, args.threads, bench.env, args.timeout)
 
 
@@ -208,7 +226,7 @@ def run_one(bench: Bench, name: str, number: int) -> Run | None:
         print(" FAILED")
         print(f"bench: {exc}", file=sys.stderr)
         return None
-    extra = f", first partial {fmt(run.first_s)} s" if name == "pipeline" else ""
+    extra = f", first partial {fmt(run.first_s)} s" if name == "pipeline" or name in WORD_TIMES else ""
     print(f" {run.wall_s:.1f} s{extra}, {run.segments} segments")
     for note in run.notes:
         print(f"  note: {note}")
@@ -216,12 +234,15 @@ def run_one(bench: Bench, name: str, number: int) -> Run | None:
 
 
 def run_contenders(bench: Bench) -> Results:
-    """``--runs`` rounds of every contender (the baselines first); a contender that fails is not run again."""
-    contenders = [] if bench.args.skip_baselines else list(BASELINES)
-    contenders.append("pipeline")
-    results = Results(runs={name: [] for name in contenders}, failures=[])
+    """``--runs`` rounds of every contender (the baselines first); a contender that fails is not run again.
+
+    With ``--compare-word-times`` the two pipelines swap places every other round (ABBA).
+    """
+    baselines = [] if bench.args.skip_baselines else list(BASELINES)
+    pipelines = list(WORD_TIMES) if bench.args.compare_word_times else ["pipeline"]
+    results = Results(runs={name: [] for name in [*baselines, *pipelines]}, failures=[])
     for number in range(1, bench.args.runs + 1):
-        for name in contenders:
+        for name in [*baselines, *(pipelines if number % 2 else reversed(pipelines))]:
             if name in results.failures:
                 continue
             run = run_one(bench, name, number)
@@ -247,11 +268,36 @@ def report(bench: Bench, results: Results) -> None:
         print(f"Audio: {bench.audio_s:.0f} s ({bench.audio_s / 60:g} min). Threads: {bench.args.threads}.")
         print_table(results.summaries, bench.audio_s)
     results.targets = check_targets(results.summaries, bench.audio_s)
+    if bench.args.compare_word_times:
+        results.word_times = word_times_cost(results.summaries)
     if "pipeline" in results.failures:
         print(
             "\nbench: the pipeline run failed (see above): `scribe transcribe` does not work on this checkout yet.",
             file=sys.stderr,
         )
+
+
+def word_times_cost(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Print what word times cost the pipeline: median wall time on over off, CPU, peak memory of the process."""
+    by_name = {s["name"]: s for s in summaries}
+    off, on = by_name.get("words-off"), by_name.get("words-on")
+    if off is None or on is None:
+        return {}
+    ratio = on["wall_s"] / off["wall_s"]
+    cost = {
+        "wall_ratio": round(ratio, 3),
+        "cpu_ratio": round(on["cpu_s"] / off["cpu_s"], 3),
+        "scribe_peak_rss_mb": {n: s["peak_rss_mb_by_name"].get("scribe") for n, s in (("off", off), ("on", on))},
+        "ok": ratio <= MAX_WORD_TIMES_COST,
+    }
+    verdict = "ok" if cost["ok"] else "MISSED"
+    print(
+        f"\nWord times (SCRIBE_ASR_WORD_TIMES): wall {on['wall_s']:.1f} s on against {off['wall_s']:.1f} s off = "
+        f"{ratio:.3f} x (target <= {MAX_WORD_TIMES_COST:.2f} x: {verdict}); CPU {on['cpu_s']:.1f} s against "
+        f"{off['cpu_s']:.1f} s; peak RSS of scribe {cost['scribe_peak_rss_mb']['on']:.0f} MB against "
+        f"{cost['scribe_peak_rss_mb']['off']:.0f} MB; characters {on['chars']:.0f} against {off['chars']:.0f}"
+    )
+    return cost
 
 
 def document(bench: Bench, results: Results) -> dict[str, Any]:
@@ -273,6 +319,7 @@ def document(bench: Bench, results: Results) -> dict[str, Any]:
         },
         "summaries": results.summaries,
         "targets": results.targets,
+        "word_times": results.word_times,
         "runs": {name: [asdict(r) for r in rs] for name, rs in results.runs.items()},
         "failures": results.failures,
     }
