@@ -44,6 +44,7 @@ import psutil
 import websockets
 
 from bench.gateway_load import new_job, raise_open_files, servers, stop
+from bench.measure import worktree
 from core import bus
 from core.messages import Partial, Segment
 from core.process import Runtime, connected
@@ -543,21 +544,6 @@ RUNNERS: dict[str, Callable[[Gateway, Runtime, Sizes], Coroutine[Any, Any, dict[
 # --- the two gateways -------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def before_checkout() -> Any:
-    """The code before issue 15 in a git worktree of its own, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="scribe-abuse-before-"))
-    subprocess.run(
-        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), BEFORE_COMMIT],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield folder
-    finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)], capture_output=True)
-
-
 async def start_gateway(side: str, code: Path, settings: Settings, tmp: Path, attack: str) -> Gateway:
     port = free_port()
     log = tmp / f"gateway-{side}-{attack}.log"
@@ -629,7 +615,10 @@ async def run(args: argparse.Namespace) -> None:
     print(f"bench/abuse.py: {' '.join(sys.argv)}")
     print(f"machine: {os.cpu_count()} cores; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"before: commit {BEFORE_COMMIT} (the code before issue 15); after: this checkout")
-    with tempfile.TemporaryDirectory(prefix="scribe-abuse-") as folder, before_checkout() as old_code:
+    with (
+        tempfile.TemporaryDirectory(prefix="scribe-abuse-") as folder,
+        worktree(BEFORE_COMMIT, "scribe-abuse-before-") as old_code,
+    ):
         tmp = Path(folder)
         codes = {"before": old_code, "after": REPO}
         async with (

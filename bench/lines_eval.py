@@ -71,6 +71,7 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from bench.asr_eval import SEED, Clip, edit_distance, normalise, read_clips
 from bench.contenders import scribe_command
+from bench.measure import worktree
 from core.messages import MAX_LINE_CHARS, MAX_LINE_SECONDS, Char, RawSegment, Segment
 from core.settings import Settings
 from romanizer.cleanup import collapse_loops, drop_hallucinations
@@ -383,16 +384,8 @@ def before_checkout(existing: Path | None) -> Iterator[Path]:
     if existing is not None:
         yield existing
         return
-    folder = Path(tempfile.mkdtemp(prefix="scribe-lines-before-"))
-    subprocess.run(
-        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), BEFORE_COMMIT],
-        check=True,
-        capture_output=True,
-    )
-    try:
+    with worktree(BEFORE_COMMIT, "scribe-lines-before-") as folder:
         yield folder
-    finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)], capture_output=True)
 
 
 def check_imports(code: Path, env: dict[str, str]) -> None:

@@ -9,12 +9,14 @@ arrive.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -286,3 +288,19 @@ def run_measured(
         samples=sampler.samples,
         notes=notes,
     )
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def worktree(commit: str, prefix: str) -> Iterator[Path]:
+    """The repository's code at ``commit`` in a git worktree of its own (a "before" side), removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), commit], check=True, capture_output=True
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)], capture_output=True)
