@@ -48,6 +48,11 @@ class JobSubmitted(Base, frozen=True):
     source: str  # a local path or an http(s) URL
     user_id: str | None = None
     options: JobOptions = JobOptions()
+    # The longest audio this job may have under its submitter's plan; None: only the deployment's
+    # SCRIBE_MAX_DURATION_S. A recording known to be longer fails the job; a stream of unknown
+    # length is transcribed up to it, with a warning.
+    max_seconds: float | None = None
+    plan: str | None = None  # the plan's name, for messages ("the free plan allows ...")
 
 
 # --- audio chunks (work queue) --------------------------------------------------------
@@ -129,7 +134,7 @@ class InputEnded(Base, frozen=True, tag="input_ended"):
     job_id: str
     total_chunks: int
     duration: float
-    warnings: list[str] = []  # what a damaged input lost; the rest was decoded
+    warnings: list[str] = []  # what a damaged input (or the plan's length limit) lost; the rest was decoded
 
 
 SegmentsEvent = ChunkTranscribed | ChunkFailed | InputEnded

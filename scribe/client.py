@@ -48,6 +48,8 @@ async def submit(
     options: JobOptions | None = None,
     job_id: str | None = None,
     user_id: str | None = None,
+    max_seconds: float | None = None,
+    plan: str | None = None,
 ) -> str:
     """Submit a job.
 
@@ -59,12 +61,22 @@ async def submit(
         job_id: The job's id; a new random one when ``None``. Submitting the same id again
             within the stream's duplicate window is dropped, so a retried submit is safe.
         user_id: Who the job is for, when known.
+        max_seconds: The longest audio the submitter's plan allows per job; None: only the
+            deployment's limit applies.
+        plan: The plan's name, for the messages about its limit ("the free plan allows ...").
 
     Returns:
         The job's id.
     """
     job_id = job_id or uuid.uuid4().hex
-    job = JobSubmitted(job_id=job_id, source=source, user_id=user_id, options=options or JobOptions())
+    job = JobSubmitted(
+        job_id=job_id,
+        source=source,
+        user_id=user_id,
+        options=options or JobOptions(),
+        max_seconds=max_seconds,
+        plan=plan,
+    )
     await bus.publish(js, subjects.JOBS_SUBMITTED, job, msg_id=job_id)
     return job_id
 

@@ -11,6 +11,7 @@ Hierarchy::
     ├── NoAudioStream           media without an audio track (e.g. a silent video)
     ├── CorruptMedia            recognised media that fails to decode, or ends early
     ├── TooLong                 longer than the duration limit
+    │   └── OverPlanLimit       longer than the submitter's plan allows (``PlanLimit``)
     ├── TooLarge                download bigger than the byte limit
     ├── BlockedURL              URL the server must not fetch (SSRF guard, bad scheme)
     ├── UnreachableURL          DNS failure, refused connection, HTTP error, timeout
@@ -20,6 +21,13 @@ Silence-only input is not an error here: the service sees that every piece is si
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+# A recording whose metadata says it is up to this much over a plan's limit is let through whole:
+# metadata and decoders disagree slightly, and "10 min 00 s long; the free plan allows up to
+# 10 min 00 s" would make no sense.
+PLAN_SLACK_S = 1.0
 
 
 def human_duration(seconds: float) -> str:
@@ -108,6 +116,72 @@ class TooLong(InputError):
             duration_s=duration_s,
             max_duration_s=max_duration_s,
         )
+
+
+class OverPlanLimit(TooLong):
+    """Input whose known duration is over its submitter's plan's limit (under the deployment's).
+
+    Attributes:
+        plan: The plan's name, or None when the job did not say.
+    """
+
+    def __init__(self, reason: str, *, duration_s: float, max_duration_s: float, plan: str | None) -> None:
+        super().__init__(reason, duration_s=duration_s, max_duration_s=max_duration_s)
+        self.plan = plan
+
+
+@dataclass(frozen=True)
+class PlanLimit:
+    """The longest recording a job may have under its submitter's plan, with the sentences that say so.
+
+    Attributes:
+        max_s: Seconds of audio the job may have.
+        plan: The plan's name (``"free"`` reads "the free plan"); None reads "your plan".
+    """
+
+    max_s: float
+    plan: str | None = None
+
+    def allows(self) -> str:
+        """``"the free plan allows up to 10 min 00 s per recording"``."""
+        named = f"the {self.plan} plan" if self.plan else "your plan"
+        return f"{named} allows up to {human_duration(self.max_s)} per recording"
+
+    def refusal(self, duration_s: float) -> OverPlanLimit:
+        """The error for a recording known to last ``duration_s``, over the limit."""
+        return OverPlanLimit(
+            f"This recording is {human_duration(duration_s)} long; {self.allows()}. "
+            "Trim it, or use a plan that allows longer recordings.",
+            duration_s=duration_s,
+            max_duration_s=self.max_s,
+            plan=self.plan,
+        )
+
+    def stop_warning(self) -> str:
+        """The warning for a recording of unknown length whose decoding stopped at the limit."""
+        return f"Stopped at {human_duration(self.max_s)}: {self.allows()}; the rest was not transcribed."
+
+
+def duration_refusal(duration_s: float | None, *, max_duration_s: float, plan: PlanLimit | None) -> TooLong | None:
+    """The refusal for a recording that lasts ``duration_s`` by its metadata, or None when it may be decoded.
+
+    The deployment's limit comes first: no plan would let a recording over it through.
+
+    Args:
+        duration_s: Seconds, or None when the metadata does not say (decoding enforces the limits then).
+        max_duration_s: The deployment's limit.
+        plan: The job's plan limit, when it is under the deployment's.
+
+    Returns:
+        ``TooLong`` (the deployment's limit), ``OverPlanLimit`` (the plan's), or None.
+    """
+    if duration_s is None:
+        return None
+    if duration_s > max_duration_s:
+        return TooLong.over_limit(duration_s, max_duration_s)
+    if plan is not None and duration_s > plan.max_s + PLAN_SLACK_S:
+        return plan.refusal(duration_s)
+    return None
 
 
 class TooLarge(InputError):

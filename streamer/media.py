@@ -20,13 +20,16 @@ import numpy as np
 
 from streamer.chunker import SAMPLE_RATE, Chunker, Piece
 from streamer.errors import (
+    PLAN_SLACK_S,
     CorruptMedia,
     InputError,
     NoAudioStream,
     NotMedia,
+    PlanLimit,
     SourceNotFound,
     TooLong,
     UnsupportedInput,
+    duration_refusal,
     human_duration,
 )
 
@@ -171,7 +174,11 @@ def _has_media_magic(head: bytes) -> bool:
 
 
 def open_media(
-    source: str | os.PathLike[str] | BinaryIO, *, max_duration_s: float, close_source: bool = False
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    max_duration_s: float,
+    plan: PlanLimit | None = None,
+    close_source: bool = False,
 ) -> MediaReader:
     """Open untrusted media for decoding, refusing what is not a single audio recording.
 
@@ -180,6 +187,8 @@ def open_media(
             a non-seekable stream is decoded as it arrives.
         max_duration_s: Longest accepted duration; checked against the metadata now and against the
             decoded time while decoding.
+        plan: The job's plan limit, when it is under ``max_duration_s``: checked against the metadata
+            now; a recording whose metadata does not say how long it is is cut at it while decoding.
         close_source: Close a file-like ``source`` when the reader closes (a path's file always is).
 
     Returns:
@@ -191,7 +200,7 @@ def open_media(
         UnsupportedInput: A playlist or manifest (HLS, concat...), or an audio codec that cannot be decoded.
         NoAudioStream: Media without an audio track.
         CorruptMedia: A recognised format whose header is broken.
-        TooLong: The metadata duration is over the limit.
+        TooLong: The metadata duration is over the limit (``OverPlanLimit``: over the plan's).
         TooLarge, UnreachableURL: Raised by an ``HttpStream`` source while the header is read.
     """
     owned: BinaryIO | None = None
@@ -219,6 +228,7 @@ def open_media(
         return MediaReader(
             container,
             max_duration_s=max_duration_s,
+            plan=plan,
             file=owned,
             header_duration=_wav_duration(head),
             file_size=_size(file),
@@ -276,7 +286,9 @@ class MediaReader:
         codec_name: The audio decoder's name.
         decoded_s: Seconds of audio decoded so far.
         bad_packets: Packets that failed to decode and were skipped.
-        warnings: What was lost from a damaged input, for the user, once ``pieces`` has ended.
+        warnings: What was lost (from a damaged input, or past the plan's limit), for the user, once
+            ``pieces`` has ended.
+        stopped: Whether decoding stopped at the plan's limit, with more audio to come.
     """
 
     def __init__(
@@ -284,6 +296,7 @@ class MediaReader:
         container: av.container.InputContainer,
         *,
         max_duration_s: float,
+        plan: PlanLimit | None = None,
         file: BinaryIO | None = None,
         header_duration: float | None = None,
         file_size: int | None = None,
@@ -293,6 +306,9 @@ class MediaReader:
         self._file = file
         self.max_duration_s = max_duration_s
         self.max_samples = int((max_duration_s + _DURATION_GRACE_S) * SAMPLE_RATE)
+        self.plan = plan
+        self.stopped = False
+        self._stop_samples: int | None = None
         self.format_name = container.format.name
         self.decoded_s = 0.0
         self.bad_packets = 0
@@ -306,8 +322,12 @@ class MediaReader:
             # FFmpeg trusts the file size over a WAV header's claim; the claim shows a truncated file.
             claimed = None if self._estimated_from_size(file_size) else self.duration
             self.declared_duration = max(header_duration or 0.0, claimed or 0.0) or None
-            if self.duration is not None and self.duration > max_duration_s:
-                raise TooLong.over_limit(self.duration, max_duration_s)
+            refusal = duration_refusal(self.duration, max_duration_s=max_duration_s, plan=plan)
+            if refusal is not None:
+                raise refusal
+            if plan is not None:  # a duration the metadata vouched for may use the slack it was given
+                slack_s = PLAN_SLACK_S if self.duration is not None else 0.0
+                self._stop_samples = int((plan.max_s + slack_s) * SAMPLE_RATE)
         except BaseException:
             self.close()
             raise
@@ -380,6 +400,9 @@ class MediaReader:
         so far is still yielded, the decoding ends normally, and ``warnings`` says what was lost.
         Only input with no decodable audio at all raises ``CorruptMedia``.
 
+        Plan policy: decoding stops at the plan's limit (the piece that crosses it is cut there, and
+        nothing after it is read), then ends normally with a warning that says so.
+
         Args:
             min_s: Shortest piece (except the last and silent ones).
             max_s: Longest piece.
@@ -408,13 +431,17 @@ class MediaReader:
                 continue
             for samples in resampled:
                 decoded = yield from self._feed(chunker, samples, decoded)
-        try:
-            tail = list(resampler.flush())
-        except (av.error.FFmpegError, ValueError) as exc:
-            logger.info("resampler flush failed", extra={"error": str(exc)[:200]})
-            tail = []
-        for samples in tail:
-            decoded = yield from self._feed(chunker, samples, decoded)
+            if self.stopped:
+                logger.info("decoding stopped at the plan's limit", extra={"decoded_s": self.decoded_s})
+                break
+        if not self.stopped:
+            try:
+                tail = list(resampler.flush())
+            except (av.error.FFmpegError, ValueError) as exc:
+                logger.info("resampler flush failed", extra={"error": str(exc)[:200]})
+                tail = []
+            for samples in tail:
+                decoded = yield from self._feed(chunker, samples, decoded)
         yield from chunker.flush()
         self._check_complete(decoded)
 
@@ -448,6 +475,9 @@ class MediaReader:
             yield from cast(list[av.AudioFrame], frames)
 
     def _feed(self, chunker: Chunker, samples: np.ndarray, decoded: int) -> Generator[Piece, None, int]:
+        if self._stop_samples is not None and decoded + len(samples) > self._stop_samples:
+            samples = samples[: max(0, self._stop_samples - decoded)]  # what is past the plan's limit is dropped
+            self.stopped = True
         decoded += len(samples)
         self.decoded_s = decoded / SAMPLE_RATE
         if decoded > self.max_samples:
@@ -465,7 +495,7 @@ class MediaReader:
 
     def _check_complete(self, decoded: int) -> None:
         decoded_s = decoded / SAMPLE_RATE
-        if decoded == 0:
+        if decoded == 0 and not self.stopped:
             raise CorruptMedia(
                 "The file is damaged: no audio could be decoded from it. Export or download it again and retry.",
                 decoded_s=0.0,
@@ -476,6 +506,9 @@ class MediaReader:
                 f"Parts of the file are damaged: the audio skips over {_stretches(self.bad_packets)} that could "
                 "not be decoded."
             )
+        if self.stopped and self.plan is not None:  # the rest was never read: it may be whole or not
+            self.warnings.append(self.plan.stop_warning())
+            return
         if self._unterminated and not self._warned_short:
             self.warnings.append(
                 f"The file breaks off after {human_duration(decoded_s)} without its proper end: it is probably "

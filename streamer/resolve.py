@@ -1,8 +1,9 @@
 """Link resolution: yt-dlp turns a page URL (or a plain media URL) into a direct media URL plus headers.
 
 Every request yt-dlp makes, and every connection it opens, passes the SSRF guard. Playlists, live
-streams, segmented media and media known to be over the limits are refused before any media
-byte is fetched; yt-dlp's errors are mapped to ``streamer.errors.InputError`` reasons.
+streams, segmented media and media known to be over the limits (the deployment's, or the job's
+plan's) are refused before any media byte is fetched; yt-dlp's errors are mapped to
+``streamer.errors.InputError`` reasons.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from yt_dlp.networking.exceptions import TransportError as YtTransportError
 from yt_dlp.utils import DownloadCancelled, DownloadError, ExtractorError, GeoRestrictedError, UnsupportedError
 
 from streamer.download import DEFAULT_TIMEOUT_S, known_network_reason, network_reason
-from streamer.errors import InputError, TooLarge, TooLong, UnreachableURL, UnsupportedInput
+from streamer.errors import InputError, PlanLimit, TooLarge, UnreachableURL, UnsupportedInput, duration_refusal
 from streamer.guard import AddressPolicy, BlockedConnection, vet, vetting_connections
 
 logger = logging.getLogger(__name__)
@@ -153,17 +154,25 @@ def _is_live(info: dict[str, Any]) -> bool:
     return bool(info.get("is_live")) or info.get("live_status") in ("is_live", "is_upcoming")
 
 
-def _match_filter(refusals: list[InputError], *, max_duration_s: float, max_bytes: int) -> Callable[..., str | None]:
+def _duration(info: dict[str, Any]) -> float | None:
+    """Seconds, when the site says."""
+    duration = info.get("duration")
+    return float(duration) if isinstance(duration, int | float) else None
+
+
+def _match_filter(
+    refusals: list[InputError], *, max_duration_s: float, max_bytes: int, plan: PlanLimit | None = None
+) -> Callable[..., str | None]:
     """yt-dlp's ``match_filter``: cancel on live, too long or too large media, noting why in ``refusals``."""
 
     def match_filter(info: dict[str, Any], *, incomplete: bool = False) -> str | None:
         refusal: InputError | None = None
-        duration = info.get("duration")
+        too_long = duration_refusal(_duration(info), max_duration_s=max_duration_s, plan=plan)
         size = info.get("filesize") or info.get("filesize_approx")
         if _is_live(info):
             refusal = UnsupportedInput(_LIVE)
-        elif isinstance(duration, int | float) and duration > max_duration_s:
-            refusal = TooLong.over_limit(float(duration), max_duration_s)
+        elif too_long is not None:
+            refusal = too_long
         elif isinstance(size, int | float) and size > max_bytes:
             refusal = TooLarge.over_limit(max_bytes)
         if refusal is None:
@@ -207,30 +216,32 @@ def resolve(
     allow_private: bool,
     max_duration_s: float,
     max_bytes: int,
+    plan: PlanLimit | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> ResolvedMedia:
     """Find the direct audio URL behind a link with yt-dlp (no download).
 
-    Playlists, live streams, segmented (HLS/DASH) media, and media known to be over the duration or
-    size limits are refused here, before any media byte is fetched.
+    Playlists, live streams, segmented (HLS/DASH) media, and media known to be over the duration
+    (the deployment's or the plan's) or size limits are refused here, before any media byte is fetched.
 
     Args:
         url: The submitted link (a page on a supported site, or a plain media URL).
         allow_private: Let loopback and private addresses through (tests only).
         max_duration_s: Longest accepted duration.
         max_bytes: Largest accepted download.
+        plan: The job's plan limit, when it is under ``max_duration_s``.
         timeout_s: Socket timeout for yt-dlp's requests.
 
     Returns:
         The direct media URL, its headers, and what the site says about it.
 
     Raises:
-        BlockedURL, UnreachableURL, UnsupportedInput, TooLong, TooLarge: see ``streamer.errors``.
+        BlockedURL, UnreachableURL, UnsupportedInput, TooLong (OverPlanLimit), TooLarge: see ``streamer.errors``.
     """
     policy = AddressPolicy(allow_private=allow_private)
     vet(url, policy)
     refusals: list[InputError] = []
-    match_filter = _match_filter(refusals, max_duration_s=max_duration_s, max_bytes=max_bytes)
+    match_filter = _match_filter(refusals, max_duration_s=max_duration_s, max_bytes=max_bytes, plan=plan)
     params = _params(match_filter, max_bytes=max_bytes, timeout_s=timeout_s)
     try:
         with vetting_connections(policy), _GuardedYoutubeDL(params, policy=policy) as ydl:
@@ -249,20 +260,22 @@ def resolve(
         raise refusals[0]
     if not isinstance(info, dict):
         raise UnreachableURL(_NOT_FOUND)
-    return _resolved_from_info(info, policy=policy, max_duration_s=max_duration_s)
+    return _resolved_from_info(info, policy=policy, max_duration_s=max_duration_s, plan=plan)
 
 
-def _resolved_from_info(info: dict[str, Any], *, policy: AddressPolicy, max_duration_s: float) -> ResolvedMedia:
+def _resolved_from_info(
+    info: dict[str, Any], *, policy: AddressPolicy, max_duration_s: float, plan: PlanLimit | None
+) -> ResolvedMedia:
     if info.get("_type") in ("playlist", "multi_video") or info.get("entries") is not None:
         raise UnsupportedInput(
             "This link is a playlist or channel. Send a link to a single video or recording instead."
         )
     if _is_live(info):
         raise UnsupportedInput(_LIVE)
-    duration = info.get("duration")
-    duration = float(duration) if isinstance(duration, int | float) else None
-    if duration is not None and duration > max_duration_s:
-        raise TooLong.over_limit(duration, max_duration_s)
+    duration = _duration(info)
+    too_long = duration_refusal(duration, max_duration_s=max_duration_s, plan=plan)
+    if too_long is not None:
+        raise too_long
     chosen = info
     requested = info.get("requested_formats")
     if requested:  # "bestaudio/best" picks one format, but be safe: take the audio one

@@ -2,6 +2,10 @@
 
 Fetching and decoding run in a thread and hand pieces over as soon as they are cut, so
 the first chunk is on the bus while the rest is still downloading.
+
+A job may carry its submitter's plan limit (``JobSubmitted.max_seconds``). Under the deployment's
+limit it is enforced like it: a recording known to be longer fails the job before anything is
+fetched or transcribed; one of unknown length is cut at the limit and the job goes on with a warning.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from core.topology import AUDIO_BUCKET, Consumer
 from core.worker import consume, heartbeat
 from store import repo
 from streamer.encode import encode_for_bus
-from streamer.errors import CorruptMedia, InputError, SourceNotFound, TooLarge, human_duration
+from streamer.errors import CorruptMedia, InputError, PlanLimit, SourceNotFound, TooLarge, human_duration
 from streamer.media import open_media
 from streamer.playback import PlaybackWriter
 from streamer.source import open_source
@@ -56,8 +60,8 @@ class Decoded:
     """What the decoding thread reports: an encoded speech piece, or audio skipped (silence, no speech).
 
     The last report of an input that decoded to its end carries the reader's warnings
-    (what a damaged input lost), with ``piece`` None. Every report carries the title the site
-    gave the input, if any.
+    (what a damaged input lost, or that the plan's limit cut it), with ``piece`` None. Every
+    report carries the title the site gave the input, if any.
     """
 
     piece: EncodedPiece | None
@@ -67,8 +71,21 @@ class Decoded:
     title: str | None = None
 
 
+def plan_limit(job: JobSubmitted, settings: Settings) -> PlanLimit | None:
+    """The job's plan limit, when it is under the deployment's (which is enforced in any case)."""
+    if job.max_seconds is None or job.max_seconds >= settings.max_duration_s:
+        return None
+    return PlanLimit(job.max_seconds, job.plan)
+
+
 def _decode(
-    source: str, local: bool, playback: Path, settings: Settings, max_payload: int, cancel: threading.Event
+    source: str,
+    local: bool,
+    plan: PlanLimit | None,
+    playback: Path,
+    settings: Settings,
+    max_payload: int,
+    cancel: threading.Event,
 ) -> Iterator[Decoded]:
     """Blocking: fetch, decode and encode the job's input, one piece at a time, and write the whole
     timeline to ``playback`` for listening (finished once the last report is out)."""
@@ -78,10 +95,11 @@ def _decode(
         allow_private=settings.allow_private_urls,
         max_duration_s=settings.max_duration_s,
         max_bytes=settings.max_download_bytes,
+        plan=plan,
         max_seconds=settings.max_download_s,
     )
     try:
-        reader = open_media(media, max_duration_s=settings.max_duration_s)
+        reader = open_media(media, max_duration_s=settings.max_duration_s, plan=plan)
         writer = PlaybackWriter(playback)
         try:
             hint = reader.duration or duration_hint
@@ -253,9 +271,10 @@ class Streamer:
         duration: float | None = None
         warnings: tuple[str, ...] = ()
         titled = False
+        plan = plan_limit(job, self.settings)
         # aclosing: on an error the decoding thread is told to stop at once, not at garbage collection.
         async with contextlib.aclosing(
-            _in_thread(_decode, source, local, playback, self.settings, self.nc.max_payload)
+            _in_thread(_decode, source, local, plan, playback, self.settings, self.nc.max_payload)
         ) as decoded_pieces:
             async for decoded in decoded_pieces:
                 seconds, duration = decoded.seconds, decoded.duration_hint

@@ -17,7 +17,7 @@ from typing import BinaryIO, NamedTuple, cast
 from urllib.parse import urlsplit
 
 from streamer.download import DEFAULT_TIMEOUT_S, HttpStream
-from streamer.errors import BlockedURL, SourceNotFound, TooLarge, UnsupportedInput
+from streamer.errors import BlockedURL, PlanLimit, SourceNotFound, TooLarge, UnsupportedInput
 from streamer.guard import check_url
 from streamer.media import open_media
 from streamer.resolve import resolve
@@ -124,6 +124,7 @@ def open_source(
     allow_private: bool,
     max_duration_s: float,
     max_bytes: int,
+    plan: PlanLimit | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_seconds: float | None = None,
 ) -> Opened:
@@ -136,6 +137,8 @@ def open_source(
         allow_private: Let loopback and private addresses through (tests only).
         max_duration_s: Longest accepted duration.
         max_bytes: Largest accepted download.
+        plan: The job's plan limit, when it is under ``max_duration_s``: a link the site says is longer
+            is refused before the download.
         timeout_s: Connect/read timeout for network I/O.
         max_seconds: Wall-clock limit on the whole download, if any.
 
@@ -144,7 +147,7 @@ def open_source(
         with the duration and title the site reported.
 
     Raises:
-        SourceNotFound, UnsupportedInput, BlockedURL, UnreachableURL, TooLong, TooLarge.
+        SourceNotFound, UnsupportedInput, BlockedURL, UnreachableURL, TooLong (OverPlanLimit), TooLarge.
     """
     text = source.strip()
     scheme = scheme_of(text)
@@ -154,7 +157,12 @@ def open_source(
         return Opened(_local_file(Path(text), max_bytes=max_bytes))
     _require_http(scheme)
     resolved = resolve(
-        text, allow_private=allow_private, max_duration_s=max_duration_s, max_bytes=max_bytes, timeout_s=timeout_s
+        text,
+        allow_private=allow_private,
+        max_duration_s=max_duration_s,
+        max_bytes=max_bytes,
+        plan=plan,
+        timeout_s=timeout_s,
     )
     stream = HttpStream(
         resolved.url,
