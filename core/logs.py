@@ -17,6 +17,8 @@ SECRET_PARAMETERS = frozenset({"token", "key", "api_key", "apikey", "access_toke
 _PARAMETER = re.compile(r"(?<=[?&;])([^=&;\s\"'#]{1,200})=([^&;\s\"'#]*)")
 _SUBPROTOCOL = re.compile(r"\b((?:token|key)\.)[^\s,\"']{4,}")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s,\"']+")
+# An API key anywhere (a path, a message): its shown prefix stays, so the log still says whose it was.
+_API_KEY = re.compile(r"\b(sk_[A-Za-z0-9_-]{8})[A-Za-z0-9_-]+")
 
 
 def _parameter(match: re.Match[str]) -> str:
@@ -25,9 +27,11 @@ def _parameter(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """``text`` with tokens and keys (in query strings, subprotocols, bearer headers) replaced by ``…``."""
+    """``text`` with tokens and keys (in query strings, subprotocols, bearer headers, an API key's
+    text anywhere past its prefix) replaced by ``…``."""
     text = _PARAMETER.sub(_parameter, text)
     text = _SUBPROTOCOL.sub(r"\1…", text)
+    text = _API_KEY.sub(r"\1…", text)
     return _BEARER.sub(r"\1…", text)
 
 

@@ -8,6 +8,7 @@ so a bad one stops the process at start with the variable's name and what it may
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import typing
@@ -20,6 +21,8 @@ AsrBackend = Literal["local", "openai"]
 ChunkCodec = Literal["flac", "opus"]
 LogFormat = Literal["auto", "json", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+AuthMode = Literal["none", "keys"]
+RateUnit = Literal["second", "minute", "hour", "day"]
 
 # USD per minute of audio sent (OpenAI's price list); override with SCRIBE_PRICES.
 DEFAULT_PRICES: dict[str, float] = {
@@ -104,7 +107,12 @@ class Settings:
 
     # Gateway
     server_url: str = ""  # `scribe transcribe` as a client of this gateway instead of running the pipeline itself
-    # Loopback until accounts exist: any other address (0.0.0.0 in a container) is an explicit choice.
+    # none: one user on their own machine, a job's token guards it. keys: every /v1 request needs an
+    # API key (`scribe keys create`), each user sees their own jobs within their plan's quotas.
+    auth: AuthMode = "none"
+    api_key: str = ""  # what `scribe transcribe --server` sends to a gateway that needs a key
+    # Loopback by default: any other address (0.0.0.0 in a container) is an explicit choice, and
+    # without keys anyone who reaches it may use it (`scribe up` says so).
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     max_upload_bytes: int = 500 * 1000**2  # largest file POST /v1/jobs takes (413 past it)
@@ -116,7 +124,11 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     # What one client address may hold, and how long a slow client may take (slowloris).
     gateway_max_connections_per_client: int = 100  # HTTP connections and websockets together
-    gateway_max_websockets_per_client: int = 50
+    max_streams: int = 50  # open websockets and event streams per client address, and per API key
+    # Requests per key (a plan's own rate replaces it) and per client address without a key, counted
+    # across every gateway process in NATS; keys mode only. "off" counts nothing.
+    rate_limit: str = "120/minute"
+    rate_limit_addresses: bool = True  # off: only keys are counted (benchmarks from one address)
     gateway_header_timeout_s: float = 10.0  # the whole request head
     gateway_body_timeout_s: float = 20.0  # a body's grace period, extended by each byte at the minimum rate
     gateway_body_min_rate: int = 500  # bytes per second a body must average after its grace period
@@ -145,6 +157,8 @@ class Settings:
                 f"{_variable('chunk_min_s')}={self.chunk_min_s} must not be above "
                 f"{_variable('chunk_max_s')}={self.chunk_max_s}"
             )
+        if self.rate_limit.strip().lower() != "off":
+            self.rate()  # checked now: a mistyped rate stops the process at start
         if not 0 <= self.gateway_port <= 65535:
             raise SettingsError(f"{_variable('gateway_port')}={self.gateway_port} is not a port (0-65535)")
 
@@ -176,6 +190,23 @@ class Settings:
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
+    def rate(self) -> tuple[RateUnit, int] | None:
+        """``SCRIBE_RATE_LIMIT`` as Litestar's ``(unit, requests)``, or None when it is ``off``.
+
+        Raises:
+            SettingsError: Not ``off`` nor ``N/second|minute|hour|day``.
+        """
+        text = self.rate_limit.strip().lower()
+        if text == "off":
+            return None
+        count, _, unit = text.partition("/")
+        if not count.strip().isdigit() or int(count) < 1 or unit.strip() not in typing.get_args(RateUnit):
+            raise SettingsError(
+                f"{_variable('rate_limit')}={self.rate_limit!r} is not a rate: write it as 120/minute "
+                "(second, minute, hour or day), or off"
+            )
+        return unit.strip(), int(count)  # type: ignore[return-value]
+
     def price_per_minute(self, model: str) -> float:
         return float(self.prices.get(model, 0.0))
 
@@ -192,6 +223,17 @@ class Settings:
         if self.max_in_flight:
             return self.max_in_flight
         return self.local_workers if self.asr_backend == "local" else 8
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address is reachable from this machine only."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _variable(name: str) -> str:
@@ -236,7 +278,7 @@ _POSITIVE = (
     *("chunk_min_s", "chunk_max_s", "max_duration_s", "max_download_bytes", "max_download_s", "upload_retention_s"),
     "audio_retention_s",
     *("max_upload_bytes", "stream_queue_size", "stream_heartbeat_s"),
-    *("gateway_max_connections_per_client", "gateway_max_websockets_per_client", "gateway_header_timeout_s"),
+    *("gateway_max_connections_per_client", "max_streams", "gateway_header_timeout_s"),
     *("gateway_body_timeout_s", "gateway_body_min_rate", "gateway_send_timeout_s"),
     *("webhook_timeout_s", "webhook_max_attempts"),
     *("ack_wait_s", "max_deliver", "asr_beam_size", "openai_timeout_s"),

@@ -60,7 +60,7 @@ async def follow(server: str, job_id: str, token: str) -> int:
                             print(f"-- refused: {envelope['message']}", flush=True)
                             return 1
                 except websockets.ConnectionClosed:
-                    pass  # lagged (4408), try again later (1013), a restart, a lost network: ws.close_code says
+                    pass  # lagged (4408), try again later (1013, 4429), a restart, a lost network: ws.close_code says
             if ws.close_code in REFUSED:
                 print(f"-- refused: {ws.close_reason or ws.close_code}", flush=True)
                 return 1

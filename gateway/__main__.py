@@ -5,11 +5,12 @@ and SIGINT stop it after the requests in hand.
 """
 
 import asyncio
+import logging
 import signal
 import sys
 
 from core import logs
-from core.settings import Settings
+from core.settings import Settings, is_loopback
 from gateway import server
 from gateway.app import create_app
 
@@ -33,6 +34,12 @@ def main() -> None:
         )
         raise SystemExit(2)
     logs.configure(settings.log_level, settings.log_format)
+    if settings.auth == "none" and not is_loopback(settings.gateway_host):
+        logging.getLogger("gateway").warning(
+            "the gateway listens on %s without accounts (SCRIBE_AUTH=none): anyone who can reach it may use it; "
+            "set SCRIBE_AUTH=keys",
+            settings.gateway_host,
+        )
     server.raise_open_files_limit()
     asyncio.run(_serve(settings))
 

@@ -6,8 +6,9 @@ that token (:mod:`gateway.access`, :mod:`gateway.jobs`, :mod:`gateway.audio`); t
 corrects a line with ``PATCH`` (:mod:`gateway.corrections`). The live
 transcript streams over a websocket and SSE (:mod:`gateway.stream`, one NATS subscription per
 job per process: :mod:`gateway.feed`). Errors have one shape (:mod:`gateway.errors`); who may
-call from where is :mod:`gateway.origins`; what one client may hold is :mod:`gateway.limits` and
-:mod:`gateway.server`.
+call from where is :mod:`gateway.origins`; who is calling, with accounts, is :mod:`gateway.accounts`
+and how often they may, :mod:`gateway.ratelimit`; what one client may hold is :mod:`gateway.limits`
+and :mod:`gateway.server`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.process import Runtime, connected
 from core.settings import Settings
-from gateway import corrections, jobs, openai_compat, origins, pages, purge
+from gateway import accounts, corrections, jobs, openai_compat, origins, pages, purge, ratelimit
 from gateway.asyncapi import asyncapi_document
 from gateway.audio import job_audio
 from gateway.dictionary import dictionary_lookup
 from gateway.errors import EXCEPTION_HANDLERS, UNAVAILABLE, dependency_error
 from gateway.feed import Feeds
+from gateway.kvstore import NatsStore
 from gateway.limits import Limiter
 from gateway.openapi import config as openapi_config
 from gateway.openapi import error_responses
@@ -107,6 +109,7 @@ def create_app(settings: Settings) -> Litestar:
     async def runtime(app: Litestar) -> AsyncIterator[None]:
         async with connected(settings, "gateway", create_pool, services=["webhooks"]) as rt:
             app.state.rt = rt
+            app.stores.register(ratelimit.STORE, NatsStore(rt.js), allow_override=True)
             app.state.feeds = Feeds(rt.js, queue_size=settings.stream_queue_size)
             purges = purge.PurgeListener(rt, app.state.feeds)
             await purges.start()
@@ -131,13 +134,30 @@ def create_app(settings: Settings) -> Litestar:
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=list(origins.cors_headers()),
-            expose_headers=["Location", "ETag", "Content-Range", "Content-Disposition", "Retry-After"],
+            expose_headers=[
+                "Location",
+                "ETag",
+                "Content-Range",
+                "Content-Disposition",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "RateLimit-Policy",
+            ],
             max_age=600,
         )
         if settings.cors_origins
         else None
     )
     handlers: dict[Any, Any] = {**EXCEPTION_HANDLERS, **{kind: dependency_error for kind in UNAVAILABLE}}
+    # Who may call from where, then who is calling (their key), then how often they may.
+    middleware: list[Any] = [origins.middleware(settings)]
+    if settings.auth == "keys":
+        middleware.append(accounts.middleware())
+    if (limits := ratelimit.config(settings)) is not None:
+        middleware.append(limits.middleware)
+    middleware.append(_allow_every_method)
     return Litestar(
         route_handlers=[
             healthz,
@@ -150,12 +170,13 @@ def create_app(settings: Settings) -> Litestar:
             job_audio,
             asyncapi_document,
             dictionary_lookup,
+            accounts.me,
             *openai_compat.routes(settings),
             *pages.ROUTES,
         ],
         lifespan=[runtime],
         state=State({"limiter": Limiter(settings), "romanizer": corrections.LazyRomanizer()}),
-        middleware=[origins.middleware(settings), _allow_every_method],
+        middleware=middleware,
         cors_config=cors,
         compression_config=CompressionConfig(
             backend="brotli", brotli_gzip_fallback=True, minimum_size=1024, exclude=_NOT_COMPRESSED

@@ -131,7 +131,7 @@ async def correct_line(
     The same text again changes nothing (a repeated request answers with the line as it is).
     """
     rt: Runtime = state.rt
-    job = await authorize(request, job_id)
+    job = await authorize(request, job_id, change=True)
     if job.purged_at is not None:
         raise purged()
     romanizer = await state.romanizer.get()

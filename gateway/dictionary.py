@@ -17,7 +17,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import QueryParameter
 
 from gateway.errors import ApiError, ErrorBody
-from gateway.openapi import error_responses
+from gateway.openapi import API_KEY, error_responses
 from gateway.schemas import DictionaryAnswer, DictionaryEntry
 from romanizer.dictionary import MAX_QUERY, Dictionary, Lookup
 
@@ -51,7 +51,8 @@ class Shelf:
 @route(
     "/v1/dictionary",
     http_method=[HttpMethod.GET, HttpMethod.HEAD],
-    responses=dict(sorted({**error_responses(), 404: _NO_ENTRY}.items())),
+    responses=dict(sorted({**error_responses(401), 404: _NO_ENTRY}.items())),
+    security=API_KEY,
     summary="A word's meaning",
 )
 async def dictionary_lookup(

@@ -24,8 +24,9 @@ from core.process import Runtime
 from core.text import ReadingLines
 from gateway import purge
 from gateway.access import authorize, purged
+from gateway.accounts import account_of
 from gateway.errors import ApiError
-from gateway.openapi import JOB_TOKEN, TranscriptOperation, error_responses
+from gateway.openapi import API_KEY, JOB_TOKEN, TranscriptOperation, error_responses
 from gateway.schemas import Format, JobChanged, JobList, JobProgress, JobStatus, JobSummary, Timings, WebhookState
 from scribe.formats import render
 from store import repo
@@ -51,18 +52,23 @@ JobId = Annotated[str, PathParameter(description="The job's id, from the submit'
     "/v1/jobs",
     http_method=[HttpMethod.GET, HttpMethod.HEAD],
     responses=error_responses(400, 503),
+    security=API_KEY,
     summary="Recent jobs",
 )
 async def list_jobs(
+    request: Request[Any, Any, Any],
     state: State,
     limit: Annotated[int, QueryParameter(ge=1, le=100, description="Jobs per page.")] = 20,
     cursor: Annotated[
         str | None, QueryParameter(description="`next_cursor` of the previous page.", pattern=_CURSOR.pattern)
     ] = None,
 ) -> JobList:
-    """Recent jobs, newest first: ids and states only (a job's source and transcript need its token)."""
+    """Recent jobs, newest first. With accounts: the key's own jobs (an admin's: everyone's), each with its
+    title. Without: every job, ids and states only (a job's source and transcript need its token)."""
     before = _decode_cursor(cursor) if cursor else None
-    jobs = await repo.recent_jobs(state.rt.pool, limit=limit, before=before)
+    account = account_of(request)
+    user = None if account is None or account.admin else account.user
+    jobs = await repo.recent_jobs(state.rt.pool, limit=limit, before=before, user=user)
     next_cursor = _encode_cursor(jobs[-1]) if len(jobs) == limit else None
     return JobList(
         jobs=[
@@ -72,6 +78,7 @@ async def list_jobs(
                 duration=job.duration,
                 created_at=job.created_at,
                 finished_at=job.finished_at,
+                title=job.title if account is not None else None,
             )
             for job in jobs
         ],
@@ -150,7 +157,7 @@ async def cancel_or_purge(
     """Cancel a job (the download stops, queued chunks are dropped; chunks already billed stay
     billed), or with ``?purge=true`` delete an ended job's transcript, audio, upload and events."""
     rt: Runtime = state.rt
-    job = await authorize(request, job_id)
+    job = await authorize(request, job_id, change=True)
     if purge_:
         if not job.finished:
             raise ApiError(

@@ -1,4 +1,5 @@
-"""What one client address may hold at once: connections (HTTP and websocket alike) and websockets.
+"""What one client may hold at once: connections (HTTP and websocket alike) per address, and live
+streams (websockets and server-sent event streams) per address and per API key.
 
 The counts live in the gateway process (a connection belongs to one process); the caps are per
 process. A client over a cap gets a 429 or a websocket closed with 1013 and a sentence, and the
@@ -55,12 +56,12 @@ class Limiter:
 
     def __init__(self, settings: Settings) -> None:
         self.max_connections = settings.gateway_max_connections_per_client
-        self.max_websockets = settings.gateway_max_websockets_per_client
+        self.max_streams = settings.max_streams
         self.connections: Counter[str] = Counter()
-        self.websockets: Counter[str] = Counter()
+        self.streams: Counter[str] = Counter()  # per address, and per "key:<prefix>"
         self.held: dict[Any, str] = {}  # transport -> address, for the connections counted
         self._connection_log = BurstLog("connections over the per-client limit")
-        self._websocket_log = BurstLog("websockets over the per-client limit")
+        self._stream_log = BurstLog("live streams over the per-client limit")
 
     def admit(self, transport: Any, address: str) -> bool:
         """Count a new connection from ``address``; False (not counted) when it is over the cap."""
@@ -80,18 +81,27 @@ class Limiter:
         if self.connections[address] <= 0:
             del self.connections[address]
 
-    def open_websocket(self, address: str) -> bool:
-        """Count a new websocket from ``address``; False (not counted) when it is over the cap."""
-        if self.websockets[address] >= self.max_websockets:
-            self._websocket_log.refused(address, self.max_websockets)
-            return False
-        self.websockets[address] += 1
-        return True
+    def open_stream(self, address: str, key: str | None = None) -> Stream | None:
+        """Count a new live stream from ``address`` (and the API key named by its prefix, if any);
+        None (not counted) when either is at the cap."""
+        holders = [address] if key is None else [address, f"key:{key}"]
+        for holder in holders:
+            if self.streams[holder] >= self.max_streams:
+                self._stream_log.refused(holder, self.max_streams)
+                return None
+        for holder in holders:
+            self.streams[holder] += 1
+        return Stream(self, holders)
 
-    def close_websocket(self, address: str) -> None:
-        self.websockets[address] -= 1
-        if self.websockets[address] <= 0:
-            del self.websockets[address]
+    def stream_refusal(self, key: str | None = None) -> ApiError:
+        whose = "This API key" if key is not None and self.streams[f"key:{key}"] >= self.max_streams else "This client"
+        return ApiError(
+            429,
+            "too_many_streams",
+            f"{whose} already holds {self.max_streams} live streams from this server, its limit. "
+            "Close one, then try again.",
+            headers={"Retry-After": "5"},
+        )
 
     def connection_refusal(self) -> ApiError:
         return ApiError(
@@ -102,13 +112,20 @@ class Limiter:
             headers={"Retry-After": "5"},
         )
 
-    def websocket_refusal(self) -> ApiError:
-        return ApiError(
-            503,  # retryable: the same request works once the client holds fewer
-            "too_many_connections",
-            f"This client already holds {self.max_websockets} live streams from this server, its limit. "
-            "Close one, then try again.",
-        )
+
+class Stream:
+    """A live stream counted by :meth:`Limiter.open_stream`; :meth:`close` uncounts it, once."""
+
+    def __init__(self, limiter: Limiter, holders: list[str]) -> None:
+        self.limiter = limiter
+        self.holders = holders
+
+    def close(self) -> None:
+        holders, self.holders = self.holders, []
+        for holder in holders:
+            self.limiter.streams[holder] -= 1
+            if self.limiter.streams[holder] <= 0:
+                del self.limiter.streams[holder]
 
 
 def client_address(connection: Any) -> str:

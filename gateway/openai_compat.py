@@ -59,9 +59,10 @@ from core import bus
 from core.messages import Cancelled, Char, Failed, Final, JobEvent, JobOptions, Partial, Segment, Transcript
 from core.process import Runtime
 from core.settings import Settings
+from gateway.accounts import account_of
 from gateway.errors import ApiError, unavailable
-from gateway.openapi import error_responses
-from gateway.submit import FORM_OVERHEAD, Submission, read_form, start_job
+from gateway.openapi import API_KEY, error_responses
+from gateway.submit import FORM_OVERHEAD, Submission, file_title, read_form, start_job
 from scribe import client
 from scribe.formats import render
 from store import repo
@@ -262,14 +263,20 @@ def routes(settings: Settings) -> list[HTTPRouteHandler]:
                 description="The transcript in the format asked for; with stream=true, server-sent events.",
                 generate_examples=False,
             ),
-            **error_responses(400, 409, 413, 415, 503),
+            **error_responses(400, 401, 403, 409, 413, 415, 503),
         },
+        security=API_KEY,
         summary="Transcribe a file (OpenAI-compatible)",
     )(create_transcription)
     return [transcriptions, list_models]
 
 
-@get("/v1/models", summary="The models this deployment serves (OpenAI-compatible)")
+@get(
+    "/v1/models",
+    security=API_KEY,
+    responses=error_responses(401),
+    summary="The models this deployment serves (OpenAI-compatible)",
+)
 async def list_models(state: State) -> ModelList:
     """What ``model`` may name in ``POST /v1/audio/transcriptions``: the served model, and ``whisper-1``
     as another name for it."""
@@ -328,7 +335,8 @@ async def create_transcription(request: Request[Any, Any, Any], state: State) ->
         # Readings are always made (verbose_json and the stream carry them); the key is not used,
         # so the fingerprint binds nothing.
         options = JobOptions(romanization="both", prompt=asked.prompt)
-        job_id, _ = await start_job(rt, Submission("", options, "", file=upload.file))  # type: ignore[arg-type]
+        submission = Submission("", options, "", file=upload.file, title=file_title(upload.filename))  # type: ignore[arg-type]
+        job_id, _ = await start_job(rt, submission, account=account_of(request))
     finally:
         for value in form.values():
             if isinstance(value, UploadFile):

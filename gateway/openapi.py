@@ -24,20 +24,26 @@ from gateway.errors import ErrorBody
 
 VERSION = "1.1.0"
 
-# Either way of showing a job's token; every per-job endpoint accepts both.
-JOB_TOKEN: list[dict[str, list[str]]] = [{"jobToken": []}, {"jobTokenQuery": []}]
+# Either way of showing a job's token; every per-job endpoint accepts both, and (with accounts)
+# its owner's API key.
+JOB_TOKEN: list[dict[str, list[str]]] = [{"apiKey": []}, {"jobToken": []}, {"jobTokenQuery": []}]
+# An API key (SCRIBE_AUTH=keys); without accounts these endpoints need nothing.
+API_KEY: list[dict[str, list[str]]] = [{"apiKey": []}, {}]
 
 _ERRORS = {
     400: "The request is not valid: a parameter, header or body says something this endpoint cannot take.",
-    401: "No token, or not this job's token. Send it as `Authorization: Bearer …` or `?token=…`.",
-    403: "A web page from another site may not do this (see `SCRIBE_CORS_ORIGINS`).",
+    401: "No API key or token, or not a valid one. Send the API key as `Authorization: Bearer sk_…`; a job's "
+    "token as `Authorization: Bearer …` or `?token=…`.",
+    403: "Over a quota of the API key's plan (`quota_exceeded`), a job's token where its owner's key is needed "
+    "(`forbidden`), or a web page from another site (`cross_origin`; see `SCRIBE_CORS_ORIGINS`).",
     404: "There is no such job (or its audio, or the line, is not stored yet).",
     409: "The job (or the line) is not in a state that allows this.",
     410: "The job's transcript and audio were purged, or its audio has expired.",
     413: "The body is larger than this endpoint takes.",
     415: "The body's Content-Type is not one this endpoint takes.",
     416: "The byte range starts past the end of the audio.",
-    429: "Too many connections or requests from this client; try again later.",
+    429: "Too many requests (`rate_limited`: over the key's or the address's rate, with `Retry-After` and the "
+    "`RateLimit-*` headers), or too many connections or streams from this client; try again later.",
     503: "The message bus or the database cannot be reached right now; try again after `Retry-After` seconds.",
 }
 
@@ -58,13 +64,22 @@ def config() -> OpenAPIConfig:
         description=(
             "Cantonese speech in, Traditional Chinese characters with Jyutping and Yale out, streamed while the "
             "audio is still being processed. Submit a link or a file to `POST /v1/jobs`; the answer carries the "
-            "job's token, which every per-job endpoint needs. The live transcript streams over a websocket "
+            "job's token, which opens that job (a share link). A server with accounts (`SCRIBE_AUTH=keys`) needs an "
+            "API key on every `/v1` request except those reads, counts each key's jobs against its plan "
+            "(`GET /v1/me`) and limits its request rate. The live transcript streams over a websocket "
             "(`/v1/jobs/{job_id}/stream`) and server-sent events (`/v1/jobs/{job_id}/events`); their messages are "
             "described by the AsyncAPI document at `/schema/asyncapi.json`. Every error answers "
             '`{"error": {"code", "message"}}`.'
         ),
         components=Components(
             security_schemes={
+                "apiKey": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="An API key (`sk_…`, from `scribe keys create`) as `Authorization: Bearer <key>`, "
+                    "or from a browser's websocket as the subprotocol `key.<key>`. Needed on every `/v1` endpoint "
+                    "when the server runs with `SCRIBE_AUTH=keys`, except the reads a job's token opens.",
+                ),
                 "jobToken": SecurityScheme(
                     type="http",
                     scheme="bearer",

@@ -78,12 +78,15 @@ class JobStatus(msgspec.Struct):
     title: str | None = None
 
 
-class JobSummary(msgspec.Struct):
+class JobSummary(msgspec.Struct, omit_defaults=True):
     job_id: str
     status: JobState
     duration: float | None
     created_at: datetime | None
     finished_at: datetime | None
+    # With accounts, a user's own list also names each job (a video's title, a file's name);
+    # the shared list of a server without accounts does not.
+    title: str | None = None
 
 
 class JobList(msgspec.Struct):
@@ -129,3 +132,34 @@ class DictionaryAnswer(msgspec.Struct):
     query: str
     entries: list[DictionaryEntry]
     message: str | None
+
+
+QuotaName = Literal[
+    "jobs_per_month",
+    "concurrent_jobs",
+    "audio_minutes_per_day",
+    "audio_minutes_per_month",
+    "max_job_minutes",
+    "live_minutes_per_month",
+    "requests_per_minute",
+]
+
+
+class QuotaUsage(msgspec.Struct):
+    """One of the plan's limits (null: none), how much of it is used (null: not counted here) and when it resets."""
+
+    name: QuotaName
+    limit: float | None
+    used: float | None
+    unit: Literal["jobs", "minutes", "requests"]
+    resets_at: datetime | None
+
+
+class Me(msgspec.Struct):
+    """The API key's account: its user, plan and use of every quota (days and months are UTC)."""
+
+    user: str
+    plan: str
+    admin: bool
+    key_prefix: str
+    quotas: list[QuotaUsage]

@@ -5,7 +5,8 @@ One set of messages for both (:mod:`gateway.envelopes`). A viewer first gets a `
 once in ``segments`` pages), then live ``progress``, ``segments``, ``revised`` (a line the viewer
 has been sent was corrected) and one terminal ``final``, ``failed`` or ``cancelled``;
 ``heartbeat`` when quiet, ``lagged`` (close 4408) when it fell behind, ``error``
-when refused (close 4400 / 4401 / 4404 / 4410) or when the service cannot serve it now
+when refused (close 4400 / 4401 / 4404 / 4410, or 4429 for a client or API key already holding
+``SCRIBE_MAX_STREAMS`` live streams: SSE answers 429) or when the service cannot serve it now
 (``retryable``, close 1013). Lines are numbered by their own ``seq`` and sent once: a viewer
 resumes with ``?after=N`` (websocket) or ``Last-Event-ID: N`` (SSE, whose event ids are line
 numbers). The stream ends after the terminal message, unless a websocket asks
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
@@ -34,6 +36,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from core.messages import Cancelled, Failed, Final, JobEvent, Partial, Progress, Revised, Segment
 from core.process import Runtime
 from gateway.access import authorize, purged, token_subprotocol
+from gateway.accounts import BAD_KEY, account_of, bad_key, key_subprotocol, scope_entries
 from gateway.envelopes import (
     CancelledEnvelope,
     Envelope,
@@ -50,19 +53,26 @@ from gateway.envelopes import (
 )
 from gateway.errors import UNAVAILABLE, ApiError, unavailable
 from gateway.feed import Feeds, Viewer
-from gateway.limits import Limiter, client_address
+from gateway.limits import Limiter, Stream, client_address
 from gateway.openapi import JOB_TOKEN, EventStreamOperation, error_responses
 from gateway.schemas import JobProgress
 from store import repo
 
 CLOSE_NORMAL = 1000
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_TOO_MANY = 4429
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_LAGGED = 4408
 CLOSE_PURGED = 4410
-_CLOSE_FOR_STATUS = {400: CLOSE_BAD_REQUEST, 401: CLOSE_UNAUTHORIZED, 404: CLOSE_NOT_FOUND, 410: CLOSE_PURGED}
+_CLOSE_FOR_STATUS = {
+    400: CLOSE_BAD_REQUEST,
+    401: CLOSE_UNAUTHORIZED,
+    404: CLOSE_NOT_FOUND,
+    410: CLOSE_PURGED,
+    429: CLOSE_TOO_MANY,
+}
 PAGE_LINES = 100  # lines per snapshot page: a long job's backlog never makes one huge message
 SSE_RETRY_MS = 3000  # how long an EventSource waits before it reconnects after a drop
 
@@ -276,7 +286,11 @@ class Session:
 
     def error(self, exc: ApiError) -> ErrorEnvelope:
         return ErrorEnvelope(
-            job_id=self.job_id, seq=self.seq, code=exc.code, message=exc.message, retryable=exc.status >= 500
+            job_id=self.job_id,
+            seq=self.seq,
+            code=exc.code,
+            message=exc.message,
+            retryable=exc.status >= 500 or exc.status == 429,
         )
 
 
@@ -349,14 +363,19 @@ def _kind(event: JobEvent) -> str:
     return _KINDS[type(event)]
 
 
+def _key_prefix(connection: Any) -> str | None:
+    account = account_of(connection)
+    return None if account is None else account.prefix
+
+
 @contextlib.contextmanager
-def _counted(limiter: Limiter, address: str) -> Iterator[bool]:
-    admitted = limiter.open_websocket(address)
+def _counted(limiter: Limiter, connection: Any) -> Iterator[Stream | None]:
+    held = limiter.open_stream(client_address(connection), _key_prefix(connection))
     try:
-        yield admitted
+        yield held
     finally:
-        if admitted:
-            limiter.close_websocket(address)
+        if held is not None:
+            held.close()
 
 
 @websocket("/v1/jobs/{job_id:str}/stream")
@@ -364,11 +383,15 @@ async def job_stream(socket: WebSocket[Any, Any, Any], state: State, job_id: Fro
     """The live transcript over a websocket (see the module docstring for the protocol)."""
     rt: Runtime = state.rt
     limiter: Limiter = state.limiter
-    await socket.accept(subprotocols=token_subprotocol(socket) or None)
+    # A browser offers its credentials as subprotocols; the answer must name one it offered.
+    await socket.accept(subprotocols=token_subprotocol(socket) or key_subprotocol(socket.scope) or None)
     session = Session(job_id, -1)
-    with _counted(limiter, client_address(socket)) as admitted:
-        if not admitted:
-            await _refuse(socket, session, limiter.websocket_refusal(), CLOSE_TRY_AGAIN_LATER)
+    if scope_entries(socket.scope).get(BAD_KEY):
+        await _refuse(socket, session, bad_key(), CLOSE_UNAUTHORIZED)
+        return
+    with _counted(limiter, socket) as admitted:
+        if admitted is None:
+            await _refuse(socket, session, limiter.stream_refusal(_key_prefix(socket)), CLOSE_TOO_MANY)
             return
         reader = asyncio.create_task(_discard_incoming(socket))
         writer = asyncio.create_task(_serve_stream(socket, session, rt, state.feeds))
@@ -509,7 +532,7 @@ async def _close_lagged(socket: WebSocket[Any, Any, Any], session: Session, last
     operation_class=EventStreamOperation,
     responses={
         204: ResponseSpec(None, description=_ENDED, generate_examples=False),
-        **error_responses(400, 401, 404, 410, 503),
+        **error_responses(400, 401, 404, 410, 429, 503),
     },
     summary="The live transcript as server-sent events",
 )
@@ -545,6 +568,10 @@ async def job_events(
     if resumed and job.finished and start >= job.next_segment - 1:
         return Response(None, status_code=204)
     feeds: Feeds = state.feeds
+    limiter: Limiter = state.limiter
+    held = limiter.open_stream(client_address(request), _key_prefix(request))
+    if held is None:
+        raise limiter.stream_refusal(_key_prefix(request))
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
         session = Session(job_id, start)
@@ -559,8 +586,12 @@ async def job_events(
                     yield _sse(kind, text, session.last_line)
         except ApiError as exc:
             yield _sse("error", encode(session.error(exc)), sent.line)
+        finally:
+            held.close()
 
-    return ServerSentEvent(messages(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    stream = messages()
+    weakref.finalize(stream, held.close)  # a response never sent: uncounted when its generator goes
+    return ServerSentEvent(stream, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 def _sse(kind: str, text: str, last_line: int, *, first: bool = False) -> ServerSentEventMessage:

@@ -31,14 +31,17 @@ from core import uploads
 from core.messages import ROMANIZATIONS, JobOptions, Romanization
 from core.process import Runtime
 from core.settings import Settings
-from gateway import webhooks
+from gateway import accounts, webhooks
 from gateway.access import job_token, token_secret
+from gateway.accounts import account_of
 from gateway.errors import ApiError, unavailable
-from gateway.openapi import SubmitOperation, error_responses
+from gateway.openapi import API_KEY, SubmitOperation, error_responses
 from gateway.schemas import JobAccepted, Links
 from scribe import client
+from store import accounts as account_store
 from store import repo
 from store import webhooks as webhook_store
+from store.accounts import Account
 from streamer.errors import InputError
 from streamer.source import check_link
 
@@ -77,7 +80,8 @@ def submit_route(settings: Settings) -> HTTPRouteHandler:
         status_code=202,
         operation_class=SubmitOperation,
         request_max_body_size=settings.max_upload_bytes + FORM_OVERHEAD,
-        responses=error_responses(403, 409, 413, 415, 503),
+        responses=error_responses(401, 403, 409, 413, 415, 503),
+        security=API_KEY,
         summary="Submit a link or a file",
     )(submit_job)
 
@@ -97,21 +101,27 @@ async def submit_job(
 ) -> Response[JobAccepted]:
     """Submit a link (JSON ``{"url", "romanization"}``) or a file (multipart field ``file``)."""
     rt: Runtime = state.rt
-    key = _checked_key(idempotency_key)
+    account = account_of(request)
+    key = _checked_key(idempotency_key, account)
     if not rt.nc.is_connected:  # fail fast: a publish would wait for its ack until it times out
         raise unavailable()
+    if account is not None and key is None:  # before the body is read: a refused job uploads nothing
+        # (A retry with a key may be over a quota its first try filled: it is answered by its replay.)
+        accounts.check_quotas(account.plan, await account_store.usage(rt.pool, account.user))
     submission = await read_submission(request, rt)
     try:
         if key is not None and (first := await _replay(rt, key, submission)) is not None:
             return await accepted(request, first, replayed=True, webhook=submission.webhook_url is not None)
-        job_id, replayed = await start_job(rt, submission, key=key)
+        job_id, replayed = await start_job(rt, submission, key=key, account=account)
     finally:
         if submission.file is not None:
             submission.file.close()
     return await accepted(request, job_id, replayed=replayed, webhook=submission.webhook_url is not None)
 
 
-def _checked_key(key: str) -> str | None:
+def _checked_key(key: str, account: Account | None = None) -> str | None:
+    """The Idempotency-Key as stored: with accounts, each user's keys are their own (the same key
+    from two users names two jobs), so it is stored as a hash of the user and the key."""
     if not key:
         return None
     if not _KEY.fullmatch(key):
@@ -121,6 +131,8 @@ def _checked_key(key: str) -> str | None:
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters without spaces "
             f"(this one has {len(key)} characters); a UUID is a good key.",
         )
+    if account is not None:
+        return "user:" + hashlib.sha256(f"{account.user}\0{key}".encode()).hexdigest()
     return key
 
 
@@ -148,32 +160,58 @@ def _key_conflict() -> ApiError:
     )
 
 
-async def start_job(rt: Runtime, submission: Submission, *, key: str | None = None) -> tuple[str, bool]:
+async def start_job(
+    rt: Runtime, submission: Submission, *, key: str | None = None, account: Account | None = None
+) -> tuple[str, bool]:
     """Store the submission's file (if any), create the job and publish it: ``(job_id, replayed)``.
 
     With ``key``, a concurrent request holding the same key and content wins or loses as a whole:
-    the loser's stored file is deleted and the winner's job returned (``replayed`` true).
+    the loser's stored file is deleted and the winner's job returned (``replayed`` true). With
+    ``account``, the job is the account's user's, and their plan's quotas are checked again with
+    the user's row locked, so requests racing on several gateway processes cannot overrun them.
 
     Raises:
-        ApiError: 409 when a concurrent request bound the key to other content.
+        ApiError: 409 when a concurrent request bound the key to other content; 403 over a quota.
     """
     source = submission.source
     if submission.file is not None:
         source = await client.upload(rt.js, submission.file)
+    try:
+        return await _create(rt, submission, source, key=key, account=account)
+    except ApiError:
+        if uploads.is_upload(source) and submission.file is not None:
+            await uploads.delete(rt.js, source)
+        raise
+
+
+async def _create(
+    rt: Runtime, submission: Submission, source: str, *, key: str | None, account: Account | None
+) -> tuple[str, bool]:
     job_id = uuid.uuid4().hex
     async with rt.pool.acquire() as conn, conn.transaction():
+        if account is not None:
+            accounts.check_quotas(account.plan, await account_store.usage(conn, account.user, lock=True))
         if key is not None:
             owner, fingerprint = await repo.claim_idempotency_key(conn, key, job_id, submission.fingerprint)
             if owner != job_id:
-                if uploads.is_upload(source) and submission.file is not None:
-                    await uploads.delete(rt.js, source)
                 if fingerprint != submission.fingerprint:
                     raise _key_conflict()
+                if uploads.is_upload(source) and submission.file is not None:
+                    await uploads.delete(rt.js, source)
                 return owner, True
-        await repo.create_job(conn, job_id, source, user_id=None, options=submission.options, title=submission.title)
+        user = None if account is None else account.user
+        await repo.create_job(conn, job_id, source, user_id=user, options=submission.options, title=submission.title)
         if submission.webhook_url is not None:
             await webhook_store.set_url(conn, job_id, submission.webhook_url)
-        await client.submit(rt.js, source, options=submission.options, job_id=job_id)
+        await client.submit(
+            rt.js,
+            source,
+            options=submission.options,
+            job_id=job_id,
+            user_id=user,
+            max_seconds=None if account is None else accounts.max_seconds(account.plan),
+            plan=None if account is None else account.plan.name,
+        )
     return job_id, False
 
 

@@ -35,10 +35,10 @@ from core.messages import (
     Revised,
     Romanization,
 )
-from core.settings import Settings
+from core.settings import Settings, is_loopback
 from core.text import READING_LINES
 from romanizer.romanize import Romanizer
-from scribe import client
+from scribe import admin, client
 from scribe.embedded import EmbeddedError
 from scribe.formats import FORMATS, clock, reading_lines, render
 from store import repo
@@ -166,15 +166,17 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def transcribe_remote(args: argparse.Namespace, server: str) -> int:
-    """``scribe transcribe --server URL``: the same output, with the pipeline on a gateway."""
+async def transcribe_remote(args: argparse.Namespace, server: str, api_key: str = "") -> int:
+    """``scribe transcribe --server URL``: the same output, with the pipeline on a gateway (which
+    may need ``SCRIBE_API_KEY``)."""
     import httpx
 
     from scribe.remote import RemoteError, RemoteJob
 
     display = Display(sys.stderr, romanization=args.romanization, quiet=args.quiet)
     display.draw()
-    async with httpx.AsyncClient(base_url=server, timeout=httpx.Timeout(60.0, read=600.0)) as http:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(base_url=server, headers=headers, timeout=httpx.Timeout(60.0, read=600.0)) as http:
         try:
             job = await RemoteJob.submit(
                 http, args.input, local=args.local, romanization=job_romanization(args.romanization)
@@ -267,6 +269,12 @@ async def up(settings: Settings, host: str, port: int) -> None:
             return
 
         def started() -> None:
+            if settings.auth == "none" and not is_loopback(host):
+                print(
+                    f"warning: the gateway listens on {host} without accounts (SCRIBE_AUTH=none): anyone who can "
+                    "reach this address may use it. Set SCRIBE_AUTH=keys and make keys with `scribe keys create`.",
+                    file=sys.stderr,
+                )
             shown = f"[{host}]" if ":" in host else host
             print(f"viewer:  http://{shown}:{port}/  (open it in a browser; the API is under /v1, OpenAPI at /schema)")
             print(f"nats:    {rt.settings.nats_url}  (integrators: subscribe to scribe.events.>)", flush=True)
@@ -359,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     u.add_argument("--host", default=None, help="gateway address (default SCRIBE_GATEWAY_HOST, 127.0.0.1)")
     u.add_argument("--port", type=int, default=None, help="gateway port (default SCRIBE_GATEWAY_PORT, 8000)")
+    admin.add_parsers(commands)
     return parser
 
 
@@ -394,7 +403,11 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(1)
         server = args.server or settings.server_url
         try:
-            code = asyncio.run(interruptible(transcribe_remote(args, server) if server else transcribe(args, settings)))
+            code = asyncio.run(
+                interruptible(
+                    transcribe_remote(args, server, settings.api_key) if server else transcribe(args, settings)
+                )
+            )
         except KeyboardInterrupt:
             code = 130
         except Exception as exc:  # no traceback on a user's terminal unless asked for
@@ -403,6 +416,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"scribe: {type(exc).__name__}: {exc} (run again with --verbose for details)", file=sys.stderr)
             code = 1
         raise SystemExit(code)
+    if args.command in ("keys", "plans"):
+        logs.configure("WARNING", settings.log_format)
+        try:
+            command = admin.keys if args.command == "keys" else admin.plans
+            raise SystemExit(asyncio.run(command(args, settings)))
+        except EmbeddedError as exc:
+            print(f"scribe: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
     logs.configure(settings.log_level, settings.log_format)
     try:
         # Ctrl-C before a command has taken the signals over (Python still importing) stops it

@@ -456,17 +456,19 @@ async def idempotent_job(db: Executor, key: str) -> tuple[str, str | None] | Non
     return (str(row["job_id"]), row["request_hash"]) if row is not None else None
 
 
-async def recent_jobs(db: Executor, *, limit: int, before: tuple[datetime, str] | None = None) -> list[JobRow]:
-    """Jobs newest first, at most ``limit``, strictly before the ``(created_at, id)`` cursor if given."""
-    if before is None:
-        records = await db.fetch("SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT $1", limit)
-    else:
-        records = await db.fetch(
-            "SELECT * FROM jobs WHERE (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $1",
-            limit,
-            before[0],
-            before[1],
-        )
+async def recent_jobs(
+    db: Executor, *, limit: int, before: tuple[datetime, str] | None = None, user: str | None = None
+) -> list[JobRow]:
+    """Jobs newest first (``user``'s only, if given), at most ``limit``, strictly before the
+    ``(created_at, id)`` cursor if given."""
+    records = await db.fetch(
+        "SELECT * FROM jobs WHERE ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::text))"
+        " AND ($4::text IS NULL OR user_id = $4) ORDER BY created_at DESC, id DESC LIMIT $1",
+        limit,
+        None if before is None else before[0],
+        None if before is None else before[1],
+        user,
+    )
     return [JobRow.from_record(r) for r in records]
 
 

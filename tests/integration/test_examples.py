@@ -94,19 +94,21 @@ async def test_both_examples_stop_at_a_cancelled_or_failed_job_with_its_reason(
 
 
 @pytest.mark.parametrize(
-    ("cap", "answer"), [("connections", b"HTTP 429"), ("websockets", b"closed (1013")], ids=["429", "1013"]
+    ("cap", "answer"),
+    [("gateway_max_connections_per_client", b"HTTP 429"), ("max_streams", b"closed (4429")],
+    ids=["429", "4429"],
 )
 async def test_the_websocket_example_stops_when_refused_and_retries_when_told_to(
     cap, answer, settings, nats_url, database_url, rt
 ) -> None:
-    cfg = settings.with_(nats_url=nats_url, database_url=database_url, **{f"gateway_max_{cap}_per_client": 1})
+    cfg = settings.with_(nats_url=nats_url, database_url=database_url, **{cap: 1})
     job_id, token = await _job(rt)
     await _publish(rt, _partial(job_id, 0, 0))
     async with gateway(cfg) as host, relayed(host) as (front, relay):
         code, out, _ = await _run("examples/ws_follow.py", f"http://{front}", job_id, "not-the-token")
         assert code == 1 and out.startswith("-- refused:") and relay.connections == 1, out
 
-        # Another stream of this client holds its only connection (429) or websocket (close 1013), then lets go.
+        # Another stream of this client holds its only connection (429) or stream (close 4429), then lets go.
         async with websockets.connect(f"ws://{host}/v1/jobs/{job_id}/stream?token={token}") as holder:
             await holder.recv()
             example = await _start("examples/ws_follow.py", f"http://{front}", job_id, token)

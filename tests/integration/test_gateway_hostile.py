@@ -339,7 +339,7 @@ async def test_one_client_cannot_hold_every_connection_and_is_told_so_once_per_b
         nats_url=nats_url,
         database_url=database_url,
         gateway_max_connections_per_client=5,
-        gateway_max_websockets_per_client=2,
+        max_streams=2,
     )
     job_id, token = await _finished_job(rt)
     caplog.set_level(logging.WARNING, logger="gateway.limits")
@@ -362,7 +362,7 @@ async def test_one_client_cannot_hold_every_connection_and_is_told_so_once_per_b
                 await asyncio.sleep(0.02)
         async with httpx.AsyncClient(base_url=f"http://{host}") as client:
             assert (await client.get("/healthz")).text == "ok"
-        # Websockets: two live streams, the third is told to try later (1013) with a sentence.
+        # Websockets: two live streams, the third is told to try later (4429) with a sentence.
         url = f"ws://{host}/v1/jobs/{job_id}/stream?token={token}"
         async with websockets.connect(url) as one, websockets.connect(url) as two:
             del one, two
@@ -370,8 +370,8 @@ async def test_one_client_cannot_hold_every_connection_and_is_told_so_once_per_b
                 got, code = await _ws_messages(third)
     assert all(answer.startswith(b"HTTP/1.1 429 ") for answer in refused), refused[0][:80]
     assert b"too_many_connections" in refused[0] and b"retry-after: 5" in refused[0]
-    assert [(m["type"], m["code"], m["retryable"]) for m in got] == [("error", "too_many_connections", True)]
-    assert code == 1013
+    assert [(m["type"], m["code"], m["retryable"]) for m in got] == [("error", "too_many_streams", True)]
+    assert code == 4429
     lines = [r for r in caplog.records if r.name == "gateway.limits"]
     assert 1 <= len(lines) <= 2, [r.getMessage() for r in lines]  # a line per burst, not per socket
 
@@ -545,7 +545,7 @@ async def test_a_viewer_that_stops_reading_is_closed_as_lagged_and_then_dropped(
                 rt.js, Partial(job_id=job_id, chunk_seq=seq, segments=[_line(seq, big)], chunks_done=seq + 1)
             )
         async with asyncio.timeout(30):  # given up on: its stream has ended (the close is written)
-            while "127.0.0.3" in app.state.limiter.websockets:  # noqa: ASYNC110 (polling state the server keeps)
+            while "127.0.0.3" in app.state.limiter.streams:  # noqa: ASYNC110 (polling state the server keeps)
                 await asyncio.sleep(0.05)
         late = await asyncio.to_thread(_read_all, pauser)  # reading again: it gets what it missed, then why
         async with asyncio.timeout(30):  # dropped: its connection is no longer counted

@@ -70,12 +70,16 @@ async def test_the_openapi_document_describes_what_the_gateway_does(settings, na
     schemes = document["components"]["securitySchemes"]
     assert schemes["jobToken"] == {**schemes["jobToken"], "type": "http", "scheme": "bearer"}
     assert (schemes["jobTokenQuery"]["type"], schemes["jobTokenQuery"]["in"]) == ("apiKey", "query")
+    assert schemes["apiKey"] == {**schemes["apiKey"], "type": "http", "scheme": "bearer"}
     parameters: set[str] = set()
     for path, item in document["paths"].items():
         for method, operation in item.items():
             parameters |= {p["name"] for p in operation.get("parameters", [])}
             if path.startswith("/v1/jobs/{job_id}"):
-                assert operation["security"] == [{"jobToken": []}, {"jobTokenQuery": []}], (method, path)
+                schemes = [{"apiKey": []}, {"jobToken": []}, {"jobTokenQuery": []}]
+                assert operation["security"] == schemes, (method, path)
+            elif path.startswith("/v1/"):  # with accounts a key; without, nothing
+                assert operation["security"] == [{"apiKey": []}, {}], (method, path)
             for status, answer in operation["responses"].items():
                 if int(status) >= 400:
                     schema = answer["content"]["application/json"]["schema"]
