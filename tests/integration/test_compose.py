@@ -52,7 +52,7 @@ def _compose_exe() -> str:
     return exe
 
 
-def _compose_config(tmp_path: Path, **env_overrides: str) -> dict[str, Any]:
+def _compose_config(tmp_path: Path, *profiles: str, **env_overrides: str) -> dict[str, Any]:
     """``docker-compose config`` of compose.yaml, as a dict, unaffected by the caller's env."""
     exe = _compose_exe()
     env = {
@@ -72,6 +72,7 @@ def _compose_config(tmp_path: Path, **env_overrides: str) -> dict[str, Any]:
             str(REPO),
             "-f",
             str(COMPOSE),
+            *(arg for profile in profiles for arg in ("--profile", profile)),
             "config",
         ],
         capture_output=True,
@@ -193,9 +194,23 @@ def test_gateway_published_on_8000(config: dict[str, Any]) -> None:
     assert (8000, 8000) in _published_ports(config["services"]["gateway"])
 
 
+def test_the_public_profile_adds_a_gateway_with_keys_on_every_interface(tmp_path: Path) -> None:
+    public = _compose_config(tmp_path, "public", SCRIBE_PUBLIC_HOSTS="scribe.example.com")
+    svc = public["services"]["gateway-public"]
+    env = _env(svc)
+    assert (env["SCRIBE_AUTH"], env["SCRIBE_GATEWAY_HOST"]) == ("keys", "0.0.0.0")
+    assert env["SCRIBE_GATEWAY_ALLOWED_HOSTS"] == "scribe.example.com"
+    assert (8080, 8000) in _published_ports(svc)
+    assert all("127.0.0.1" not in str(port) for port in svc["ports"])  # every interface
+    # Only with the profile (`config` lists every service, with its profiles); the loopback
+    # gateway runs without accounts unless told.
+    assert svc["profiles"] == ["public"] and "profiles" not in public["services"]["gateway"]
+    assert _env(public["services"]["gateway"])["SCRIBE_AUTH"] == "none"
+
+
 def test_nats_runs_the_repo_conf_with_jetstream(config: dict[str, Any]) -> None:
     svc = config["services"]["nats"]
-    assert svc["image"].startswith("nats:2.10")
+    assert svc["image"].startswith("nats:2.11")  # per-message TTL
     command = svc["command"]
     command = command.split() if isinstance(command, str) else command
     conf_target = command[command.index("-c") + 1]
