@@ -100,6 +100,8 @@ def _checked(response: httpx.Response) -> dict[str, Any]:
         body = {}
     if response.status_code >= 400:
         message = (body.get("error") or {}).get("message") if isinstance(body, dict) else None
+        if response.status_code == 401 and not response.request.headers.get("authorization"):
+            message = f"{message or 'The server needs an API key.'} Set SCRIBE_API_KEY to your key (sk_…)."
         raise RemoteError(message or f"The server answered {response.status_code}.")
     return dict(body)
 

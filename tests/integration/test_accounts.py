@@ -29,6 +29,7 @@ from core.topology import JOBS
 from store import accounts
 from tests.helpers import scribe_cli
 from tests.integration.test_gateway_hostile import _error, _ws_messages, serving
+from tests.paths import AUDIO
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +136,7 @@ async def test_each_user_sees_only_their_jobs_and_a_share_link_only_reads(settin
             assert (await stranger.get(f"{path}/transcript", params={"token": token})).json()["partial"] is True
             assert (await stranger.delete(path, params={"token": token})).status_code == 401
             assert (await stranger.get("/healthz")).status_code == 200 and (await stranger.get("/")).status_code == 200
+            assert (await stranger.options("/v1/me")).status_code == 204  # a preflight shows nothing
 
             # Another user's key finds no such job, over REST and SSE, and cannot list, cancel or purge it.
             for answer in (
@@ -315,3 +317,15 @@ async def test_an_api_key_holds_at_most_max_streams_from_any_address(settings, n
     assert [(m["code"], m["retryable"]) for m in got] == [("too_many_streams", True)] and code == 4429
     assert "This API key already holds 1 live streams" in got[0]["message"]
     assert sse.status_code == 429 and _error(sse)["code"] == "too_many_streams"
+
+
+async def test_scribe_transcribe_on_a_server_with_accounts_sends_scribe_api_key(settings, nats_url, database_url, pool):
+    _, key = await _user(pool, await _plan(pool, jobs_per_month=0))
+    clip = min(AUDIO.glob("*.wav"), key=lambda path: path.stat().st_size)
+    async with serving(_keys_mode(settings, nats_url, database_url)) as (host, _):
+        env = {**os.environ, "SCRIBE_API_KEY": ""}
+        args = ("transcribe", str(clip), "--server", f"http://{host}", "-q")
+        without = await asyncio.to_thread(scribe_cli, *args, env=env, timeout=60)
+        with_key = await asyncio.to_thread(scribe_cli, *args, env={**env, "SCRIBE_API_KEY": key}, timeout=60)
+    assert without.returncode == 1 and "Set SCRIBE_API_KEY to your key (sk_…)." in without.stderr, without.stderr
+    assert with_key.returncode == 1 and "allows 0 jobs a month" in with_key.stderr, with_key.stderr

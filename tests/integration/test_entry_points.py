@@ -336,6 +336,18 @@ def test_a_second_scribe_up_on_the_same_data_folder_is_refused(tmp_path: Path) -
         _stop_leftovers(tmp_path)
 
 
+def test_scribe_up_beyond_loopback_without_accounts_warns_that_anyone_may_use_it(tmp_path: Path) -> None:
+    up = Up({**_stack_environ(tmp_path), "SCRIBE_GATEWAY_HOST": "0.0.0.0"})  # noqa: S104 (the point)
+    try:
+        warning = up.wait_for("stderr", "warning:", timeout=5)
+        assert "listens on 0.0.0.0 without accounts (SCRIBE_AUTH=none): anyone who can reach" in warning
+        assert "SCRIBE_AUTH=keys" in warning and up.ready().startswith(b"HTTP/1.1 200")
+        assert up.stop(signal.SIGTERM) == 0
+    finally:
+        up.end()
+        _stop_leftovers(tmp_path)
+
+
 def test_scribe_all_stopped_by_sigterm_drains_and_stops_its_servers(tmp_path: Path) -> None:
     everything = Scribe("all", env=_stack_environ(tmp_path))
     try:
