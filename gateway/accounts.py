@@ -26,6 +26,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import ApiError
 from gateway.openapi import API_KEY, error_responses
+from gateway.origins import header
 from gateway.schemas import Me, QuotaUsage
 from store import accounts
 from store.accounts import Account, Plan, Usage
@@ -69,16 +70,9 @@ class KeyCache:
         return found
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return ""
-
-
 def presented_key(scope: Scope) -> str | None:
     """The API key a request shows: ``Authorization: Bearer sk_…`` or the websocket subprotocol ``key.sk_…``."""
-    scheme, _, value = _header(scope, b"authorization").partition(" ")
+    scheme, _, value = (header(scope, b"authorization") or "").partition(" ")
     if scheme.lower() == "bearer" and value.strip().startswith(accounts.KEY_PREFIX):
         return value.strip()
     return key_subprotocol(scope).removeprefix(KEY_SUBPROTOCOL) or None
@@ -86,7 +80,7 @@ def presented_key(scope: Scope) -> str | None:
 
 def key_subprotocol(scope: Scope) -> str:
     """The ``key.<KEY>`` entry of ``Sec-WebSocket-Protocol``, or ``""``."""
-    offered = _header(scope, b"sec-websocket-protocol")
+    offered = header(scope, b"sec-websocket-protocol") or ""
     return next((p.strip() for p in offered.split(",") if p.strip().startswith(KEY_SUBPROTOCOL)), "")
 
 

@@ -87,6 +87,18 @@ def test_keys_are_shown_once_kept_as_hashes_listed_by_prefix_and_revoked(databas
     again = scribe_cli("keys", "revoke", key[: accounts.SHOWN_PREFIX], env=env, timeout=60)
     assert again.returncode == 1 and "no key in use" in again.stderr
 
+    plan = f"trial-{uuid.uuid4().hex[:6]}"
+    made = scribe_cli("plans", "set", plan, "--jobs-per-month", "5", "--max-job-minutes", "2.5", env=env, timeout=60)
+    assert made.returncode == 0, made.stderr
+    changed = scribe_cli(
+        "plans", "set", plan, "--jobs-per-month", "none", "--concurrent-jobs", "2", env=env, timeout=60
+    )
+    row = next(line.split() for line in changed.stdout.splitlines() if line.startswith(plan))
+    assert row == [plan, "2.5", "-", "-", "-", "2", "-", "-"], changed.stdout
+    assert plan in scribe_cli("plans", "list", env=env, timeout=60).stdout
+    wrong = scribe_cli("plans", "set", plan, "--concurrent-jobs", "two", env=env, timeout=60)
+    assert wrong.returncode == 2 and "--concurrent-jobs 'two' is not a whole number" in wrong.stderr
+
 
 async def test_a_key_is_in_no_table_and_no_log_line(settings, nats_url, database_url, pool, caplog):
     caplog.set_level(logging.DEBUG)
@@ -135,6 +147,7 @@ async def test_each_user_sees_only_their_jobs_and_a_share_link_only_reads(settin
             assert (await stranger.get(path, params={"token": token})).json()["status"] == "queued"
             assert (await stranger.get(f"{path}/transcript", params={"token": token})).json()["partial"] is True
             assert (await stranger.delete(path, params={"token": token})).status_code == 401
+            assert (await stranger.delete(path, params={"token": token, "purge": "true"})).status_code == 401
             assert (await stranger.get("/healthz")).status_code == 200 and (await stranger.get("/")).status_code == 200
             assert (await stranger.options("/v1/me")).status_code == 204  # a preflight shows nothing
 
@@ -154,8 +167,20 @@ async def test_each_user_sees_only_their_jobs_and_a_share_link_only_reads(settin
             assert shared.status_code == 403 and _error(shared)["code"] == "forbidden"
             assert (await bo_http.get(path, params={"token": token})).status_code == 200
 
+            # A retry key is each user's own: the same key and body from another user is another job.
+            retry = {"Idempotency-Key": "lesson-1"}
+            mine = await ana_http.post("/v1/jobs", json=LINK, headers=retry)
+            theirs = await bo_http.post("/v1/jobs", json=LINK, headers=retry)
+            assert mine.status_code == theirs.status_code == 202 and mine.json()["job_id"] != theirs.json()["job_id"]
+            again = await ana_http.post("/v1/jobs", json=LINK, headers=retry)
+            assert again.json()["job_id"] == mine.json()["job_id"] and again.headers["Idempotent-Replayed"] == "true"
+            await ana_http.delete(f"/v1/jobs/{mine.json()['job_id']}")
+
             # The owner and an admin see it and list it; the owner cancels it.
-            assert [j["job_id"] for j in (await ana_http.get("/v1/jobs")).json()["jobs"]] == [job]
+            assert [j["job_id"] for j in (await ana_http.get("/v1/jobs")).json()["jobs"]] == [
+                mine.json()["job_id"],
+                job,
+            ]
             assert job in {
                 j["job_id"] for j in (await admin_http.get("/v1/jobs", params={"limit": 100})).json()["jobs"]
             }
