@@ -42,9 +42,9 @@ _BUS = (Progress, Partial, Revised, Final, Failed, Cancelled)
 
 _CLOSE_CODES = (
     "The server closes the websocket with 1000 after a terminal message (final, failed, cancelled); 4408 after "
-    "`lagged`; 4400 (bad `after`), 4401 (no or wrong token), 4404 (no such job), 4410 (purged) after an `error`; "
-    "1013 (try again later) after a retryable `error` (the message bus is down, or this client holds too many "
-    "streams)."
+    "`lagged`; 4400 (bad `after`), 4401 (no or wrong token or API key), 4404 (no such job), 4410 (purged) after an "
+    "`error`; 1013 (try again later) after a retryable `error` (the message bus is down); 4429 after a retryable "
+    "`error` when this client or API key holds too many streams (`SCRIBE_MAX_STREAMS`)."
 )
 
 
@@ -82,8 +82,11 @@ def document() -> dict[str, Any]:
                 "only by a `revised` message (a correction by the job's owner) that replaces it; resume with "
                 "`?after=N` (websocket) or `Last-Event-ID: N` (SSE, whose event ids are line numbers). "
                 "A job's token is required: `?token=`, `Authorization: Bearer` (SSE), or the websocket "
-                "subprotocol `token.<TOKEN>`. " + _CLOSE_CODES + " Integrators on the bus subscribe to "
-                "`scribe.events.<job_id>` (JetStream stream SCRIBE_EVENTS, kept 7 days: replayable), whose "
+                "subprotocol `token.<TOKEN>`; or, on a server with accounts, the owner's API key: "
+                "`Authorization: Bearer sk_…` (SSE) or the subprotocol `key.<KEY>`. "
+                + _CLOSE_CODES
+                + " Integrators on the bus subscribe to `scribe.events.<job_id>` "
+                "(JetStream stream SCRIBE_EVENTS, kept 7 days: replayable), whose "
                 "messages are the bus events below."
             ),
         },
