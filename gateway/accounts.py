@@ -187,10 +187,11 @@ def check_quotas(plan: Plan, used: Usage) -> None:
             f"It resets on {_date(used.next_month)}."
         )
     if plan.concurrent_jobs is not None and used.running_jobs >= plan.concurrent_jobs:
-        running = "is" if used.running_jobs == 1 else "are"
+        which = "it has" if used.running_jobs == 1 else "one has"
         raise _over(
             f"{name} runs {plan.concurrent_jobs} job{'s' if plan.concurrent_jobs != 1 else ''} at a time; "
-            f"{used.running_jobs} {running} still running. Submit again when it has finished (or cancel it)."
+            f"{used.running_jobs} {'is' if used.running_jobs == 1 else 'are'} still in progress. "
+            f"Submit again when {which} finished (or cancel it)."
         )
     if plan.audio_minutes_per_day is not None and used.audio_minutes_today >= plan.audio_minutes_per_day:
         raise _over(

@@ -1,8 +1,9 @@
 """``GET /v1/dictionary?q=…``: what a word tapped in the transcript means.
 
 Answers the entries of :class:`romanizer.dictionary.Dictionary` (CC-Canto and CC-CEDICT, CC BY-SA):
-the word's own, or its parts' when it has none. The data is public, so no token is needed and
-answers may be cached by anyone for a day. The dictionary is loaded in a thread on the first
+the word's own, or its parts' when it has none. The data is public, so no job's token is needed
+(with accounts an API key is, as for every ``/v1`` endpoint) and answers may be cached by anyone
+for a day. The dictionary is loaded in a thread on the first
 lookup (a quarter of a second, about 20 MB) and kept on ``app.state`` for the process's life.
 """
 
@@ -67,7 +68,8 @@ async def dictionary_lookup(
         ),
     ],
 ) -> Response[DictionaryAnswer]:
-    """A word's Jyutping, Yale and English definitions, from CC-Canto and CC-CEDICT; no token needed."""
+    """A word's Jyutping, Yale and English definitions, from CC-Canto and CC-CEDICT; no job's token needed
+    (with accounts, an API key)."""
     query = q.strip()
     if not query or len(query) > MAX_QUERY:
         raise ApiError(400, "bad_request", f"q must be a word of 1 to {MAX_QUERY} characters.")

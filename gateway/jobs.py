@@ -23,7 +23,7 @@ from core.messages import Cancelled, Transcript
 from core.process import Runtime
 from core.text import ReadingLines
 from gateway import purge
-from gateway.access import authorize, purged
+from gateway.access import authorize, job_token, purged, token_secret
 from gateway.accounts import account_of
 from gateway.errors import ApiError
 from gateway.openapi import API_KEY, JOB_TOKEN, TranscriptOperation, error_responses
@@ -64,11 +64,13 @@ async def list_jobs(
     ] = None,
 ) -> JobList:
     """Recent jobs, newest first. With accounts: the key's own jobs (an admin's: everyone's), each with its
-    title. Without: every job, ids and states only (a job's source and transcript need its token)."""
+    title and its token (for its share link). Without: every job, ids and states only (a job's source and
+    transcript need its token)."""
     before = _decode_cursor(cursor) if cursor else None
     account = account_of(request)
     user = None if account is None or account.admin else account.user
     jobs = await repo.recent_jobs(state.rt.pool, limit=limit, before=before, user=user)
+    secret = await token_secret(request) if account is not None else None
     next_cursor = _encode_cursor(jobs[-1]) if len(jobs) == limit else None
     return JobList(
         jobs=[
@@ -79,6 +81,7 @@ async def list_jobs(
                 created_at=job.created_at,
                 finished_at=job.finished_at,
                 title=job.title if account is not None else None,
+                token=job_token(secret, job.id) if secret is not None else None,
             )
             for job in jobs
         ],

@@ -3,8 +3,9 @@
 Plain HTML, CSS and JavaScript modules from ``gateway/web``, served at ``/static/<name>``: the
 files are read once into memory and looked up by name, so no request names a path on disk (no
 traversal, no NUL bytes reaching the file system). Nothing is fetched from anywhere else (the
-Content-Security-Policy says so to the browser too). The page itself needs no token: it reads the
-job's token from its own address and shows it to the API. Tokens sit in the page's address, so
+Content-Security-Policy says so to the browser too). The page itself needs no token or key: it
+reads the job's token from its own address and shows it to the API, and with accounts it asks for
+an API key once and keeps it in the browser (``web/auth.js``). Tokens sit in the page's address, so
 no request the page makes carries a ``Referer``.
 """
 

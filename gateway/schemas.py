@@ -84,9 +84,11 @@ class JobSummary(msgspec.Struct, omit_defaults=True):
     duration: float | None
     created_at: datetime | None
     finished_at: datetime | None
-    # With accounts, a user's own list also names each job (a video's title, a file's name);
-    # the shared list of a server without accounts does not.
+    # With accounts, a user's own list also names each job (a video's title, a file's name) and
+    # gives its token, for its share link (/jobs/{job_id}?token=…); the shared list of a server
+    # without accounts gives neither.
     title: str | None = None
+    token: str | None = None
 
 
 class JobList(msgspec.Struct):

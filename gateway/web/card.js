@@ -1,8 +1,12 @@
 // The meaning card: a word of the transcript with its readings in context and its English
-// definitions from GET /v1/dictionary. A dialog that takes focus; Esc or a click elsewhere closes it,
-// ← → go to the word before or after in the line. On a phone it sits at the bottom of the screen.
+// definitions from GET /v1/dictionary (with the API key when signed in: under accounts it needs one).
+// A dialog that takes focus; Esc or a click elsewhere closes it, ← → go to the word before or after
+// in the line. On a phone it sits at the bottom of the screen.
+
+import { apiFetch } from "./auth.js";
 
 const MAX_DEFINITIONS = 6;
+const SIGN_IN = "Meanings need signing in: sign in with your API key on the start page, then open this page again.";
 
 export class Card {
   /**
@@ -111,7 +115,7 @@ export class Card {
     let answer = this.cache.get(text);
     if (!answer) {
       try {
-        const response = await fetch(`/v1/dictionary?q=${encodeURIComponent(text)}`);
+        const response = await apiFetch(`/v1/dictionary?q=${encodeURIComponent(text)}`);
         const body = await response.json().catch(() => null);
         answer = { ok: response.ok, body, status: response.status };
         if (response.ok || body?.error?.code === "no_entry") this.cache.set(text, answer);
@@ -134,7 +138,8 @@ export class Card {
       out.push(p);
     };
     if (!ok) {
-      if (body?.error?.message && status < 500) say(body.error.message);
+      if (status === 401) say(SIGN_IN);
+      else if (body?.error?.message && status < 500) say(body.error.message);
       else say("The dictionary could not be reached just now. Try again in a moment.");
       return out;
     }

@@ -1,5 +1,6 @@
 // A job's live stream over the gateway's websocket, resumed by line number after any drop.
-// The token travels as the subprotocol "token.<T>" (a browser cannot set headers). Envelopes:
+// The token travels as the subprotocol "token.<T>", an API key as "key.<K>" (a browser cannot set
+// headers). Envelopes:
 // snapshot, progress, heartbeat, segments, revised (a corrected line), final, failed, cancelled,
 // lagged, error (see the README's stream section).
 
@@ -9,13 +10,13 @@ const REFUSED = new Set([4400, 4401, 4404, 4410]);
 export class JobStream {
   /**
    * @param {string} jobId
-   * @param {string} token
+   * @param {string[]} protocols the credentials, as subprotocols ("token.<T>", "key.<K>")
    * @param {(envelope: object) => void} onEnvelope every envelope, in order
    * @param {(state: string, detail?: string) => void} onConnection "live", "reconnecting", "closed"
    */
-  constructor(jobId, token, onEnvelope, onConnection) {
+  constructor(jobId, protocols, onEnvelope, onConnection) {
     this.jobId = jobId;
-    this.token = token;
+    this.protocols = protocols;
     this.onEnvelope = onEnvelope;
     this.onConnection = onConnection;
     this.lastLine = -1;
@@ -31,7 +32,7 @@ export class JobStream {
     // follow=revisions: after the job's end the stream stays open for corrections made elsewhere.
     const path = `/v1/jobs/${encodeURIComponent(this.jobId)}/stream?after=${this.lastLine}&follow=revisions`;
     const url = `${scheme}//${location.host}${path}`;
-    const socket = new WebSocket(url, [`token.${this.token}`]);
+    const socket = new WebSocket(url, this.protocols);
     this.socket = socket;
     socket.onmessage = (message) => {
       const envelope = JSON.parse(message.data);

@@ -1,12 +1,14 @@
 // The viewer: start a job, read its lines as they come with readings over each character, and
 // listen along. Everything comes from the gateway's API (see the README); nothing else is fetched.
 
+import { wireAccount } from "./account.js";
+import { account, apiFetch, check, expectsKeys, readOnly, storedKey, subprotocols } from "./auth.js";
 import { Card } from "./card.js";
 import { remember, remembered } from "./history.js";
 import { GAPS, Player, SPEEDS } from "./player.js";
 import { JobProgress } from "./progress.js";
 import { READINGS, UNSURE_BELOW } from "./ruby.js";
-import { showHistory, wireStart } from "./start.js";
+import { showHistory, showStart, wireStart } from "./start.js";
 import { JobStream } from "./stream.js";
 import { Transcript } from "./transcript.js";
 
@@ -21,6 +23,7 @@ const REFUSALS = {
   gone: "This transcript was deleted on request, so it cannot be shown any more.",
   bad_request: "This link is damaged. Open the whole link you were given again.",
 };
+const OWNER_ONLY = "Only the owner can correct lines: sign in with their API key on the start page.";
 // How a file's name says which reading lines it shows (json and csv carry every reading).
 const FILE_READING = {
   jyutping: "jyutping", yale: "yale", yale_numeric: "yale numbers", both: "jyutping and yale", none: "characters",
@@ -32,7 +35,7 @@ function stored(key, allowed, fallback) {
 }
 
 const view = {
-  job: null, // {id, token}
+  job: null, // {id, token}; token is null when the owner's API key opened the job (from their list)
   title: null,
   reading: stored("scribe.reading", READINGS, "jyutping"),
   downloadReading: null, // chosen for the downloads; null: the page's reading
@@ -64,6 +67,7 @@ function openJob(id, token) {
   $("#start-view").hidden = true;
   $("#job-view").hidden = false;
   $("#player").hidden = false;
+  document.body.classList.toggle("read-only", readOnly());
   setState("running");
   view.ticker = setInterval(() => {
     if (document.body.dataset.state === "running" && progress.status) progress.show();
@@ -71,9 +75,11 @@ function openJob(id, token) {
   const known = remembered().find((job) => job.id === id); // listed once the server has accepted the link
   if (known?.title) setTitle(known.title);
   setDownloads();
-  $("#share").value = `${location.origin}/jobs/${id}?token=${encodeURIComponent(token)}`;
+  // Opened with the key alone (an address without its token) the page has no link to share.
+  $(".share-block").hidden = !token;
+  if (token) $("#share").value = `${location.origin}/jobs/${id}?token=${encodeURIComponent(token)}`;
   fetchStatus();
-  view.stream = new JobStream(id, token, onEnvelope, onConnection);
+  view.stream = new JobStream(id, subprotocols(token), onEnvelope, onConnection);
   view.stream.open();
   // Corrections: another window of this browser hears of one at once; a page of a finished job (whose
   // stream has closed) asks again whenever it is looked at.
@@ -89,7 +95,12 @@ function openJob(id, token) {
 }
 
 function api(path, options = {}) {
-  return fetch(path, { ...options, headers: { Authorization: `Bearer ${view.job.token}`, ...options.headers } });
+  return apiFetch(path, { ...options, token: view.job.token });
+}
+
+// "Your transcripts" of this browser keeps a job with its token (a job opened with a key alone is not kept).
+function rememberJob(fields) {
+  if (view.job.token) remember({ id: view.job.id, token: view.job.token, ...fields });
 }
 
 // The job's title (the file's name or the video's) and length, for the heading, the file names and the list.
@@ -99,7 +110,7 @@ async function fetchStatus() {
     if (!response.ok) return;
     const status = await response.json();
     if (status.title) setTitle(status.title);
-    remember({ id: view.job.id, token: view.job.token, title: status.title, duration: status.progress?.duration, status: status.status });
+    rememberJob({ title: status.title, duration: status.progress?.duration, status: status.status });
   } catch {
     // The stream says what is wrong, if anything is.
   }
@@ -123,11 +134,31 @@ function setDownloads() {
   if (!view.job) return;
   const reading = view.downloadReading || (view.reading === "none" ? "none" : view.reading);
   $("#download-reading").value = reading;
-  const token = encodeURIComponent(view.job.token);
+  // Without a token (the owner's key opened the job) a link cannot carry the key: a click fetches the file.
+  const token = view.job.token ? `&token=${encodeURIComponent(view.job.token)}` : "";
   for (const link of document.querySelectorAll("a.download")) {
     const format = link.dataset.format;
-    link.href = `/v1/jobs/${view.job.id}/transcript?format=${format}&romanization=${reading}&token=${token}`;
+    link.href = `/v1/jobs/${view.job.id}/transcript?format=${format}&romanization=${reading}${token}`;
     link.setAttribute("download", downloadName(format, reading));
+  }
+}
+
+async function downloadWithKey(event) {
+  const link = event.target.closest("a.download");
+  if (!link || !view.job || view.job.token) return;
+  event.preventDefault();
+  try {
+    const { pathname, search } = new URL(link.href);
+    const response = await api(pathname + search);
+    if (!response.ok) throw new Error(String(response.status));
+    const url = URL.createObjectURL(await response.blob());
+    const save = Object.assign(document.createElement("a"), { href: url, download: link.getAttribute("download") });
+    document.body.append(save);
+    save.click();
+    save.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch {
+    showError("The file could not be downloaded just now. Try again in a moment.");
   }
 }
 
@@ -142,7 +173,7 @@ function onConnection(state, delay) {
 function onEnvelope(envelope) {
   switch (envelope.type) {
     case "snapshot":
-      remember({ id: view.job.id, token: view.job.token, status: envelope.status, duration: envelope.progress?.duration });
+      rememberJob({ status: envelope.status, duration: envelope.progress?.duration });
       progress.set(envelope.progress);
       setWarnings(envelope.warnings);
       addLines(envelope.segments);
@@ -174,7 +205,7 @@ function onEnvelope(envelope) {
       setState("done");
       progress.show();
       loadAudio();
-      remember({ id: view.job.id, token: view.job.token, status: "done", duration: envelope.duration });
+      rememberJob({ status: "done", duration: envelope.duration });
       if (!view.title) fetchStatus(); // a video's title may have been learnt on the way
       break;
     case "failed":
@@ -184,7 +215,7 @@ function onEnvelope(envelope) {
       showError(envelope.reason);
       progress.show();
       player.pause();
-      remember({ id: view.job.id, token: view.job.token, status: envelope.type });
+      rememberJob({ status: envelope.type });
       break;
     case "error":
       if (envelope.retryable) { // the server is busy or briefly down: the stream reconnects by itself
@@ -246,6 +277,7 @@ async function saveLine(seq, text, revision) {
   if (response.status === 409 && code === "line_changed") {
     return { conflict: await fetchLine(seq), message: body.error.message };
   }
+  if (code === "forbidden" || (response.status === 401 && account.mode === "keys")) return { message: OWNER_ONLY };
   if (response.status === 401 || response.status === 403) return { message: WRONG_LINK };
   if (response.status === 400 && body?.error?.message) return { message: body.error.message };
   const why = body?.error?.message || `the server answered ${response.status}`;
@@ -316,6 +348,11 @@ async function copyText(button, text) {
 function loadAudio() {
   const audio = $("#audio");
   if (player.ready || audio.getAttribute("src") || !view.job) return;
+  if (!view.job.token) { // an <audio> cannot send the key; "Your transcripts" links each job with its token
+    $("#audio-note").textContent = "To listen, open the transcript's full link (the one with “?token=”): this "
+      + "browser did not keep it.";
+    return;
+  }
   $("#audio-note").textContent = "Loading the audio…";
   audio.src = `/v1/jobs/${view.job.id}/audio?token=${encodeURIComponent(view.job.token)}`;
   audio.load();
@@ -450,7 +487,10 @@ const KEYS = {
   "]": () => player.stepSpeed(1),
   "+": () => player.stepSpeed(1),
   "=": () => player.stepSpeed(1),
-  e: () => transcript.edit(transcript.current ?? transcript.order[0]),
+  e: () => {
+    if (readOnly()) $("#audio-note").textContent = OWNER_ONLY;
+    else transcript.edit(transcript.current ?? transcript.order[0]);
+  },
   m: () => {
     const word = transcript.activeWord();
     if (word) showMeaning(word.seq, word.word);
@@ -487,7 +527,18 @@ function wireKeys() {
 
 // --- start ------------------------------------------------------------------------------------------
 
-function start() {
+function showIncomplete() {
+  $("#start-view").hidden = true;
+  $("#job-view").hidden = false;
+  setState("failed");
+  $("#status").textContent = "This transcript cannot be shown.";
+  const yours = account.mode === "keys" ? " If it is yours, sign in with your API key on the start page, then open "
+    + "it from your list." : "";
+  showError("This link is incomplete: the part that starts with “?token=” is missing. Open the whole link you "
+    + `were given when the transcript was started.${yours}`);
+}
+
+async function start() {
   transcript = new Transcript($("#lines"), view.reading, {
     seek,
     meaning: showMeaning,
@@ -513,21 +564,30 @@ function start() {
   wireAudio();
   wireKeys();
   $("#copy-share").addEventListener("click", () => copyText($("#copy-share"), $("#share").value));
+  $(".downloads").addEventListener("click", downloadWithKey);
+  wireAccount(showStart);
+  window.addEventListener("popstate", () => location.reload());
   const match = /^\/jobs\/([^/]+)$/.exec(location.pathname);
+  const id = match ? decodeURIComponent(match[1]) : null;
   const token = new URLSearchParams(location.search).get("token");
-  if (match && token) {
-    openJob(decodeURIComponent(match[1]), token);
-  } else if (match) {
-    $("#start-view").hidden = true;
-    $("#job-view").hidden = false;
-    setState("failed");
-    $("#status").textContent = "This transcript cannot be shown.";
-    showError("This link is incomplete: the part that starts with “?token=” is missing. Open the whole link you "
-      + "were given when the transcript was started.");
+  // A stored key is sent only once the server has taken it: a revoked one would have even a share link refused.
+  let checked = storedKey() ? await check() : null;
+  if (id && (token || account.key)) {
+    openJob(id, token);
+  } else if (id) {
+    showIncomplete();
+  } else if (checked) {
+    showStart(checked.message);
   } else {
+    if (expectsKeys()) document.body.dataset.auth = "checking"; // no form until the server says if it needs a key
     showHistory();
   }
-  window.addEventListener("popstate", () => location.reload());
+  if (!checked) {
+    checked = await check();
+    if (!id) showStart(checked.message);
+    else if (!token && !account.key && account.mode === "keys") showIncomplete();
+  }
+  document.body.classList.toggle("read-only", readOnly());
 }
 
 start();

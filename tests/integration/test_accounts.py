@@ -177,10 +177,8 @@ async def test_each_user_sees_only_their_jobs_and_a_share_link_only_reads(settin
             await ana_http.delete(f"/v1/jobs/{mine.json()['job_id']}")
 
             # The owner and an admin see it and list it; the owner cancels it.
-            assert [j["job_id"] for j in (await ana_http.get("/v1/jobs")).json()["jobs"]] == [
-                mine.json()["job_id"],
-                job,
-            ]
+            listed = [(j["job_id"], j["token"]) for j in (await ana_http.get("/v1/jobs")).json()["jobs"]]
+            assert listed == [(mine.json()["job_id"], mine.json()["token"]), (job, token)]
             assert job in {
                 j["job_id"] for j in (await admin_http.get("/v1/jobs", params={"limit": 100})).json()["jobs"]
             }
@@ -245,7 +243,7 @@ async def test_each_quota_refuses_with_a_sentence_and_me_counts_it(settings, nat
             running = await submit(key)
             assert running.status_code == 403 and _error(running) == {
                 "code": "quota_exceeded",
-                "message": f"Your {jobs_plan} plan runs 1 job at a time; 1 is still running. "
+                "message": f"Your {jobs_plan} plan runs 1 job at a time; 1 is still in progress. "
                 "Submit again when it has finished (or cancel it).",
             }
             await _finish_jobs(pool, user)
