@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INPUT ?= ../shared/data/audio/sherpa_yue-6.wav
 ARGS ?=
 
-.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-word-times bench-lines bench-romanize bench-fuzz bench-gateway bench-abuse
+.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-word-times bench-lines bench-romanize bench-fuzz bench-gateway bench-abuse bench-accounts
 
 $(BIN)/scribe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ bench-gateway: setup
 # The gateway under attack, before and after issue 15 (a git worktree of the code before it).
 bench-abuse: setup
 	$(BIN)/python -m bench.abuse
+
+# Issue 17: plan quotas on two gateway processes at once, and the p99 the shared rate limiter adds.
+bench-accounts: setup
+	$(BIN)/python -m bench.accounts
 
 bench-fuzz: setup
 	$(BIN)/python -m bench.fuzz_media
