@@ -9,10 +9,12 @@ Subjects (see ``core.subjects``) and what they carry:
 - ``scribe.chunks``                  AudioChunk
 - ``scribe.segments.<job_id>``       SegmentsEvent = ChunkTranscribed | ChunkFailed | InputEnded
 - ``scribe.events.<job_id>``         JobEvent = Progress | Partial | Revised | Final | Failed | Cancelled
+- ``scribe.alerts.cost``             CostAlert
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Literal, get_args
 
 import msgspec
@@ -109,6 +111,8 @@ class Usage(Base, frozen=True):
     model: str
     billed_seconds: float
     cost_usd: float
+    # Answered from the chunk cache, so nothing was billed (a job's: every one of its calls was).
+    cache_hit: bool = False
 
 
 class ChunkTranscribed(Base, frozen=True, tag="chunk_transcribed"):
@@ -272,6 +276,31 @@ class Transcript(Base, frozen=True):
     partial: bool = False  # the job is still running: the lines so far
 
 
+# --- operators ------------------------------------------------------------------------
+
+CostAlertKind = Literal["rise", "projected_rise", "daily", "projected_daily"]
+COST_ALERT_KINDS: tuple[str, ...] = get_args(CostAlertKind)
+
+
+class CostAlert(Base, frozen=True):
+    """The day's cost (UTC) crossed a threshold; sent once per ``kind`` per day, by whichever process saw it first.
+
+    ``kind``: ``rise`` when the cost so far is more than ``SCRIBE_ALERT_RISE`` above the previous
+    day's, ``projected_rise`` when only its projection to the end of the day is; ``daily`` when
+    the cost so far reaches ``SCRIBE_ALERT_DAILY_USD``, ``projected_daily`` when only its
+    projection does. Once the cost so far has crossed a threshold, only the plain kind is sent for it.
+    """
+
+    day: date  # the UTC day, "2026-03-04"
+    kind: CostAlertKind
+    cost_usd: float  # the day's cost so far
+    projected_usd: float  # at the day's pace so far, by its end
+    previous_usd: float  # the previous day's whole cost
+    threshold_usd: float  # the figure crossed: the previous day's plus the rise, or the daily amount
+    message: str  # one sentence for people
+    at: datetime  # when it was noticed (UTC)
+
+
 # One encoder and one decoder per type, reused.
 encoder = msgspec.json.Encoder()
 job_submitted_decoder = msgspec.json.Decoder(JobSubmitted)
@@ -279,3 +308,4 @@ audio_chunk_decoder = msgspec.json.Decoder(AudioChunk)
 segments_event_decoder = msgspec.json.Decoder(SegmentsEvent)
 job_event_decoder = msgspec.json.Decoder(JobEvent)
 transcript_decoder = msgspec.json.Decoder(Transcript)
+cost_alert_decoder = msgspec.json.Decoder(CostAlert)

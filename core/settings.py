@@ -8,6 +8,8 @@ so a bad one stops the process at start with the variable's name and what it may
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import sys
@@ -99,6 +101,15 @@ class Settings:
     openai_model: str = "whisper-1"
     openai_timeout_s: float = 60.0
     prices: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # What `scribe costs` and /v1/admin/costs show in pounds: a setting, never a network call.
+    gbp_per_usd: float = 0.79
+    # Cost guard (transcriber/fallback.py). A chunk heard before is answered from the chunk cache. Once the
+    # UTC day's ledger reaches daily_budget_usd (0: no budget), and while the paid API keeps failing, paid
+    # chunks go to the fallback: "local" (the embedded model, loaded when first needed), "model:NAME" (a
+    # cheaper API model) or "refuse" (the gateway refuses new jobs; jobs in flight finish on the paid API).
+    chunk_cache: bool = True
+    daily_budget_usd: float = 0.0
+    fallback: str = "local"
 
     # Work queue
     max_in_flight: int = 0  # chunks one transcriber holds; 0: local workers, or 8 for openai
@@ -137,6 +148,16 @@ class Settings:
     webhook_timeout_s: float = 10.0
     webhook_max_attempts: int = 6
 
+    # Cost alerts (transcriber/alerts.py), once per threshold per UTC day: the day's cost so far, or its
+    # projection, more than alert_rise above the previous day's (0: off) or at alert_daily_usd (0: off);
+    # no rise alert below alert_min_usd. Sent on scribe.alerts.cost, and POSTed to alert_webhook_url by
+    # a gateway, signed when alert_webhook_secret (whsec_ and base64, as Standard Webhooks) is set.
+    alert_rise: float = 0.20
+    alert_daily_usd: float = 0.0
+    alert_min_usd: float = 1.0
+    alert_webhook_url: str = ""
+    alert_webhook_secret: str = ""
+
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "auto"  # auto: JSON lines off a TTY, text on one
 
@@ -161,6 +182,15 @@ class Settings:
             self.rate()  # checked now: a mistyped rate stops the process at start
         if not 0 <= self.gateway_port <= 65535:
             raise SettingsError(f"{_variable('gateway_port')}={self.gateway_port} is not a port (0-65535)")
+        if self.alert_webhook_url and not self.alert_webhook_url.strip().lower().startswith(("http://", "https://")):
+            raise SettingsError(f"{_variable('alert_webhook_url')}={self.alert_webhook_url!r} is not an http(s) URL")
+        if self.alert_webhook_secret and not _is_webhook_secret(self.alert_webhook_secret):
+            raise SettingsError(f"{_variable('alert_webhook_secret')} must be whsec_ followed by base64")
+        if self.fallback.strip().lower() not in ("local", "refuse") and not self.fallback_model:
+            raise SettingsError(
+                f"{_variable('fallback')}={self.fallback!r} is not allowed: choose local, model:NAME "
+                "(an API model, priced in SCRIBE_PRICES) or refuse"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -207,6 +237,17 @@ class Settings:
             )
         return unit.strip(), int(count)  # type: ignore[return-value]
 
+    @property
+    def fallback_kind(self) -> Literal["local", "model", "refuse"]:
+        """``SCRIBE_FALLBACK`` without its model name."""
+        return "model" if self.fallback_model else "refuse" if self.fallback.strip().lower() == "refuse" else "local"
+
+    @property
+    def fallback_model(self) -> str | None:
+        """The API model of ``SCRIBE_FALLBACK=model:NAME``; None for ``local`` and ``refuse``."""
+        kind, _, model = self.fallback.partition(":")
+        return model.strip() if kind.strip().lower() == "model" else None
+
     def price_per_minute(self, model: str) -> float:
         return float(self.prices.get(model, 0.0))
 
@@ -233,6 +274,14 @@ def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
+        return False
+
+
+def _is_webhook_secret(secret: str) -> bool:
+    """``whsec_`` and a base64 key, as Standard Webhooks secrets are."""
+    try:
+        return secret.startswith("whsec_") and len(base64.b64decode(secret[6:], validate=True)) > 0
+    except binascii.Error:
         return False
 
 
@@ -282,5 +331,10 @@ _POSITIVE = (
     *("gateway_body_timeout_s", "gateway_body_min_rate", "gateway_send_timeout_s"),
     *("webhook_timeout_s", "webhook_max_attempts"),
     *("ack_wait_s", "max_deliver", "asr_beam_size", "openai_timeout_s"),
+    "gbp_per_usd",
 )
-_NOT_NEGATIVE = ("chunk_first_max_s", "asr_workers", "asr_threads", "max_in_flight")
+_NOT_NEGATIVE = (
+    *("chunk_first_max_s", "asr_workers", "asr_threads", "max_in_flight"),
+    *("alert_rise", "alert_daily_usd", "alert_min_usd"),
+    "daily_budget_usd",
+)

@@ -4,6 +4,8 @@ JOBS_SUBMITTED = "scribe.jobs.submitted"
 CHUNKS = "scribe.chunks"
 SEGMENTS_PREFIX = "scribe.segments"
 EVENTS_PREFIX = "scribe.events"
+# Today's cost crossed an alert threshold (transcriber.alerts): once per threshold per UTC day.
+ALERTS_COST = "scribe.alerts.cost"
 
 
 def segments(job_id: str) -> str:

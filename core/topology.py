@@ -128,7 +128,15 @@ EVENTS = Stream(
     duplicate_window_s=600.0,
     max_msg_size=1024 * 1024,
 )
-STREAMS = (JOBS, CHUNKS, SEGMENTS, EVENTS)
+ALERTS = Stream(
+    name="SCRIBE_ALERTS",
+    subjects=(subjects.ALERTS_COST,),
+    work_queue=False,  # kept for a month: an operator replays them (nats stream view SCRIBE_ALERTS)
+    max_age_s=30 * _DAY_S,
+    duplicate_window_s=_DAY_S,  # an alert published again the same day (after a rolled-back claim) is dropped
+    max_msg_size=64 * 1024,
+)
+STREAMS = (JOBS, CHUNKS, SEGMENTS, EVENTS, ALERTS)
 WEBHOOK_SPARE_DELIVERIES = 100  # deliveries of a webhook's event beyond its attempts (see Topology.from_settings)
 
 
@@ -153,8 +161,8 @@ AUDIO_BUCKET = "scribe-audio"  # each job's audio for playback, under the job's 
 class Topology:
     """The streams, the services' consumers and the two buckets, for one set of settings.
 
-    ``webhooks`` is the gateway's: every gateway process shares it, so each job's completion
-    webhook is sent by one of them.
+    ``webhooks`` and ``cost_alerts`` are the gateway's: every gateway process shares them, so each
+    job's completion webhook, and each cost alert, is sent by one of them.
     """
 
     streamer: Consumer
@@ -162,6 +170,9 @@ class Topology:
     romanizer: Consumer
     webhooks: Consumer = Consumer(
         EVENTS, "webhooks", f"{subjects.EVENTS_PREFIX}.>", 60.0, 6 + WEBHOOK_SPARE_DELIVERIES, 10_000, new_only=True
+    )
+    cost_alerts: Consumer = Consumer(
+        ALERTS, "cost-alerts", subjects.ALERTS_COST, 60.0, 6 + WEBHOOK_SPARE_DELIVERIES, 1000, new_only=True
     )
     uploads: Bucket = Bucket(UPLOADS_BUCKET, _DAY_S)
     audio: Bucket = Bucket(AUDIO_BUCKET, 7 * _DAY_S)
@@ -191,6 +202,16 @@ class Topology:
                 10_000,
                 new_only=True,
             ),
+            # The gateways' cost alerts, POSTed to SCRIBE_ALERT_WEBHOOK_URL as webhooks are (same attempts).
+            cost_alerts=Consumer(
+                ALERTS,
+                "cost-alerts",
+                subjects.ALERTS_COST,
+                60.0,
+                settings.webhook_max_attempts + WEBHOOK_SPARE_DELIVERIES,
+                1000,
+                new_only=True,
+            ),
             uploads=Bucket(UPLOADS_BUCKET, settings.upload_retention_s),
             audio=Bucket(AUDIO_BUCKET, settings.audio_retention_s),
         )
@@ -198,4 +219,4 @@ class Topology:
     @property
     def consumers(self) -> tuple[Consumer, ...]:
         """Every durable consumer."""
-        return (self.streamer, self.transcriber, self.romanizer, self.webhooks)
+        return (self.streamer, self.transcriber, self.romanizer, self.webhooks, self.cost_alerts)

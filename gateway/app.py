@@ -27,7 +27,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.process import Runtime, connected
 from core.settings import Settings
-from gateway import accounts, corrections, jobs, openai_compat, origins, pages, purge, ratelimit
+from gateway import accounts, corrections, costs, jobs, openai_compat, origins, pages, purge, ratelimit
+from gateway.alerts import AlertSender
 from gateway.asyncapi import asyncapi_document
 from gateway.audio import job_audio
 from gateway.dictionary import dictionary_lookup
@@ -107,7 +108,7 @@ def create_app(settings: Settings) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def runtime(app: Litestar) -> AsyncIterator[None]:
-        async with connected(settings, "gateway", create_pool, services=["webhooks"]) as rt:
+        async with connected(settings, "gateway", create_pool, services=["webhooks", "cost-alerts"]) as rt:
             app.state.rt = rt
             app.stores.register(ratelimit.STORE, NatsStore(rt.js), allow_override=True)
             app.state.feeds = Feeds(rt.js, queue_size=settings.stream_queue_size)
@@ -115,7 +116,8 @@ def create_app(settings: Settings) -> Litestar:
             await purges.start()
             app.state.stalls = Stalls(settings.gateway_send_timeout_s)
             watchdog = asyncio.create_task(app.state.stalls.watch(), name="stalled-sends")
-            await rt.start({"webhooks": Notifier.open})  # the services stop and drain with the runtime
+            # The services stop and drain with the runtime.
+            await rt.start({"webhooks": Notifier.open, "cost-alerts": AlertSender.open})
             await purge.sweep_cache(rt)
             # What start-up made (modules, the app, the connections: most of the heap) lives as long
             # as the process: kept out of the collector's full passes, which then took 100-200 ms and
@@ -171,6 +173,7 @@ def create_app(settings: Settings) -> Litestar:
             asyncapi_document,
             dictionary_lookup,
             accounts.me,
+            *costs.ROUTES,
             *openai_compat.routes(settings),
             *pages.ROUTES,
         ],

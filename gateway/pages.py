@@ -1,4 +1,5 @@
-"""The viewer page: ``/`` starts a job, ``/jobs/{id}?token=…`` shows one (the same page).
+"""The viewer page: ``/`` starts a job, ``/jobs/{id}?token=…`` shows one (the same page); ``/admin`` is the
+operators' page of costs (an admin key with accounts).
 
 Plain HTML, CSS and JavaScript modules from ``gateway/web``, served at ``/static/<name>``: the
 files are read once into memory and looked up by name, so no request names a path on disk (no
@@ -73,6 +74,19 @@ def viewer_page() -> Response[bytes]:
 
 
 @route(
+    "/admin",
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
+    media_type=MediaType.HTML,
+    include_in_schema=False,
+    sync_to_thread=False,
+)
+def admin_page() -> Response[bytes]:
+    """The operators' page: cost per day, today's projection, the costliest users and jobs (``web/admin.js``)."""
+    page = _assets()["admin.html"]
+    return Response(page.body, media_type=page.media_type, headers=PAGE_HEADERS)
+
+
+@route(
     "/static/{name:str}",
     http_method=[HttpMethod.GET, HttpMethod.HEAD],
     include_in_schema=False,
@@ -84,7 +98,7 @@ def static_file(
 ) -> Response[bytes]:
     """The page's scripts and styles; revalidated on each load, so an upgrade shows at once."""
     asset = _assets().get(name)
-    if asset is None or name == "index.html":
+    if asset is None or name.endswith(".html"):  # pages are served at their own addresses
         raise ApiError(404, "not_found", "There is no such file.")
     headers = {"ETag": asset.etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
     if if_none_match and asset.etag in {tag.strip() for tag in if_none_match.split(",")}:
@@ -92,4 +106,4 @@ def static_file(
     return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
-ROUTES = [viewer_page, static_file]
+ROUTES = [viewer_page, admin_page, static_file]

@@ -3,12 +3,12 @@ document from them, so the document is the code's own description of itself."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 import msgspec
 
-from core.messages import Usage
+from core.messages import CostAlert, Usage
 from romanizer.dictionary import Source
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -165,3 +165,102 @@ class Me(msgspec.Struct):
     admin: bool
     key_prefix: str
     quotas: list[QuotaUsage]
+
+
+# --- The usage ledger read back (gateway.costs) ----------------------------------------------------
+
+
+class CostTotals(msgspec.Struct, kw_only=True):
+    """What ledger rows add up to: calls to the speech model (each chunk is one), how many were cache hits
+    (they cost nothing), the audio seconds billed and the cost in USD and in GBP (at ``gbp_per_usd``)."""
+
+    calls: int
+    cache_hits: int
+    billed_seconds: float
+    cost_usd: float
+    cost_gbp: float
+
+
+class DayCosts(CostTotals):
+    """One UTC day (days without calls are listed with zeros)."""
+
+    day: date
+
+
+class ModelCosts(CostTotals):
+    """One speech model (``backend`` ``local`` costs compute only: 0 here)."""
+
+    model: str
+    backend: str
+
+
+class UserCosts(CostTotals):
+    """One user (null: jobs submitted without an account)."""
+
+    user: str | None
+
+
+class CostPerJob(msgspec.Struct):
+    """Cost per job over the jobs with calls in the window (the part of a job's cost inside it); ``p90_usd``
+    is interpolated between jobs. All 0 when there are none."""
+
+    jobs: int
+    mean_usd: float
+    p90_usd: float
+    max_usd: float
+    mean_gbp: float
+    p90_gbp: float
+    max_gbp: float
+
+
+class JobCosts(CostTotals):
+    """One job (its title, and its user with accounts)."""
+
+    job_id: str
+    title: str | None
+    user: str | None
+
+
+class DayProjection(msgspec.Struct):
+    """The window's last day (today, unless ``until`` is earlier): its cost so far and projected to the end of
+    the UTC day at the pace so far (cost x 86,400 / seconds elapsed, counting at least two hours as elapsed);
+    a day that is over projects its own cost."""
+
+    day: date
+    as_of: datetime
+    cost_usd: float
+    cost_gbp: float
+    projected_usd: float
+    projected_gbp: float
+
+
+class UsageReport(msgspec.Struct):
+    """The ledger of the key's user (without accounts: of the whole deployment) over the last ``days`` UTC
+    days, ``last_day`` included as far as it has gone."""
+
+    user: str | None
+    first_day: date
+    last_day: date
+    gbp_per_usd: float
+    total: CostTotals
+    days: list[DayCosts]
+    models: list[ModelCosts]
+    per_job: CostPerJob
+
+
+class AdminCosts(msgspec.Struct):
+    """The whole deployment's ledger over the last ``days`` UTC days: per day, model and user (most costly first),
+    cost per job, the ten costliest jobs and users, the last day's projection and the cost alerts raised."""
+
+    first_day: date
+    last_day: date
+    gbp_per_usd: float
+    total: CostTotals
+    today: DayProjection
+    days: list[DayCosts]
+    models: list[ModelCosts]
+    users: list[UserCosts]
+    per_job: CostPerJob
+    top_jobs: list[JobCosts]
+    top_users: list[UserCosts]
+    alerts: list[CostAlert]

@@ -31,7 +31,7 @@ from core import uploads
 from core.messages import ROMANIZATIONS, JobOptions, Romanization
 from core.process import Runtime
 from core.settings import Settings
-from gateway import accounts, webhooks
+from gateway import accounts, budget, webhooks
 from gateway.access import job_token, token_secret
 from gateway.accounts import account_of
 from gateway.errors import ApiError, unavailable
@@ -171,8 +171,10 @@ async def start_job(
     the user's row locked, so requests racing on several gateway processes cannot overrun them.
 
     Raises:
-        ApiError: 409 when a concurrent request bound the key to other content; 403 over a quota.
+        ApiError: 409 when a concurrent request bound the key to other content; 403 over a quota;
+            503 past the daily budget with ``SCRIBE_FALLBACK=refuse``.
     """
+    await budget.refuse_when_spent(rt)
     source = submission.source
     if submission.file is not None:
         source = await client.upload(rt.js, submission.file)

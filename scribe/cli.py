@@ -38,7 +38,7 @@ from core.messages import (
 from core.settings import Settings, is_loopback
 from core.text import READING_LINES
 from romanizer.romanize import Romanizer
-from scribe import admin, client
+from scribe import admin, client, costs
 from scribe.embedded import EmbeddedError
 from scribe.formats import FORMATS, clock, reading_lines, render
 from store import repo
@@ -368,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default=None, help="gateway address (default SCRIBE_GATEWAY_HOST, 127.0.0.1)")
     u.add_argument("--port", type=int, default=None, help="gateway port (default SCRIBE_GATEWAY_PORT, 8000)")
     admin.add_parsers(commands)
+    costs.add_parser(commands)
     return parser
 
 
@@ -416,10 +417,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"scribe: {type(exc).__name__}: {exc} (run again with --verbose for details)", file=sys.stderr)
             code = 1
         raise SystemExit(code)
-    if args.command in ("keys", "plans"):
+    if args.command in ("keys", "plans", "costs"):
         logs.configure("WARNING", settings.log_format)
         try:
-            command = admin.keys if args.command == "keys" else admin.plans
+            command = {"keys": admin.keys, "plans": admin.plans, "costs": costs.report}[args.command]
             raise SystemExit(asyncio.run(command(args, settings)))
         except EmbeddedError as exc:
             print(f"scribe: {exc}", file=sys.stderr)

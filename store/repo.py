@@ -1,8 +1,9 @@
 """Reads and writes of jobs, chunks, segments and usage, and the one way a job fails.
 
 Every write a redelivered message can repeat is idempotent (``ON CONFLICT``), so
-at-least-once delivery on the bus gives exactly-once effect here. The usage ledger is the
-exception on purpose: a redelivered chunk calls the ASR again, and that call is billed again.
+at-least-once delivery on the bus gives exactly-once effect here. The usage ledger too: one row
+per chunk, backend and model, so a redelivered chunk is billed once (and, answered from the chunk
+cache its first call filled, not called again either).
 """
 
 from __future__ import annotations
@@ -195,13 +196,28 @@ async def fail_job(
 async def set_input_ended(
     db: Executor, job_id: str, *, total_chunks: int, duration: float, warnings: list[str] | None = None
 ) -> None:
-    """Record how many chunks the job has, how long it is, and what its damaged input lost."""
+    """Record how many chunks the job has, how long it is, and what its damaged input lost.
+
+    The input's warnings come first; those added already (:func:`add_warning`) stay after them.
+    """
     await db.execute(
-        "UPDATE jobs SET total_chunks = $2, duration = $3, warnings = $4, updated_at = now() WHERE id = $1",
+        "UPDATE jobs SET total_chunks = $2, duration = $3, warnings = $4::jsonb || COALESCE((SELECT jsonb_agg(w)"
+        " FROM jsonb_array_elements(jobs.warnings) AS w WHERE NOT $4::jsonb @> jsonb_build_array(w)), '[]'),"
+        " updated_at = now() WHERE id = $1",
         job_id,
         total_chunks,
         duration,
         _json.encode(warnings or []).decode(),
+    )
+
+
+async def add_warning(db: Executor, job_id: str, warning: str) -> None:
+    """Add a warning to the job's (``Final.warnings``, the status) unless it has it already."""
+    await db.execute(
+        "UPDATE jobs SET warnings = warnings || jsonb_build_array($2::text), updated_at = now()"
+        " WHERE id = $1 AND NOT warnings @> jsonb_build_array($2::text)",
+        job_id,
+        warning,
     )
 
 
@@ -330,9 +346,11 @@ async def finish_job(db: Executor, job_id: str) -> None:
 async def record_usage(
     db: Executor, usage: Usage, *, job_id: str, chunk_seq: int | None, user_id: str | None, cache_hit: bool = False
 ) -> None:
+    """One ASR call in the ledger; a chunk's call with the same backend and model is recorded once."""
     await db.execute(
         "INSERT INTO usage (job_id, user_id, chunk_seq, backend, model, billed_seconds, cost_usd, cache_hit)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (job_id, chunk_seq, backend, model) WHERE chunk_seq IS NOT NULL DO NOTHING",
         job_id,
         user_id,
         chunk_seq,
@@ -345,11 +363,12 @@ async def record_usage(
 
 
 async def job_usage(db: Executor, job_id: str) -> Usage:
-    """The job's total from the ledger; backend and model name the most used ones."""
+    """The job's total from the ledger; backend and model name the most used ones, ``cache_hit`` says
+    every call was answered from a cache."""
     row = await db.fetchrow(
         "SELECT COALESCE(sum(billed_seconds), 0) AS seconds, COALESCE(sum(cost_usd), 0) AS cost,"
-        " mode() WITHIN GROUP (ORDER BY backend) AS backend, mode() WITHIN GROUP (ORDER BY model) AS model"
-        " FROM usage WHERE job_id = $1",
+        " mode() WITHIN GROUP (ORDER BY backend) AS backend, mode() WITHIN GROUP (ORDER BY model) AS model,"
+        " COALESCE(bool_and(cache_hit), false) AS cache_hit FROM usage WHERE job_id = $1",
         job_id,
     )
     return Usage(
@@ -357,6 +376,7 @@ async def job_usage(db: Executor, job_id: str) -> Usage:
         model=row["model"] or "none",
         billed_seconds=round(float(row["seconds"]), 3),
         cost_usd=round(float(row["cost"]), 6),
+        cache_hit=row["cache_hit"],
     )
 
 
@@ -483,8 +503,9 @@ async def cancel_job(db: Executor, job_id: str) -> bool:
 
 
 async def purge_job(db: Executor, job_id: str) -> None:
-    """Delete a finished job's lines and raw ASR text; its row and usage stay for the ledger."""
+    """Delete a finished job's lines, raw ASR text and chunk cache entries; its row and usage stay for the ledger."""
     await db.execute("DELETE FROM segments WHERE job_id = $1", job_id)
+    await db.execute("DELETE FROM chunk_cache WHERE job_id = $1", job_id)
     await db.execute("UPDATE chunks SET raw_segments = NULL WHERE job_id = $1", job_id)
     await db.execute("UPDATE jobs SET purged_at = now(), updated_at = now() WHERE id = $1", job_id)
 

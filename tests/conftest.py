@@ -63,7 +63,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, allow_private_urls=True, log_level="INFO")
+    # The chunk cache off: the session's database outlives each test, and a clip another test transcribed
+    # would come back from it unbilled. Tests of the cache turn it on (tests/integration/test_cost_guard.py).
+    return Settings(data_dir=data_dir, allow_private_urls=True, log_level="INFO", chunk_cache=False)
 
 
 @pytest.fixture

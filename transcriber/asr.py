@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.messages import RawSegment, RawWord, Usage
 from core.settings import Settings
@@ -46,6 +46,11 @@ class AsrBackend(Protocol):
     ) -> AsrResult:
         """Transcribe one compressed chunk (``prompt``: the job's words, after the deployment's prompt);
         raise TransientAsrError or PermanentAsrError."""
+        ...
+
+    def answer_options(self, prompt: str | None = None) -> dict[str, Any]:
+        """Everything besides the audio that changes the answer to a chunk of a job with this prompt:
+        the model and the request or decoding options, the prompt as sent (part of the chunk cache's key)."""
         ...
 
     async def close(self) -> None:

@@ -192,11 +192,7 @@ class LocalBackend:
             return AsrResult(segments=[], billed_seconds=0.0, backend=self.name, model=self.model)
         started = time.perf_counter()
         try:
-            count = _token_counter(whisper) if prompt else None
-            options = decode_options(self._settings, self._suppress, prompt, count=count)
-            pieces, _info = whisper.transcribe(
-                samples, vad_filter=self._vad_filter, word_timestamps=self._settings.asr_word_times, **options
-            )
+            pieces, _info = whisper.transcribe(samples, **self._options(whisper, prompt))
             # The segments are a lazy generator: decoding happens here, in this thread.
             segments = raw_segments(((p.start, p.end, p.text, _words(p.words)) for p in pieces), audio_seconds)
         except RuntimeError as exc:
@@ -206,6 +202,16 @@ class LocalBackend:
             extra={"audio_s": audio_seconds, "wall_s": time.perf_counter() - started, "segments": len(segments)},
         )
         return AsrResult(segments=segments, billed_seconds=round(audio_seconds, 3), backend=self.name, model=self.model)
+
+    def _options(self, whisper: WhisperModel | None, prompt: str | None) -> dict[str, Any]:
+        """``WhisperModel.transcribe``'s options for a chunk of a job with this prompt."""
+        count = _token_counter(whisper) if prompt and whisper is not None else None
+        options = decode_options(self._settings, self._suppress, prompt, count=count)
+        return {"vad_filter": self._vad_filter, "word_timestamps": self._settings.asr_word_times, **options}
+
+    def answer_options(self, prompt: str | None = None) -> dict[str, Any]:
+        """The model and every decoding option: what changes the answer to a chunk."""
+        return {"model": self.model, "model_path": self._settings.asr_model, **self._options(self._whisper, prompt)}
 
     async def close(self) -> None:
         """Drop the reference to the model (its memory goes when nobody else holds it)."""

@@ -86,20 +86,9 @@ class OpenAIBackend:
             TransientAsrError: Rate limit, 5xx, timeout or connection failure.
             PermanentAsrError: Rejected key, bad request, unknown model, file too large.
         """
-        extra: dict[str, Any] = {}
-        # whisper-1 reads only the last 224 prompt tokens. Each of its (byte-level) tokens covers at
-        # least one byte, so counting UTF-8 bytes never undercounts: the Cantonese prompt stays read.
-        count = None if json_only_model(self.model) else _utf8_bytes
-        if combined := combined_prompt(self._prompt, prompt, count=count):
-            extra["prompt"] = combined
-        if json_only_model(self.model):
-            extra["response_format"] = "json"
-        else:
-            extra["response_format"] = "verbose_json"
-            extra["timestamp_granularities"] = ["segment", "word"]
         try:
             response: Any = await self._client.audio.transcriptions.create(
-                model=self.model, file=(filename, audio), language="zh", **extra
+                model=self.model, file=(filename, audio), **self._request(prompt)
             )
         except openai.OpenAIError as exc:
             raise self._map_error(exc) from exc
@@ -116,6 +105,25 @@ class OpenAIBackend:
         return AsrResult(
             segments=raw_segments(raw, duration), billed_seconds=billed, backend=self.name, model=self.model
         )
+
+    def _request(self, prompt: str | None) -> dict[str, Any]:
+        """The request's fields besides the model and the file."""
+        request: dict[str, Any] = {"language": "zh"}
+        # whisper-1 reads only the last 224 prompt tokens. Each of its (byte-level) tokens covers at
+        # least one byte, so counting UTF-8 bytes never undercounts: the Cantonese prompt stays read.
+        count = None if json_only_model(self.model) else _utf8_bytes
+        if combined := combined_prompt(self._prompt, prompt, count=count):
+            request["prompt"] = combined
+        if json_only_model(self.model):
+            request["response_format"] = "json"
+        else:
+            request["response_format"] = "verbose_json"
+            request["timestamp_granularities"] = ["segment", "word"]
+        return request
+
+    def answer_options(self, prompt: str | None = None) -> dict[str, Any]:
+        """What the request sends besides the audio, and where: what changes the answer to a chunk."""
+        return {"model": self.model, "base_url": str(self._client.base_url), **self._request(prompt)}
 
     def _map_error(self, exc: openai.OpenAIError) -> AsrError:
         return map_openai_error(exc, model=self.model, timeout_s=self._timeout)

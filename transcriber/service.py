@@ -3,6 +3,11 @@
 Errors map to acks: a transient ASR error naks with backoff (or the server's
 Retry-After), a permanent one terms the message and fails the job, and the last allowed
 delivery of anything fails the job too, so a job never waits forever.
+
+Cost: a chunk heard before is answered from the chunk cache (:mod:`transcriber.cache`), billed 0
+and marked a hit; past the daily budget, or while the paid API keeps failing, chunks go to the
+fallback (:mod:`transcriber.fallback`). The ledger has one row per chunk, backend and model, so
+a redelivered chunk is billed once.
 """
 
 from __future__ import annotations
@@ -16,15 +21,19 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from core import bus, subjects
-from core.messages import AudioChunk, ChunkTranscribed, audio_chunk_decoder
+from core.messages import AudioChunk, ChunkTranscribed, Usage, audio_chunk_decoder
 from core.process import Runtime
 from core.settings import Settings
 from core.topology import Consumer
 from core.worker import backoff, consume, heartbeat
+from store import cache as chunk_cache
 from store import repo
-from transcriber.asr import AsrBackend, filename_for_codec, shifted, usage_for
+from transcriber.alerts import CostWatch
+from transcriber.asr import AsrBackend, AsrResult, filename_for_codec, shifted, usage_for
 from transcriber.backends import create_backend
+from transcriber.cache import audio_digest, chunk_key
 from transcriber.errors import PermanentAsrError, TransientAsrError
+from transcriber.fallback import Choice, Router
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +42,14 @@ class Transcriber:
     """Consumes ``scribe.chunks`` with several chunks in flight; publishes ``scribe.segments.<job>``."""
 
     def __init__(
-        self, settings: Settings, nc: NATS, pool: asyncpg.Pool, consumer: Consumer, backend: AsrBackend
+        self,
+        settings: Settings,
+        nc: NATS,
+        pool: asyncpg.Pool,
+        consumer: Consumer,
+        backend: AsrBackend,
+        *,
+        router: Router | None = None,
     ) -> None:
         self.settings = settings
         self.nc = nc
@@ -41,6 +57,8 @@ class Transcriber:
         self.pool = pool
         self.consumer = consumer
         self.backend = backend
+        self.router = router or Router(settings, pool, backend)
+        self.alerts = CostWatch(pool, self.js, settings)
 
     @classmethod
     async def open(cls, rt: Runtime) -> Transcriber:
@@ -59,7 +77,8 @@ class Transcriber:
         )
 
     async def close(self) -> None:
-        """Release the ASR backend (the model's memory, the API client)."""
+        """Release the ASR backends (the model's memory, the API clients)."""
+        await self.router.close()
         await self.backend.close()
 
     async def exhausted(self, data: bytes, deliveries: int) -> None:
@@ -79,10 +98,8 @@ class Transcriber:
             return
         try:
             async with heartbeat(msg, every=self.consumer.heartbeat_s):
-                filename = filename_for_codec(chunk.codec, f"{chunk.job_id}-{chunk.seq}")
-                result = await self.backend.transcribe(
-                    chunk.audio, duration=chunk.duration, filename=filename, prompt=job.options.prompt
-                )
+                choice = await self.router.choose()
+                result, hit, key = await self.answer(chunk, job.options.prompt, choice)
         except TransientAsrError as exc:
             if attempt >= self.consumer.max_deliver:
                 await self.give_up(msg, chunk, f"{exc.reason} (gave up after {attempt} attempts)")
@@ -101,8 +118,17 @@ class Transcriber:
             await self.give_up(msg, chunk, "The transcriber failed on this part of the audio; try again later.")
             return
 
-        usage = usage_for(result, self.settings)
-        await repo.record_usage(self.pool, usage, job_id=chunk.job_id, chunk_seq=chunk.seq, user_id=job.user_id)
+        if choice.warning and (result.backend, result.model) == (choice.backend.name, choice.backend.model):
+            await repo.add_warning(self.pool, chunk.job_id, choice.warning)  # before Final can be built
+        if hit:
+            usage = Usage(backend=result.backend, model=result.model, billed_seconds=0.0, cost_usd=0.0, cache_hit=True)
+        else:
+            usage = usage_for(result, self.settings)
+            await chunk_cache.put(self.pool, key, _cached(result), job_id=chunk.job_id, chunk_seq=chunk.seq)
+        await repo.record_usage(
+            self.pool, usage, job_id=chunk.job_id, chunk_seq=chunk.seq, user_id=job.user_id, cache_hit=hit
+        )
+        await self.alerts.after_usage(usage.cost_usd)
         segments = [shifted(s, chunk.offset) for s in result.segments]
         done = ChunkTranscribed(
             job_id=chunk.job_id,
@@ -115,6 +141,22 @@ class Transcriber:
         await bus.publish(self.js, subjects.segments(chunk.job_id), done, msg_id=f"{chunk.job_id}:{chunk.seq}")
         await msg.ack()
         logger.info("chunk transcribed", extra={**log, "segments": len(segments)})
+
+    async def answer(self, chunk: AudioChunk, prompt: str | None, choice: Choice) -> tuple[AsrResult, bool, bytes]:
+        """The chunk's transcript: ``(result, cache_hit, key)``, from the cache or from the chosen backend.
+
+        The configured backend's stored answer is taken before the fallback's: it costs nothing either.
+        The key is where a fresh result is to be stored.
+        """
+        digest = await asyncio.to_thread(audio_digest, chunk.codec, chunk.audio)
+        scope = None if self.settings.chunk_cache else chunk.job_id
+        backends = [self.backend, choice.backend] if choice.backend is not self.backend else [self.backend]
+        keys = [chunk_key(digest, backend, prompt, job_id=scope) for backend in backends]
+        if (cached := await chunk_cache.take(self.pool, keys)) is not None:
+            return AsrResult(cached.segments, cached.billed_seconds, cached.backend, cached.model), True, keys[-1]
+        filename = filename_for_codec(chunk.codec, f"{chunk.job_id}-{chunk.seq}")
+        call = choice.backend.transcribe(chunk.audio, duration=chunk.duration, filename=filename, prompt=prompt)
+        return await self.router.call(choice, call), False, keys[-1]
 
     async def give_up(self, msg: Msg, chunk: AudioChunk, reason: str) -> None:
         await self.report_failed(chunk, reason, deliveries=msg.metadata.num_delivered or 1, subject=msg.subject)
@@ -130,3 +172,7 @@ class Transcriber:
             publish=functools.partial(bus.publish_event, self.js),
             dead_letter=repo.DeadLetter(subject, chunk.seq, deliveries, reason),
         )
+
+
+def _cached(result: AsrResult) -> chunk_cache.CachedChunk:
+    return chunk_cache.CachedChunk(result.backend, result.model, result.segments, result.billed_seconds)

@@ -277,7 +277,7 @@ def test_json_has_exactly_the_documented_keys(transcript: Transcript) -> None:
     assert list(document) == ["job_id", "source", "duration", "segments", "usage", "warnings", "partial"]
     assert list(document["segments"][0]) == ["seq", "start", "end", "text", "jyutping", "yale", "words", "chars"]
     assert list(document["segments"][0]["words"][0]) == ["text", "jyutping", "yale"]
-    assert list(document["usage"]) == ["backend", "model", "billed_seconds", "cost_usd"]
+    assert list(document["usage"]) == ["backend", "model", "billed_seconds", "cost_usd", "cache_hit"]
     assert "我係Peter" in text and "\\u" not in text  # UTF-8, not ASCII escapes
     assert text.startswith('{\n  "job_id": "job-1"')  # indent 2
 

@@ -84,5 +84,6 @@ def test_the_transcriber_consumer_takes_its_limits_from_the_settings() -> None:
         "SCRIBE_CHUNKS",
         "SCRIBE_SEGMENTS",
         "SCRIBE_EVENTS",  # the gateways' webhooks
+        "SCRIBE_ALERTS",  # the gateways' cost alerts
     }
     assert all(consumer.filter_subject in consumer.stream.subjects for consumer in topology.consumers)
