@@ -86,11 +86,15 @@ def write(ledger: Ledger, by: str, gbp_per_usd: float, out: TextIO, *, today: da
     _table(out, [*headers, "CALLS", "CACHE HITS", "MINUTES BILLED", "USD", "GBP", ""], table, labels=len(headers))
     print(file=out)
     per_job = ledger.per_job
-    print(
-        f"Cost per job ({per_job.jobs} job{'s' if per_job.jobs != 1 else ''}): mean {money.both(per_job.mean_usd)}, "
-        f"p90 {money.both(per_job.p90_usd)}, max {money.both(per_job.max_usd)}.",
-        file=out,
-    )
+    if per_job.jobs:
+        print(
+            f"Cost per job ({per_job.jobs} job{'s' if per_job.jobs != 1 else ''}): "
+            f"mean {money.both(per_job.mean_usd)}, "
+            f"p90 {money.both(per_job.p90_usd)}, max {money.both(per_job.max_usd)}.",
+            file=out,
+        )
+    else:  # calls whose jobs were deleted, or made outside a job
+        print("Cost per job: no job of these calls is still stored.", file=out)
     if span.last_day == today:
         print(
             f"Today so far: {money.both(ledger.last_day_totals.cost_usd)}; at this pace by midnight UTC: "
