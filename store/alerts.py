@@ -9,19 +9,15 @@ same row (:func:`claim_delivery`, :func:`record_attempt`), as :mod:`store.webhoo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 from core.messages import CostAlert
+from store.costs import day_start
 from store.repo import Executor
 from store.webhooks import DeliveryState
 
 _COLUMNS = "day, kind, cost_usd, projected_usd, previous_usd, threshold_usd, message, noticed_at"
-
-
-def day_start(day: date) -> datetime:
-    """Midnight UTC at the start of ``day``."""
-    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 async def day_costs(db: Executor, day: date) -> tuple[float, float]:

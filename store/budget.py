@@ -5,13 +5,14 @@ Days are UTC days: a budget resets at midnight UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
+from store.costs import day_start
 from store.repo import Executor
 
 
 def _bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time(), tzinfo=UTC)
+    start = day_start(day)
     return start, start + timedelta(days=1)
 
 

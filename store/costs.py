@@ -23,6 +23,11 @@ MAX_DAYS = 366
 TOP = 10
 
 
+def day_start(day: date) -> datetime:
+    """Midnight UTC at the start of ``day``."""
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
 def projection(cost_usd: float, now: datetime) -> float:
     """The UTC day's cost by its end at the pace so far: cost so far x 86,400 / seconds elapsed.
 
@@ -31,7 +36,7 @@ def projection(cost_usd: float, now: datetime) -> float:
         now: An aware datetime in that day (its end for a day that is over: then the cost itself).
     """
     now = now.astimezone(UTC)
-    elapsed = (now - datetime.combine(now.date(), time(), tzinfo=UTC)).total_seconds()
+    elapsed = (now - day_start(now.date())).total_seconds()
     return cost_usd * DAY_S / max(elapsed, MIN_ELAPSED_S)
 
 

@@ -2,7 +2,7 @@
 
 - **What is compared.** The UTC day's cost so far, and its projection to the end of the day at
   the pace so far (cost so far x 86,400 / seconds elapsed, the elapsed time counted as at least
-  :data:`MIN_ELAPSED_S`: in the first two hours of a day the projection is at most 12 times the
+  :data:`store.costs.MIN_ELAPSED_S`: in the first two hours of a day the projection is at most 12 times the
   cost so far, so a few calls after midnight do not project a fortune). A ``rise`` is the cost
   more than ``SCRIBE_ALERT_RISE`` above the previous day's whole cost, and only from
   ``SCRIBE_ALERT_MIN_USD`` up (a free day followed by a few cents is no news); ``daily`` is the
@@ -40,11 +40,10 @@ from core import bus, subjects
 from core.messages import CostAlert, CostAlertKind
 from core.settings import Settings
 from store import alerts as store
+from store.costs import projection
 
 logger = logging.getLogger(__name__)
 
-DAY_S = 86_400.0
-MIN_ELAPSED_S = 2 * 3600.0  # the projection's least elapsed time: at most 12 x the cost in a day's first hours
 CHECK_EVERY_S = 5.0  # a process queries the ledger at most this often...
 CHECK_NOW_USD = 1.0  # ...unless this much has been billed since its last check
 
@@ -73,17 +72,6 @@ class Thresholds:
         rises = {"rise", "projected_rise"} if self.rise > 0 else set()
         daily = {"daily", "projected_daily"} if self.daily_usd > 0 else set()
         return frozenset(rises | daily)
-
-
-def projection(cost_usd: float, now: datetime) -> float:
-    """The day's cost by its end at the pace so far (see :data:`MIN_ELAPSED_S`).
-
-    Args:
-        cost_usd: The UTC day's cost so far.
-        now: An aware datetime in that day.
-    """
-    elapsed = (now - store.day_start(now.astimezone(UTC).date())).total_seconds()
-    return cost_usd * DAY_S / max(elapsed, MIN_ELAPSED_S)
 
 
 def assess(cost_usd: float, previous_usd: float, now: datetime, thresholds: Thresholds) -> list[CostAlert]:

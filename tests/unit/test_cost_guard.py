@@ -13,6 +13,7 @@ import pytest
 from core.settings import Settings, SettingsError
 from tests.fake_openai import encode_ogg_opus
 from tests.paths import AUDIO
+from tests.unit import test_backends
 from transcriber.asr import AsrBackend
 from transcriber.breaker import CircuitBreaker
 from transcriber.cache import audio_digest, chunk_key
@@ -84,14 +85,7 @@ def test_failures_spread_over_more_than_the_window_never_open_the_circuit() -> N
 # --- the router when the paid API fails (mock transport) --------------------------------------
 
 
-def _settings(**changes: object) -> Settings:
-    base = Settings(
-        asr_backend="openai",
-        openai_api_key="sk-test",
-        openai_base_url="http://mock-openai.invalid/v1",
-        openai_timeout_s=5.0,
-    )
-    return base.with_(**changes)
+_settings = test_backends._settings  # the OpenAI backend on a mock transport's address
 
 
 def _mock_openai(statuses: list[int]) -> httpx.AsyncClient:
