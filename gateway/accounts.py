@@ -46,27 +46,26 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="cantonesescribe"'}
 
 
 class KeyCache:
-    """API keys to accounts, each lookup trusted for :data:`CACHE_S`."""
+    """API keys to accounts, each lookup trusted for :data:`CACHE_S`: one per gateway process."""
 
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
+    def __init__(self) -> None:
         self.entries: dict[bytes, tuple[float, Account | None]] = {}
 
-    async def account(self, key: str) -> Account | None:
+    async def account(self, pool: Any, key: str) -> Account | None:
         """The key's account, or None for a key unknown or revoked."""
         digest = accounts.key_digest(key)
         now = time.monotonic()
         cached = self.entries.get(digest)
         if cached is not None and now - cached[0] < CACHE_S:
             return cached[1]
-        found = await accounts.account_for_key(self.pool, digest) if accounts.looks_like_key(key) else None
+        found = await accounts.account_for_key(pool, digest) if accounts.looks_like_key(key) else None
         if len(self.entries) >= CACHE_ENTRIES:
             self.entries.clear()
         self.entries[digest] = (now, found)
         if found is not None and (
             found.last_used_at is None or datetime.now(UTC) - found.last_used_at > timedelta(seconds=TOUCH_S)
         ):
-            await accounts.touch_key(self.pool, found.prefix)
+            await accounts.touch_key(pool, found.prefix)
         return found
 
 
@@ -120,19 +119,18 @@ class AccountMiddleware:
     accepting, so the client reads why (the close frame alone cannot say much).
     """
 
-    def __init__(self, app: ASGIApp, keys: KeyCache | None = None) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyCache) -> None:
         self.app = app
-        self.keys = keys
+        self.keys = keys  # shared by every route's stack: Litestar builds one per route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         if scope["type"] not in ("http", "websocket") or not path.startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        if self.keys is None:
-            self.keys = KeyCache(scope["litestar_app"].state.rt.pool)
         key = presented_key(scope)
-        account = await self.keys.account(key) if key is not None else None
+        pool = scope["litestar_app"].state.rt.pool
+        account = await self.keys.account(pool, key) if key is not None else None
         if scope["type"] == "websocket":
             scope_entries(scope)[ACCOUNT] = account
             scope_entries(scope)[BAD_KEY] = key is not None and account is None
@@ -150,8 +148,9 @@ def _token_read(scope: Scope, path: str) -> bool:
     return scope.get("method") in _READ_METHODS and _TOKEN_READS.match(path) is not None
 
 
-def middleware(keys: KeyCache | None = None) -> Any:
-    """The middleware factory for ``Litestar(middleware=[...])``."""
+def middleware() -> Any:
+    """The middleware factory for ``Litestar(middleware=[...])``: one key cache for the app."""
+    keys = KeyCache()
 
     def wrap(app: ASGIApp) -> ASGIApp:
         return AccountMiddleware(app, keys)
