@@ -8,11 +8,12 @@ the day's ledger rows, read on each submit while a budget is set: a submit write
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 
 from core.process import Runtime
 from gateway.errors import ApiError
 from store import budget
+from store.costs import day_start
 
 
 async def refuse_when_spent(rt: Runtime) -> None:
@@ -28,7 +29,7 @@ async def refuse_when_spent(rt: Runtime) -> None:
     spent = await budget.day_cost(rt.pool, now.date())
     if spent < settings.daily_budget_usd:
         return
-    midnight = datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
+    midnight = day_start(now.date() + timedelta(days=1))
     amount = settings.daily_budget_usd
     budget_text = f"${amount:,.2f}" if round(amount, 2) == amount else f"${amount:g}"
     raise ApiError(
