@@ -41,6 +41,9 @@ class JobOptions(Base, frozen=True):
     # Words that help the speech model (names, terms): added after the deployment's Cantonese
     # prompt, never instead of it (that prompt is what keeps Whisper writing spoken Cantonese).
     prompt: str | None = None
+    # Transcribe again even when the same video, file or chunk was transcribed before with the same
+    # options: neither the source cache nor the chunk cache answers it with another job's transcript.
+    fresh: bool = False
 
 
 class JobSubmitted(Base, frozen=True):

@@ -108,6 +108,9 @@ class Settings:
     # chunks go to the fallback: "local" (the embedded model, loaded when first needed), "model:NAME" (a
     # cheaper API model) or "refuse" (the gateway refuses new jobs; jobs in flight finish on the paid API).
     chunk_cache: bool = True
+    # The same video (a site's extractor and id) or file (its SHA-256), with the same options, replays the
+    # newest finished transcript of it at once, billed 0; a job submitted with "fresh" skips it.
+    source_cache: bool = True
     daily_budget_usd: float = 0.0
     fallback: str = "local"
 

@@ -126,6 +126,14 @@ class SubmitOperation(Operation):
                     min_length=1,
                     max_length=2000,
                 ),
+                "fresh": Schema(
+                    type=OpenAPIType.BOOLEAN,
+                    default=False,
+                    description=(
+                        "Transcribe again. Without it, a video or file transcribed before with the same options "
+                        "is replayed at once from the stored transcript and billed nothing."
+                    ),
+                ),
             },
             additional_properties=False,
         )
@@ -136,6 +144,7 @@ class SubmitOperation(Operation):
                 "file": _string("The audio or video file.", format=OpenAPIFormat.BINARY),
                 "romanization": _ROMANIZATION,
                 "webhook_url": _string("As for a link; empty means none.", max_length=2000),
+                "fresh": _string("As for a link.", enum=["true", "false"], default="false"),
             },
         )
         self.request_body = RequestBody(

@@ -58,6 +58,7 @@ class LinkSubmission(msgspec.Struct, forbid_unknown_fields=True):
     url: str
     romanization: Romanization = "both"
     webhook_url: str | None = None
+    fresh: bool = False  # transcribe again, even if this video was transcribed before with the same options
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ async def read_submission(request: Request[Any, Any, Any], rt: Runtime) -> Submi
         await asyncio.to_thread(check_link, link.url, allow_private=rt.settings.allow_private_urls)
     except InputError as exc:
         raise ApiError(400, "bad_input", exc.reason) from exc
-    options = JobOptions(romanization=link.romanization)
+    options = JobOptions(romanization=link.romanization, fresh=link.fresh)
     hook = await _checked_webhook(link.webhook_url, rt)
     fingerprint = _fingerprint("link", link.url.encode(), options, hook)
     return Submission(link.url, options, fingerprint, webhook_url=hook)
@@ -288,7 +289,10 @@ async def _read_upload(request: Request[Any, Any, Any], rt: Runtime) -> Submissi
         raise ApiError(413, "too_large", f"The file is larger than the {limit:,} byte limit.")
     if size == 0:
         raise ApiError(400, "bad_input", "The uploaded file is empty.")
-    options = JobOptions(romanization=romanization)  # type: ignore[arg-type]
+    fresh = str(form.get("fresh") or "false").strip().lower()
+    if fresh not in ("true", "false"):
+        raise ApiError(400, "bad_request", "fresh must be true or false.")
+    options = JobOptions(romanization=romanization, fresh=fresh == "true")  # type: ignore[arg-type]
     hook = await _checked_webhook(str(form.get("webhook_url") or "") or None, rt)
     fingerprint = _fingerprint("file", digest, options, hook)
     return Submission("", options, fingerprint, file=file, webhook_url=hook, title=file_title(upload.filename))

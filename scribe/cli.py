@@ -90,6 +90,11 @@ class Display:
                     self.line(f"        {reading}")
             case Final() | Failed() | Cancelled():
                 self.finish()
+                if isinstance(event, Final) and event.usage.cache_hit and event.segment_count and not self.quiet:
+                    self.stream.write(
+                        "scribe: transcribed before with the same settings: answered from the cache, billed nothing "
+                        "(--fresh transcribes again)\n"
+                    )
                 return
         self.progress()
 
@@ -149,7 +154,7 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
                 file.close()
         elif args.local:  # our own embedded servers: only this process's streamer reads the path
             next(s for s in rt.services if isinstance(s, Streamer)).allow_local_file(job_id, source)
-        options = JobOptions(romanization=job_romanization(args.romanization))
+        options = JobOptions(romanization=job_romanization(args.romanization), fresh=args.fresh)
         await client.submit(rt.js, source, options=options, job_id=job_id)
         async with contextlib.aclosing(client.follow(rt.js, job_id)) as events:
             async for event in events:
@@ -179,7 +184,11 @@ async def transcribe_remote(args: argparse.Namespace, server: str, api_key: str 
     async with httpx.AsyncClient(base_url=server, headers=headers, timeout=httpx.Timeout(60.0, read=600.0)) as http:
         try:
             job = await RemoteJob.submit(
-                http, args.input, local=args.local, romanization=job_romanization(args.romanization)
+                http,
+                args.input,
+                local=args.local,
+                romanization=job_romanization(args.romanization),
+                fresh=args.fresh,
             )
             async for event in job.events():
                 display.show(event)
@@ -348,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the reading lines under the characters: Jyutping, Yale with tone marks, Yale with tone numbers "
         "(yale_numeric), Jyutping and Yale (both, the default), or none (txt, srt, vtt and the live lines; "
         "json and csv carry every reading)",
+    )
+    t.add_argument(
+        "--fresh",
+        action="store_true",
+        help="transcribe again even if this video or file was transcribed before with the same settings "
+        "(otherwise the stored transcript is replayed at once, billed nothing)",
     )
     t.add_argument("--quiet", "-q", action="store_true", help="no progress or live lines on stderr")
     t.add_argument("--verbose", "-v", action="store_true", help="log what the services do")

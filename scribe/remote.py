@@ -37,17 +37,20 @@ class RemoteJob:
         self.token = token
 
     @classmethod
-    async def submit(cls, http: httpx.AsyncClient, source: str, *, local: bool, romanization: str) -> RemoteJob:
-        """Upload a file or submit a link."""
+    async def submit(
+        cls, http: httpx.AsyncClient, source: str, *, local: bool, romanization: str, fresh: bool = False
+    ) -> RemoteJob:
+        """Upload a file or submit a link (``fresh``: transcribe again, not from the source cache)."""
         if local:
             file = await asyncio.to_thread(Path(source).open, "rb")
             try:
                 files = {"file": (Path(source).name, file, "application/octet-stream")}
-                response = await http.post("/v1/jobs", files=files, data={"romanization": romanization})
+                form = {"romanization": romanization, "fresh": "true" if fresh else "false"}
+                response = await http.post("/v1/jobs", files=files, data=form)
             finally:
                 file.close()
         else:
-            response = await http.post("/v1/jobs", json={"url": source, "romanization": romanization})
+            response = await http.post("/v1/jobs", json={"url": source, "romanization": romanization, "fresh": fresh})
         body = _checked(response)
         return cls(http, body["job_id"], body["token"])
 

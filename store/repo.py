@@ -503,11 +503,12 @@ async def cancel_job(db: Executor, job_id: str) -> bool:
 
 
 async def purge_job(db: Executor, job_id: str) -> None:
-    """Delete a finished job's lines, raw ASR text and chunk cache entries; its row and usage stay for the ledger."""
+    """Delete a finished job's lines, raw ASR text, chunk cache entries and source key (it is never
+    replayed again); its row and usage stay for the ledger."""
     await db.execute("DELETE FROM segments WHERE job_id = $1", job_id)
     await db.execute("DELETE FROM chunk_cache WHERE job_id = $1", job_id)
     await db.execute("UPDATE chunks SET raw_segments = NULL WHERE job_id = $1", job_id)
-    await db.execute("UPDATE jobs SET purged_at = now(), updated_at = now() WHERE id = $1", job_id)
+    await db.execute("UPDATE jobs SET purged_at = now(), updated_at = now(), source_key = NULL WHERE id = $1", job_id)
 
 
 async def is_cancelled(db: Executor, job_id: str) -> bool:

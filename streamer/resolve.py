@@ -41,6 +41,8 @@ class ResolvedMedia:
         duration: Seconds, when the site says.
         title: The page or file title, when known.
         is_live: Always False here (live streams are refused); kept for the service's logs.
+        identity: ``extractor:id`` of a video on a site yt-dlp knows (the source cache's key); None for a
+            direct link (yt-dlp's generic extractor), whose file may change behind the same URL.
     """
 
     url: str
@@ -48,6 +50,7 @@ class ResolvedMedia:
     duration: float | None
     title: str | None
     is_live: bool
+    identity: str | None = None
 
 
 class _YtLogger:
@@ -298,4 +301,13 @@ def _resolved_from_info(
         duration=duration,
         title=str(title) if title else None,
         is_live=False,
+        identity=video_identity(info),
     )
+
+
+def video_identity(info: dict[str, Any]) -> str | None:
+    """``extractor:id`` of a video on a site yt-dlp knows; None for a direct link or a video without an id."""
+    extractor, video_id = info.get("extractor_key"), info.get("id")
+    if not extractor or not video_id or str(extractor).lower() == "generic":
+        return None
+    return f"{extractor}:{video_id}"

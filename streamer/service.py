@@ -31,11 +31,12 @@ from core.process import Runtime
 from core.settings import Settings
 from core.topology import AUDIO_BUCKET, Consumer
 from core.worker import consume, heartbeat
-from store import repo
+from store import repo, sources
 from streamer.encode import encode_for_bus
 from streamer.errors import CorruptMedia, InputError, PlanLimit, SourceNotFound, TooLarge, human_duration
 from streamer.media import open_media
 from streamer.playback import PlaybackWriter
+from streamer.replay import file_identity, origin_for, replay, source_key
 from streamer.source import open_source
 from streamer.speech import has_speech
 
@@ -61,7 +62,8 @@ class Decoded:
 
     The last report of an input that decoded to its end carries the reader's warnings
     (what a damaged input lost, or that the plan's limit cut it), with ``piece`` None. Every
-    report carries the title the site gave the input, if any.
+    report carries the title the site gave the input, if any. With the source cache on, the first
+    report of an input that has an identity (``streamer.replay``) carries it, before any audio.
     """
 
     piece: EncodedPiece | None
@@ -69,6 +71,7 @@ class Decoded:
     duration_hint: float | None
     warnings: tuple[str, ...] = ()
     title: str | None = None
+    identity: str | None = None
 
 
 def plan_limit(job: JobSubmitted, settings: Settings) -> PlanLimit | None:
@@ -89,7 +92,7 @@ def _decode(
 ) -> Iterator[Decoded]:
     """Blocking: fetch, decode and encode the job's input, one piece at a time, and write the whole
     timeline to ``playback`` for listening (finished once the last report is out)."""
-    media, duration_hint, title = open_source(
+    media, duration_hint, title, identity = open_source(
         source,
         local=local,
         allow_private=settings.allow_private_urls,
@@ -99,6 +102,11 @@ def _decode(
         max_seconds=settings.max_download_s,
     )
     try:
+        if settings.source_cache:
+            if identity is None and isinstance(media, str):  # a local file: the scribe command's, or an upload
+                identity = file_identity(media)
+            if identity is not None:
+                yield Decoded(None, 0.0, duration_hint, title=title, identity=identity)
         reader = open_media(media, max_duration_s=settings.max_duration_s, plan=plan)
         writer = PlaybackWriter(playback)
         try:
@@ -277,6 +285,10 @@ class Streamer:
             _in_thread(_decode, source, local, plan, playback, self.settings, self.nc.max_payload)
         ) as decoded_pieces:
             async for decoded in decoded_pieces:
+                if decoded.identity is not None:
+                    if await self.replayed(job, decoded.identity, plan):
+                        return
+                    continue
                 seconds, duration = decoded.seconds, decoded.duration_hint
                 warnings += decoded.warnings
                 if decoded.title and not titled:  # a link's video title, for people (an upload keeps its name)
@@ -312,6 +324,19 @@ class Streamer:
         await bus.publish(self.js, subjects.segments(job.job_id), ended, msg_id=f"{job.job_id}:end")
         await self.progress(job.job_id, seq, seconds, seconds, ended=True)
         logger.info("input ended", extra={"job_id": job.job_id, "chunks": seq, "seconds": round(seconds, 1)})
+
+    async def replayed(self, job: JobSubmitted, identity: str, plan: PlanLimit | None) -> bool:
+        """Whether the job was answered from the source cache; if not, it becomes an origin for later jobs."""
+        key = source_key(identity, job, self.settings, plan.max_s if plan else None)
+        origin = await origin_for(self.pool, job, key, self.settings)
+        if origin is not None and await replay(
+            self.js, self.pool, job, origin, max_bytes=self.settings.max_download_bytes
+        ):
+            await self.progress(job.job_id, len(origin.chunks), origin.duration, origin.duration, ended=True)
+            logger.info("replayed from the source cache", extra={"job_id": job.job_id, "origin": origin.job_id})
+            return True
+        await sources.remember(self.pool, job.job_id, key)
+        return False
 
     async def progress(self, job_id: str, chunks: int, seconds: float, duration: float | None, *, ended: bool) -> None:
         await repo.set_progress(self.pool, job_id, round(seconds, 3))

@@ -110,11 +110,13 @@ class Opened(NamedTuple):
         media: A local path, or an open ``HttpStream`` the caller must close.
         duration: Seconds, when the site reported them.
         title: The video's or page's title, when the site gave one.
+        identity: The video's ``extractor:id`` on a site yt-dlp knows (``streamer.resolve.video_identity``).
     """
 
     media: str | BinaryIO
     duration: float | None = None
     title: str | None = None
+    identity: str | None = None
 
 
 def open_source(
@@ -173,7 +175,7 @@ def open_source(
         max_seconds=max_seconds,
     )
     logger.info("streaming url", extra={"host": urlsplit(resolved.url).hostname, "duration": resolved.duration})
-    return Opened(cast(BinaryIO, stream), resolved.duration, resolved.title)
+    return Opened(cast(BinaryIO, stream), resolved.duration, resolved.title, resolved.identity)
 
 
 def _local_file(path: Path, *, max_bytes: int) -> str:

@@ -63,9 +63,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(data_dir: Path) -> Settings:
-    # The chunk cache off: the session's database outlives each test, and a clip another test transcribed
-    # would come back from it unbilled. Tests of the cache turn it on (tests/integration/test_cost_guard.py).
-    return Settings(data_dir=data_dir, allow_private_urls=True, log_level="INFO", chunk_cache=False)
+    # The caches off: the session's database outlives each test, and a clip another test transcribed
+    # would come back from them unbilled. Tests of the caches turn them on (test_cost_guard.py,
+    # test_source_cache.py).
+    return Settings(
+        data_dir=data_dir, allow_private_urls=True, log_level="INFO", chunk_cache=False, source_cache=False
+    )
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ class Transcriber:
         try:
             async with heartbeat(msg, every=self.consumer.heartbeat_s):
                 choice = await self.router.choose()
-                result, hit, key = await self.answer(chunk, job.options.prompt, choice)
+                result, hit, key = await self.answer(chunk, job.options.prompt, choice, fresh=job.options.fresh)
         except TransientAsrError as exc:
             if attempt >= self.consumer.max_deliver:
                 await self.give_up(msg, chunk, f"{exc.reason} (gave up after {attempt} attempts)")
@@ -142,14 +142,17 @@ class Transcriber:
         await msg.ack()
         logger.info("chunk transcribed", extra={**log, "segments": len(segments)})
 
-    async def answer(self, chunk: AudioChunk, prompt: str | None, choice: Choice) -> tuple[AsrResult, bool, bytes]:
+    async def answer(
+        self, chunk: AudioChunk, prompt: str | None, choice: Choice, *, fresh: bool = False
+    ) -> tuple[AsrResult, bool, bytes]:
         """The chunk's transcript: ``(result, cache_hit, key)``, from the cache or from the chosen backend.
 
         The configured backend's stored answer is taken before the fallback's: it costs nothing either.
-        The key is where a fresh result is to be stored.
+        The key is where a fresh result is to be stored. A job submitted with ``fresh`` (or with the
+        cache off) has keys of its own: only its own redelivered chunks are answered from them.
         """
         digest = await asyncio.to_thread(audio_digest, chunk.codec, chunk.audio)
-        scope = None if self.settings.chunk_cache else chunk.job_id
+        scope = None if self.settings.chunk_cache and not fresh else chunk.job_id
         backends = [self.backend, choice.backend] if choice.backend is not self.backend else [self.backend]
         keys = [chunk_key(digest, backend, prompt, job_id=scope) for backend in backends]
         if (cached := await chunk_cache.take(self.pool, keys)) is not None:

@@ -33,11 +33,13 @@ async function submit(event, onJob) {
   }
   let body;
   const headers = { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Math.random()) };
+  const fresh = $("#fresh").checked; // otherwise an input transcribed before is replayed at once, billed nothing
   if (file) {
     body = new FormData();
     body.append("file", file);
+    if (fresh) body.append("fresh", "true");
   } else {
-    body = JSON.stringify({ url });
+    body = JSON.stringify(fresh ? { url, fresh } : { url });
     headers["Content-Type"] = "application/json";
   }
   setState("submitting");

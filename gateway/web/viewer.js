@@ -200,7 +200,10 @@ function onEnvelope(envelope) {
       if (envelope.segment) transcript.replace(envelope.segment);
       break;
     case "final":
-      setWarnings(envelope.warnings);
+      setWarnings([
+        ...(envelope.warnings || []),
+        ...(envelope.usage?.cache_hit && envelope.segment_count ? [CACHED] : []),
+      ]);
       progress.status = "done";
       setState("done");
       progress.show();
@@ -235,6 +238,9 @@ function showError(message) {
   box.textContent = message || "Something went wrong.";
   box.hidden = false;
 }
+
+const CACHED = "Transcribed before with the same settings: answered from the cache at once, billed nothing. "
+  + "Tick “Transcribe again” when you start a transcript to have it transcribed afresh.";
 
 function setWarnings(warnings) {
   const list = $("#warnings");
