@@ -154,6 +154,8 @@ async def transcribe(args: argparse.Namespace, settings: Settings) -> int:
                 file.close()
         elif args.local:  # our own embedded servers: only this process's streamer reads the path
             next(s for s in rt.services if isinstance(s, Streamer)).allow_local_file(job_id, source)
+        if not settings.nats_url:  # an embedded one-shot NATS: nothing plays the audio back after this run
+            next(s for s in rt.services if isinstance(s, Streamer)).playback = False
         options = JobOptions(romanization=job_romanization(args.romanization), fresh=args.fresh)
         await client.submit(rt.js, source, options=options, job_id=job_id)
         async with contextlib.aclosing(client.follow(rt.js, job_id)) as events:

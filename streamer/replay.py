@@ -85,9 +85,16 @@ async def origin_for(pool: asyncpg.Pool, job: JobSubmitted, key: bytes, settings
 
 
 async def replay(
-    js: JetStreamContext, pool: asyncpg.Pool, job: JobSubmitted, origin: Origin, *, max_bytes: int
+    js: JetStreamContext,
+    pool: asyncpg.Pool,
+    job: JobSubmitted,
+    origin: Origin,
+    *,
+    max_bytes: int,
+    playback: bool = True,
 ) -> bool:
-    """Publish ``origin``'s transcript as ``job``'s; False (nothing published) when its audio is gone.
+    """Publish ``origin``'s transcript as ``job``'s; False (nothing published) when its audio is gone
+    and ``playback`` needs it.
 
     Safe to repeat (a redelivered job): each chunk's message and usage row are written once.
     """
@@ -96,9 +103,11 @@ async def replay(
             source = uploads.PREFIX + origin.job_id
             await uploads.fetch(js, source, cast(BinaryIO, audio), max_bytes=max_bytes, bucket=AUDIO_BUCKET)
         except uploads.UploadError:
-            return False  # expired (SCRIBE_AUDIO_RETENTION_S): the job is transcribed as any other
-        audio.seek(0)
-        await uploads.put(js, cast(BinaryIO, audio), bucket=AUDIO_BUCKET, name=job.job_id)
+            if playback:
+                return False  # expired (SCRIBE_AUDIO_RETENTION_S): the job is transcribed as any other
+        else:
+            audio.seek(0)
+            await uploads.put(js, cast(BinaryIO, audio), bucket=AUDIO_BUCKET, name=job.job_id)
     await repo.set_title(pool, job.job_id, origin.title)
     usage = Usage(backend=origin.backend, model=origin.model, billed_seconds=0.0, cost_usd=0.0, cache_hit=True)
     for chunk in origin.chunks:

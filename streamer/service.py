@@ -180,6 +180,9 @@ class Streamer:
         self.pool = pool
         self.consumer = consumer
         self.local_files: dict[str, str] = {}
+        # Whether a replayed job needs its audio for playback: the scribe command's own one-shot run
+        # plays nothing back (and its embedded NATS, where the audio is kept, lasts one run).
+        self.playback = True
 
     def allow_local_file(self, job_id: str, path: str) -> None:
         """Let one job read a local path. Only the ``scribe`` command that runs this streamer in its
@@ -330,7 +333,7 @@ class Streamer:
         key = source_key(identity, job, self.settings, plan.max_s if plan else None)
         origin = await origin_for(self.pool, job, key, self.settings)
         if origin is not None and await replay(
-            self.js, self.pool, job, origin, max_bytes=self.settings.max_download_bytes
+            self.js, self.pool, job, origin, max_bytes=self.settings.max_download_bytes, playback=self.playback
         ):
             await self.progress(job.job_id, len(origin.chunks), origin.duration, origin.duration, ended=True)
             logger.info("replayed from the source cache", extra={"job_id": job.job_id, "origin": origin.job_id})
