@@ -98,9 +98,10 @@ def measure(case: Case, path: Path, settings: Settings, timeout_s: float) -> Cas
     """Decode ``path`` in a fresh process; a hang or a dead process is an outcome, not an error."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
+    min_s, max_s = settings.chunk_lengths
     piece_options = {
-        "min_s": settings.chunk_min_s,
-        "max_s": settings.chunk_max_s,
+        "min_s": min_s,
+        "max_s": max_s,
         "silence_dbfs": settings.silence_dbfs,
         "first_max_s": settings.chunk_first_max_s,
     }
@@ -196,12 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the matrix and print the table; returns 1 when a case crashed or hung."""
     args = parse_args(argv)
     settings = Settings()
+    min_s, max_s = settings.chunk_lengths
     extra = {} if args.no_long else {"meeting-mp3": args.long}
     corpus = Corpus(speech_s=args.speech_s, noise_s=args.noise_s, extra_sources=extra)
     cases = [case for case in corpus.cases() if args.only in case.name]
     print(
         f"{len(cases)} cases; speech {args.speech_s:.0f} s, noise and silence {args.noise_s:.0f} s; "
-        f"limit {settings.max_duration_s:.0f} s; pieces {settings.chunk_min_s:.0f}-{settings.chunk_max_s:.0f} s"
+        f"limit {settings.max_duration_s:.0f} s; pieces {min_s:.0f}-{max_s:.0f} s"
     )
     name_width = max(len(case.name) for case in cases)
     print_header(name_width)

@@ -82,11 +82,9 @@ class Decode:
 
 def chunks(audio: Path, settings: Settings) -> list[Piece]:
     """The pieces the streamer would send to ASR (the silent ones left out)."""
+    min_s, max_s = settings.chunk_lengths
     chunker = Chunker(
-        min_s=settings.chunk_min_s,
-        max_s=settings.chunk_max_s,
-        silence_dbfs=settings.silence_dbfs,
-        first_max_s=settings.chunk_first_max_s,
+        min_s=min_s, max_s=max_s, silence_dbfs=settings.silence_dbfs, first_max_s=settings.chunk_first_max_s
     )
     samples = decode_audio(str(audio))
     return [p for p in [*chunker.feed(samples), *chunker.flush()] if not p.silent]

@@ -66,8 +66,14 @@ class JobSubmitted(Base, frozen=True):
 class AudioChunk(Base, frozen=True):
     """One compressed piece of a job's audio, cut at a silence.
 
-    ``offset`` and ``duration`` are seconds on the job's timeline; the transcriber adds
-    ``offset`` to every segment time it gets back.
+    ``offset`` and ``duration`` are seconds on the job's timeline: where the chunk sits. The
+    transcriber adds ``offset`` to every segment time it gets back.
+
+    ``speech``, when not empty, says that ``audio`` holds only these stretches of the chunk, back to
+    back: ``[start, end]`` seconds from ``offset``, in order. The streamer sends an API backend the
+    speech alone (pauses are billed too); where two stretches meet, each keeps :data:`SPEECH_PAD_S`
+    of the pause between them. The transcriber maps the times it gets back from the joined audio
+    onto the chunk's, then adds ``offset``. Empty: ``audio`` is the whole chunk.
     """
 
     job_id: str
@@ -76,6 +82,10 @@ class AudioChunk(Base, frozen=True):
     duration: float
     codec: str  # "opus" (Ogg) or "flac"
     audio: bytes  # base64 in JSON
+    speech: list[tuple[float, float]] = []
+
+
+SPEECH_PAD_S = 0.1  # the pause a stretch of AudioChunk.speech keeps on the side where it meets another
 
 
 # --- transcriber -> romanizer ---------------------------------------------------------
@@ -98,7 +108,9 @@ class RawSegment(Base, frozen=True):
     """One ASR segment with absolute times, before romanization.
 
     ``words`` are its words with their times, when the backend gives them; their texts
-    concatenate to about ``text`` (the ASR's spacing may differ).
+    concatenate to about ``text`` (the ASR's spacing may differ). A model that answers text
+    alone (gpt-4o-transcribe) gets one segment per sentence whose words are runs of text between
+    marks, timed by where speech was heard in the chunk (``transcriber.placement``): estimates.
     """
 
     start: float

@@ -33,6 +33,9 @@ DEFAULT_PRICES: dict[str, float] = {
     "gpt-4o-mini-transcribe": 0.003,
 }
 
+# Seconds (shortest, longest) of a chunk for each backend, when SCRIBE_CHUNK_MIN_S/MAX_S are not set.
+CHUNK_LENGTHS: dict[str, tuple[float, float]] = {"local": (40.0, 60.0), "openai": (10.0, 20.0)}
+
 DEFAULT_PROMPT = "以下係香港嘅港式廣東話，佢哋喺度講嘢。"
 
 
@@ -72,11 +75,13 @@ class Settings:
     max_download_s: float = 3600.0  # wall clock for one download: a trickling server cannot hold a streamer
     upload_retention_s: float = 86_400.0  # how long an uploaded file is kept in the uploads bucket
     audio_retention_s: float = 7 * 86_400.0  # how long a job's audio is kept for playback
-    # 40-60 s chunks: within a chunk faster-whisper packs speech into full 30 s windows, so
-    # longer chunks waste less padding (bench: 10 minutes in 30.5 s of ASR against 51.7 s
-    # with 20-30 s chunks, on 2 one-thread workers); the short first chunk keeps latency.
-    chunk_min_s: float = 40.0
-    chunk_max_s: float = 60.0
+    # Chunk lengths, 0: the backend's (CHUNK_LENGTHS, read through chunk_lengths), so the streamer must see
+    # the transcribers' SCRIBE_ASR_BACKEND. Local, 40-60 s: within a chunk faster-whisper packs speech into
+    # full 30 s windows, so longer chunks waste less padding (bench: 10 minutes in 30.5 s of ASR against
+    # 51.7 s with 20-30 s chunks, on 2 one-thread workers). An API backend, 10-20 s cut at the pauses Silero
+    # VAD finds and only the speech sent (streamer/speech.py): many calls side by side, no pause billed.
+    chunk_min_s: float = 0.0
+    chunk_max_s: float = 0.0
     chunk_first_max_s: float = 10.0  # a short first chunk: the first line comes back sooner
     silence_dbfs: float = -45.0
     # Silero VAD on each piece: one with no speech (noise, music, hum) is not sent to ASR,
@@ -115,7 +120,10 @@ class Settings:
     fallback: str = "local"
 
     # Work queue
-    max_in_flight: int = 0  # chunks one transcriber holds; 0: local workers, or 8 for openai
+    max_in_flight: int = 0  # chunks one transcriber holds; 0: local workers, or api_max_in_flight for openai
+    # With an API backend, the calls in flight (and chunks waiting to retry) of every transcriber together:
+    # the chunks consumer's max_ack_pending, which JetStream enforces across the cluster.
+    api_max_in_flight: int = 32
     ack_wait_s: float = 60.0
     max_deliver: int = 5
 
@@ -176,10 +184,11 @@ class Settings:
         for name in _NOT_NEGATIVE:
             if getattr(self, name) < 0:
                 raise SettingsError(f"{_variable(name)}={getattr(self, name)!r} must not be negative")
-        if self.chunk_min_s > self.chunk_max_s:
+        low, high = self.chunk_lengths
+        if low > high:
+            default = "" if self.chunk_max_s else f" (the {self.asr_backend} backend's default)"
             raise SettingsError(
-                f"{_variable('chunk_min_s')}={self.chunk_min_s} must not be above "
-                f"{_variable('chunk_max_s')}={self.chunk_max_s}"
+                f"{_variable('chunk_min_s')}={low} must not be above {_variable('chunk_max_s')}={high}{default}"
             )
         if self.rate_limit.strip().lower() != "off":
             self.rate()  # checked now: a mistyped rate stops the process at start
@@ -264,9 +273,18 @@ class Settings:
 
     @property
     def in_flight(self) -> int:
+        """Chunks one transcriber works on at once: with an API backend, one process may use the whole
+        cluster's limit (``api_max_in_flight``), and several share it."""
         if self.max_in_flight:
             return self.max_in_flight
-        return self.local_workers if self.asr_backend == "local" else 8
+        return self.local_workers if self.asr_backend == "local" else self.api_max_in_flight
+
+    @property
+    def chunk_lengths(self) -> tuple[float, float]:
+        """The shortest and longest chunk in seconds: ``SCRIBE_CHUNK_MIN_S`` and ``_MAX_S`` where set, else the
+        backend's (:data:`CHUNK_LENGTHS`)."""
+        low, high = CHUNK_LENGTHS[self.asr_backend]
+        return self.chunk_min_s or low, self.chunk_max_s or high
 
 
 def is_loopback(host: str) -> bool:
@@ -327,17 +345,16 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     name: typing.get_args(type_) for name, type_ in _TYPES.items() if typing.get_origin(type_) is Literal
 }
 _POSITIVE = (
-    *("chunk_min_s", "chunk_max_s", "max_duration_s", "max_download_bytes", "max_download_s", "upload_retention_s"),
-    "audio_retention_s",
+    *("max_duration_s", "max_download_bytes", "max_download_s", "upload_retention_s", "audio_retention_s"),
     *("max_upload_bytes", "stream_queue_size", "stream_heartbeat_s"),
     *("gateway_max_connections_per_client", "max_streams", "gateway_header_timeout_s"),
     *("gateway_body_timeout_s", "gateway_body_min_rate", "gateway_send_timeout_s"),
     *("webhook_timeout_s", "webhook_max_attempts"),
     *("ack_wait_s", "max_deliver", "asr_beam_size", "openai_timeout_s"),
-    "gbp_per_usd",
+    *("gbp_per_usd", "api_max_in_flight"),
 )
 _NOT_NEGATIVE = (
-    *("chunk_first_max_s", "asr_workers", "asr_threads", "max_in_flight"),
+    *("chunk_min_s", "chunk_max_s", "chunk_first_max_s", "asr_workers", "asr_threads", "max_in_flight"),
     *("alert_rise", "alert_daily_usd", "alert_min_usd"),
     "daily_budget_usd",
 )

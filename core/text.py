@@ -1,4 +1,4 @@
-"""Text joining shared by the romanizer and the output formats.
+"""Text joining shared by the romanizer and the output formats, and where sentences and clauses end.
 
 :func:`join_words` builds a Jyutping or Yale line from :class:`~core.messages.Word`s; the
 romanizer uses it for ``Segment.jyutping``/``Segment.yale`` and the subtitle formats for the
@@ -21,6 +21,12 @@ ReadingLines = Literal["jyutping", "yale", "yale_numeric", "both", "none"]
 Yale with tone marks, Yale with tone numbers 1-6, Jyutping then Yale, or none (characters only).
 Wider than :data:`core.messages.Romanization`, the job option, which it leaves as it is."""
 READING_LINES: tuple[str, ...] = get_args(ReadingLines)
+
+# Where a transcript line may end: after a sentence end always, after a clause end when the sentence
+# is too long for one line (romanizer.lines), and where the transcriber places the sentences of a model
+# without timestamps (transcriber.placement). ASCII "." is left out: 3.5, Amara.org.
+SENTENCE_ENDS = frozenset("。？！?!…")
+CLAUSE_ENDS = frozenset("，、；：,;:")
 
 # How punctuation sits in a romanization line: closing marks stick to the word before,
 # opening marks to the word after, joiners to both (e-mail, R&D); anything else stands alone.

@@ -4,7 +4,8 @@ Every process brings the server up to these definitions on start
 (:func:`core.bus.ensure_topology`), and each service reads its own consumer's limits from
 here: the streamer's heartbeat and last-delivery check, the transcriber's redelivery. Only
 the transcriber's ``ack_wait`` and ``max_deliver`` are settings (``SCRIBE_ACK_WAIT_S``,
-``SCRIBE_MAX_DELIVER``), because how long one ASR call may take depends on the backend.
+``SCRIBE_MAX_DELIVER``), because how long one ASR call may take depends on the backend, and,
+with an API backend, its ``max_ack_pending`` (``SCRIBE_API_MAX_IN_FLIGHT``).
 """
 
 from __future__ import annotations
@@ -183,8 +184,16 @@ class Topology:
         """The topology every process of a deployment must agree on."""
         return cls(
             streamer=Consumer(JOBS, "streamer", subjects.JOBS_SUBMITTED, 60.0, 3, 64),
+            # With an API backend, max_ack_pending is the one limit on calls in flight over every transcriber
+            # (SCRIBE_API_MAX_IN_FLIGHT). A chunk nak'ed with a delay stays ack-pending and keeps its place:
+            # it is backing off (a rate limit, a server error) and will be a call again.
             transcriber=Consumer(
-                CHUNKS, "transcriber", subjects.CHUNKS, settings.ack_wait_s, settings.max_deliver, 256
+                CHUNKS,
+                "transcriber",
+                subjects.CHUNKS,
+                settings.ack_wait_s,
+                settings.max_deliver,
+                settings.api_max_in_flight if settings.asr_backend == "openai" else 256,
             ),
             romanizer=Consumer(SEGMENTS, "romanizer", f"{subjects.SEGMENTS_PREFIX}.>", 30.0, 10, 1024),
             # Every event of every job passes through it (progress and lines are acked at once).

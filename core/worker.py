@@ -28,6 +28,14 @@ def backoff(attempt: int, *, base: float = 1.0, cap: float = 30.0) -> float:
     return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempt - 1))
 
 
+def jittered(seconds: float, *, spread: float = 1.0) -> float:
+    """``seconds`` (a server's Retry-After) and up to half as long again, at least ``spread``, at random.
+
+    Never less than what the server asked; callers told the same time do not all come back at once.
+    """
+    return seconds + random.uniform(0.0, max(spread, seconds / 2))
+
+
 @contextlib.asynccontextmanager
 async def heartbeat(msg: Msg, every: float) -> AsyncIterator[None]:
     """Tell JetStream the message is still being worked on, so ``ack_wait`` does not expire."""

@@ -57,6 +57,8 @@ class Converter:
             "billed_seconds": totals.billed_seconds,
             "cost_usd": totals.cost_usd,
             "cost_gbp": self.gbp(totals.cost_usd),
+            "saved_usd": totals.saved_usd,
+            "saved_gbp": self.gbp(totals.saved_usd),
         }
 
     def total(self, ledger: Ledger) -> CostTotals:

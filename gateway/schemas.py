@@ -172,13 +172,16 @@ class Me(msgspec.Struct):
 
 class CostTotals(msgspec.Struct, kw_only=True):
     """What ledger rows add up to: calls to the speech model (each chunk is one), how many were cache hits
-    (they cost nothing), the audio seconds billed and the cost in USD and in GBP (at ``gbp_per_usd``)."""
+    (they cost nothing), the audio seconds billed and the cost in USD and in GBP (at ``gbp_per_usd``), and
+    what the cache hits saved (the cost of the calls they replaced)."""
 
     calls: int
     cache_hits: int
     billed_seconds: float
     cost_usd: float
     cost_gbp: float
+    saved_usd: float
+    saved_gbp: float
 
 
 class DayCosts(CostTotals):

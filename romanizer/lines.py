@@ -26,11 +26,9 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from core.messages import MAX_LINE_CHARS, MAX_LINE_SECONDS, Char, RawSegment, Word
-from core.text import join_words
+from core.text import CLAUSE_ENDS, SENTENCE_ENDS, join_words
 from romanizer.romanize import Reading, Token
 
-SENTENCE_ENDS = frozenset("。？！?!…")
-CLAUSE_ENDS = frozenset("，、；：,;:")
 _OPENING = frozenset("「『（《〈“‘([")
 
 

@@ -83,8 +83,19 @@ def write(ledger: Ledger, by: str, gbp_per_usd: float, out: TextIO, *, today: da
     table = [[*label, *money.columns(totals), bar(totals.cost_usd, most)] for label, totals in rows]
     blank = [""] * (len(headers) - 1)
     table.append(["TOTAL", *blank, *money.columns(ledger.total), ""])
-    _table(out, [*headers, "CALLS", "CACHE HITS", "MINUTES BILLED", "USD", "GBP", ""], table, labels=len(headers))
+    _table(
+        out,
+        [*headers, "CALLS", "CACHE HITS", "MINUTES BILLED", "USD", "GBP", "SAVED USD", ""],
+        table,
+        labels=len(headers),
+    )
     print(file=out)
+    if ledger.total.saved_usd:
+        print(
+            f"The caches answered {ledger.total.cache_hits:,} of {ledger.total.calls:,} calls without billing: "
+            f"they saved {money.both(ledger.total.saved_usd)}.",
+            file=out,
+        )
     per_job = ledger.per_job
     if per_job.jobs:
         print(
@@ -134,6 +145,7 @@ class _Money:
             f"{totals.billed_seconds / 60:,.1f}",
             _amount(totals.cost_usd),
             _amount(totals.cost_usd * self.rate),
+            _amount(totals.saved_usd) if totals.saved_usd else "",
         ]
 
     def both(self, usd: float) -> str:

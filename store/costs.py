@@ -94,6 +94,7 @@ class Totals:
     cache_hits: int = 0
     billed_seconds: float = 0.0
     cost_usd: float = 0.0
+    saved_usd: float = 0.0  # what the cache hits would have cost
 
 
 @dataclass(frozen=True)
@@ -163,18 +164,20 @@ class Ledger:
 # One scan of the window's rows, added up per day, per model, per user and in all (GROUPING SETS).
 _GROUPS = """
 WITH rows AS (
-    SELECT (created_at AT TIME ZONE 'UTC')::date AS day, model, backend, user_id, billed_seconds, cost_usd, cache_hit
+    SELECT (created_at AT TIME ZONE 'UTC')::date AS day, model, backend, user_id, billed_seconds, cost_usd, cache_hit,
+           saved_usd
     FROM usage WHERE created_at >= $1 AND created_at < $2 AND ($3::text IS NULL OR user_id = $3)
 )
 SELECT GROUPING(day) = 0 AS by_day, GROUPING(model, backend) = 0 AS by_model, GROUPING(user_id) = 0 AS by_user,
        day, model, backend, user_id, count(*) AS calls, count(*) FILTER (WHERE cache_hit) AS cache_hits,
-       COALESCE(sum(billed_seconds), 0) AS billed_seconds, COALESCE(sum(cost_usd), 0) AS cost_usd
+       COALESCE(sum(billed_seconds), 0) AS billed_seconds, COALESCE(sum(cost_usd), 0) AS cost_usd,
+       COALESCE(sum(saved_usd), 0) AS saved_usd
 FROM rows GROUP BY GROUPING SETS ((day), (model, backend), (user_id), ())
 """
 
 _JOBS = """
 SELECT job_id, count(*) AS calls, count(*) FILTER (WHERE cache_hit) AS cache_hits,
-       sum(billed_seconds) AS billed_seconds, sum(cost_usd) AS cost_usd
+       sum(billed_seconds) AS billed_seconds, sum(cost_usd) AS cost_usd, sum(saved_usd) AS saved_usd
 FROM usage WHERE created_at >= $1 AND created_at < $2 AND ($3::text IS NULL OR user_id = $3) AND job_id IS NOT NULL
 GROUP BY job_id
 """
@@ -199,6 +202,7 @@ def _totals(row: Any) -> Totals:
         cache_hits=int(row["cache_hits"]),
         billed_seconds=round(float(row["billed_seconds"]), 3),
         cost_usd=round(float(row["cost_usd"]), 6),
+        saved_usd=round(float(row["saved_usd"]), 6),
     )
 
 

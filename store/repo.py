@@ -344,12 +344,20 @@ async def finish_job(db: Executor, job_id: str) -> None:
 
 
 async def record_usage(
-    db: Executor, usage: Usage, *, job_id: str, chunk_seq: int | None, user_id: str | None, cache_hit: bool = False
+    db: Executor,
+    usage: Usage,
+    *,
+    job_id: str,
+    chunk_seq: int | None,
+    user_id: str | None,
+    cache_hit: bool = False,
+    saved_usd: float = 0.0,
 ) -> None:
-    """One ASR call in the ledger; a chunk's call with the same backend and model is recorded once."""
+    """One ASR call in the ledger; a chunk's call with the same backend and model is recorded once. A cache
+    hit records what the call it replaced cost (``saved_usd``)."""
     await db.execute(
-        "INSERT INTO usage (job_id, user_id, chunk_seq, backend, model, billed_seconds, cost_usd, cache_hit)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO usage (job_id, user_id, chunk_seq, backend, model, billed_seconds, cost_usd, cache_hit,"
+        " saved_usd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         " ON CONFLICT (job_id, chunk_seq, backend, model) WHERE chunk_seq IS NOT NULL DO NOTHING",
         job_id,
         user_id,
@@ -359,6 +367,7 @@ async def record_usage(
         usage.billed_seconds,
         usage.cost_usd,
         cache_hit,
+        saved_usd,
     )
 
 

@@ -21,12 +21,14 @@ _warnings = msgspec.json.Decoder(list[str])
 
 @dataclass(frozen=True)
 class StoredChunk:
-    """One transcribed chunk of a finished job: times on the job's timeline."""
+    """One transcribed chunk of a finished job: times on the job's timeline, and what its calls cost
+    (or, answered from the chunk cache, saved): what replaying it saves."""
 
     seq: int
     offset: float
     duration: float
     segments: list[RawSegment]
+    worth_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,10 @@ async def find(db: Executor, key: bytes, *, backend: str, model: str | None, exc
     if row is None:
         return None
     records = await db.fetch(
-        "SELECT seq, offset_s, duration_s, raw_segments FROM chunks"
-        " WHERE job_id = $1 AND raw_segments IS NOT NULL ORDER BY seq",
+        "SELECT c.seq, c.offset_s, c.duration_s, c.raw_segments,"
+        " (SELECT COALESCE(sum(u.cost_usd + u.saved_usd), 0) FROM usage u"
+        "  WHERE u.job_id = c.job_id AND u.chunk_seq = c.seq) AS worth"
+        " FROM chunks c WHERE c.job_id = $1 AND c.raw_segments IS NOT NULL ORDER BY c.seq",
         row["id"],
     )
     if len(records) != row["total_chunks"]:
@@ -86,7 +90,8 @@ async def find(db: Executor, key: bytes, *, backend: str, model: str | None, exc
         "SELECT mode() WITHIN GROUP (ORDER BY model) AS model FROM usage WHERE job_id = $1", row["id"]
     )
     chunks = [
-        StoredChunk(r["seq"], r["offset_s"], r["duration_s"], _segments.decode(r["raw_segments"])) for r in records
+        StoredChunk(r["seq"], r["offset_s"], r["duration_s"], _segments.decode(r["raw_segments"]), float(r["worth"]))
+        for r in records
     ]
     return Origin(
         job_id=row["id"],

@@ -69,7 +69,7 @@ def source_key(identity: str, job: JobSubmitted, settings: Settings, max_seconds
         "api": settings.openai_base_url if openai else "",
         "prompts": [settings.asr_prompt, job.options.prompt],
         "decoding": [settings.asr_beam_size, settings.asr_word_times, settings.asr_suppress_written],
-        "chunks": [settings.chunk_min_s, settings.chunk_max_s, settings.chunk_first_max_s, settings.silence_dbfs],
+        "chunks": [*settings.chunk_lengths, settings.chunk_first_max_s, settings.silence_dbfs],
         "vad": settings.vad,
         "limit": min(max_seconds or settings.max_duration_s, settings.max_duration_s),
     }
@@ -112,7 +112,13 @@ async def replay(
     usage = Usage(backend=origin.backend, model=origin.model, billed_seconds=0.0, cost_usd=0.0, cache_hit=True)
     for chunk in origin.chunks:
         await repo.record_usage(
-            pool, usage, job_id=job.job_id, chunk_seq=chunk.seq, user_id=job.user_id, cache_hit=True
+            pool,
+            usage,
+            job_id=job.job_id,
+            chunk_seq=chunk.seq,
+            user_id=job.user_id,
+            cache_hit=True,
+            saved_usd=chunk.worth_usd,
         )
         done = ChunkTranscribed(
             job_id=job.job_id,

@@ -32,13 +32,14 @@ from core.settings import Settings
 from core.topology import AUDIO_BUCKET, Consumer
 from core.worker import consume, heartbeat
 from store import repo, sources
+from streamer.cutter import SpeechChunk, SpeechCutter
 from streamer.encode import encode_for_bus
 from streamer.errors import CorruptMedia, InputError, PlanLimit, SourceNotFound, TooLarge, human_duration
 from streamer.media import open_media
 from streamer.playback import PlaybackWriter
 from streamer.replay import file_identity, origin_for, replay, source_key
 from streamer.source import open_source
-from streamer.speech import has_speech
+from streamer.speech import has_speech, speech_stretches
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class EncodedPiece:
     duration: float
     codec: str
     audio: bytes
+    speech: tuple[tuple[float, float], ...] = ()  # what ``audio`` holds of the piece (AudioChunk.speech)
 
 
 @dataclass(frozen=True)
@@ -112,21 +114,40 @@ def _decode(
         try:
             hint = reader.duration or duration_hint
             seconds = 0.0
+            min_s, max_s = settings.chunk_lengths
+            # An API backend is sent speech alone, regrouped at the pauses; the local one whole pieces.
+            cutter = (
+                SpeechCutter(speech_stretches, min_s=min_s, max_s=max_s, first_max_s=settings.chunk_first_max_s)
+                if settings.vad and settings.asr_backend == "openai"
+                else None
+            )
+
+            def encoded(chunk: SpeechChunk) -> Decoded:
+                codec, audio = encode_for_bus(chunk.samples, settings.chunk_codec, max_payload)
+                sent = EncodedPiece(chunk.offset, chunk.duration, codec, audio, chunk.speech)
+                return Decoded(sent, seconds, hint, title=title)
+
             for piece in reader.pieces(
-                min_s=settings.chunk_min_s,
-                max_s=settings.chunk_max_s,
-                silence_dbfs=settings.silence_dbfs,
-                first_max_s=settings.chunk_first_max_s,
+                min_s=min_s, max_s=max_s, silence_dbfs=settings.silence_dbfs, first_max_s=settings.chunk_first_max_s
             ):
                 if cancel.is_set():
                     return
                 writer.write(piece.samples)
                 seconds = piece.end
-                if piece.silent or (settings.vad and not has_speech(piece.samples)):
+                if cutter is not None:
+                    chunks = cutter.feed(piece.samples)
+                elif piece.silent or (settings.vad and not has_speech(piece.samples)):
+                    chunks = []
+                else:
+                    chunks = [SpeechChunk(piece.offset, piece.duration, piece.samples, ())]
+                for chunk in chunks:
+                    yield encoded(chunk)
+                if not chunks:
                     yield Decoded(None, seconds, hint, title=title)
-                    continue
-                codec, audio = encode_for_bus(piece.samples, settings.chunk_codec, max_payload)
-                yield Decoded(EncodedPiece(piece.offset, piece.duration, codec, audio), seconds, hint, title=title)
+            for chunk in cutter.flush() if cutter is not None else ():
+                if cancel.is_set():
+                    return
+                yield encoded(chunk)
             writer.close()
             yield Decoded(None, seconds, hint, warnings=tuple(reader.warnings), title=title)
         finally:
@@ -309,6 +330,7 @@ class Streamer:
                         duration=round(piece.duration, 3),
                         codec=piece.codec,
                         audio=piece.audio,
+                        speech=[(round(a, 3), round(b, 3)) for a, b in piece.speech],
                     )
                     await bus.publish(self.js, subjects.CHUNKS, chunk, msg_id=f"{job.job_id}:{seq}")
                     seq += 1

@@ -66,9 +66,7 @@ def settings(data_dir: Path) -> Settings:
     # The caches off: the session's database outlives each test, and a clip another test transcribed
     # would come back from them unbilled. Tests of the caches turn them on (test_cost_guard.py,
     # test_source_cache.py).
-    return Settings(
-        data_dir=data_dir, allow_private_urls=True, log_level="INFO", chunk_cache=False, source_cache=False
-    )
+    return Settings(data_dir=data_dir, allow_private_urls=True, log_level="INFO", chunk_cache=False, source_cache=False)
 
 
 @pytest.fixture

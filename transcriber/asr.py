@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.messages import RawSegment, RawWord, Usage
+from core.messages import SPEECH_PAD_S, RawSegment, RawWord, Usage
 from core.settings import Settings
 
 
@@ -110,19 +110,53 @@ def raw_segments(pieces: Iterable[Piece], limit: float) -> list[RawSegment]:
     return out
 
 
-def shifted(segment: RawSegment, offset: float) -> RawSegment:
-    """The segment, and its words, moved ``offset`` seconds later (a chunk's times onto the job's timeline)."""
-    return RawSegment(
-        start=round(offset + segment.start, 3),
-        end=round(offset + segment.end, 3),
-        text=segment.text,
-        words=[
-            RawWord(
-                text=w.text, start=round(offset + w.start, 3), end=round(offset + w.end, 3), probability=w.probability
-            )
-            for w in segment.words
-        ],
-    )
+def sent_seconds(duration: float, speech: Sequence[tuple[float, float]]) -> float:
+    """How long the audio sent for a chunk is: its ``speech`` stretches joined (``AudioChunk.speech``), or all of it."""
+    return round(sum(end - start for start, end in speech), 3) if speech else duration
+
+
+def on_timeline(segment: RawSegment, offset: float, speech: Sequence[tuple[float, float]] = ()) -> RawSegment:
+    """The segment, and its words, from the times of the audio sent onto the job's timeline.
+
+    With ``speech`` (``AudioChunk.speech``: the stretches of the chunk the audio held, joined) a time
+    is first put back in its stretch, as faster-whisper's ``SpeechTimestampsMap`` does for its own
+    VAD filter. Around a join, the pause the stretches keep (:data:`~core.messages.SPEECH_PAD_S` a
+    side) is where nothing was said: a start in it goes to the stretch after the join, an end to the
+    one before, so that a line or word is not stretched across the pause that was left out (a
+    model often starts the first word after a pause a little early). Then ``offset`` is added.
+    """
+
+    def span(start: float, end: float) -> tuple[float, float]:
+        start = round(offset + _in_chunk(start, speech, end=False), 3)
+        return start, max(start, round(offset + _in_chunk(end, speech, end=True), 3))
+
+    words = []
+    for word in segment.words:
+        start, end = span(word.start, word.end)
+        words.append(RawWord(text=word.text, start=start, end=end, probability=word.probability))
+    start, end = span(segment.start, segment.end)
+    return RawSegment(start=start, end=end, text=segment.text, words=words)
+
+
+_EPSILON = 1e-6  # a time on a join, whatever the float sum of the lengths before it
+
+
+def _in_chunk(seconds: float, speech: Sequence[tuple[float, float]], *, end: bool) -> float:
+    """A time in the joined ``speech`` stretches as seconds from the chunk's start (unchanged without them)."""
+    if not speech:
+        return seconds
+    joined = 0.0  # where the stretch starts in the joined audio
+    for i, (start, stop) in enumerate(speech[:-1]):
+        join = joined + stop - start  # where it meets the next one
+        if end and seconds <= join + SPEECH_PAD_S + _EPSILON:
+            return min(stop, start + max(0.0, seconds - joined))
+        if not end and seconds < join - SPEECH_PAD_S - _EPSILON:
+            return start + max(0.0, seconds - joined)
+        if not end and seconds < join - _EPSILON:  # in the pause kept before the join: the speech after it
+            return speech[i + 1][0]
+        joined = join
+    start, stop = speech[-1]
+    return min(stop, start + max(0.0, seconds - joined))
 
 
 MAX_JOB_PROMPT = 400  # characters of a job's own prompt (the gateway refuses longer ones)

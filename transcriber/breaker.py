@@ -8,15 +8,20 @@ another after a cool-down.
 
 Per process: each transcriber process learns on its own that the API is failing, after at
 most :data:`FAILURES` calls of its own. Rate limits (429) are not failures here: the API is
-working and asks for fewer calls, which the work queue's backoff honours.
+working and asks for fewer calls. The chunk that got one is nak'ed for its Retry-After (and a
+jitter), and :class:`RateLimitPause` holds this process's next calls until then, so the calls in
+flight do not all meet the limit again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal
+
+from core.worker import jittered
 
 FAILURES = 5
 WINDOW_S = 60.0
@@ -101,3 +106,35 @@ class CircuitBreaker:
         self._opened_at = now
         self._trial_at = None
         self._recent.clear()
+
+
+class RateLimitPause:
+    """After a rate limit's Retry-After, this process's next calls to the paid API wait until it is over.
+
+    The calls already out come back as they will. The waiting ones go when the pause is over, each
+    after its own jitter (:func:`core.worker.jittered`), so they do not meet the limit all at once
+    again; a later 429 makes the pause longer, never shorter.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._until = 0.0
+
+    def hold(self, seconds: float) -> None:
+        """The API asked for no calls for ``seconds``."""
+        self._until = max(self._until, self._clock() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds until calls may go again (0 when they may go now)."""
+        return max(0.0, self._until - self._clock())
+
+    async def wait(self) -> None:
+        """Return at once, or when the pause (however long it has grown meanwhile) and a jitter are over."""
+        while (left := self.remaining()) > 0:
+            await self._sleep(jittered(left))

@@ -9,6 +9,9 @@ model, loaded when first needed, or a cheaper API model) when:
 - the API keeps failing (:class:`~transcriber.breaker.CircuitBreaker`). With ``refuse`` the chunk
   waits instead: it is nak'ed until the circuit lets a call through.
 
+A rate limit is not a failure: after a 429 with Retry-After the paid API's next calls from this
+process wait until then (:class:`~transcriber.breaker.RateLimitPause`), and go to it still.
+
 The job then gets a warning saying so and why (:attr:`Choice.warning`), which its status and its
 ``final`` event carry. The local backend needs none of this: it costs compute only.
 """
@@ -26,7 +29,7 @@ from typing import Any
 from core.settings import Settings
 from store import budget
 from transcriber.asr import AsrBackend, AsrResult
-from transcriber.breaker import CircuitBreaker
+from transcriber.breaker import CircuitBreaker, RateLimitPause
 from transcriber.errors import ModelError, PermanentAsrError, TransientAsrError
 from transcriber.local import LocalBackend
 from transcriber.openai_api import OpenAIBackend
@@ -107,6 +110,7 @@ class Router:
         primary: AsrBackend,
         *,
         breaker: CircuitBreaker | None = None,
+        pause: RateLimitPause | None = None,
         spend: DaySpend | None = None,
         load_local: LoadLocal = LocalBackend.from_settings,
     ) -> None:
@@ -117,6 +121,7 @@ class Router:
             pool: The database pool (the day's cost).
             primary: The configured backend.
             breaker: The paid API's circuit breaker (default: :mod:`transcriber.breaker`'s thresholds).
+            pause: Holds the paid API's calls after a rate limit (default: one on the real clock).
             spend: The budget guard (default: one for ``daily_budget_usd``, none when it is 0).
             load_local: Loads the local fallback, blocking (called in a thread, once, when first needed).
         """
@@ -124,6 +129,7 @@ class Router:
         self.primary = primary
         self.paid = primary.name == "openai"
         self.breaker = breaker or CircuitBreaker()
+        self.pause = pause or RateLimitPause()
         self.spend = spend or (DaySpend(pool, settings.daily_budget_usd) if settings.daily_budget_usd > 0 else None)
         self._load_local = load_local
         self._fallback: AsrBackend | None = None
@@ -154,12 +160,20 @@ class Router:
         fallback = await self.fallback()
         return Choice(fallback, warning=self._failing_warning(fallback))
 
-    async def call(self, choice: Choice, call: Awaitable[AsrResult]) -> AsrResult:
-        """Await the chosen backend's call, telling the circuit breaker how the paid API did."""
+    async def call(self, choice: Choice, send: Callable[[], Awaitable[AsrResult]]) -> AsrResult:
+        """Make the chosen backend's call with ``send``, telling the circuit breaker how the paid API did.
+
+        A paid call waits out a rate limit's pause first; a 429 with Retry-After starts one (or makes it longer).
+        """
+        if choice.paid:
+            await self.pause.wait()
         try:
-            result = await call
+            result = await send()
         except TransientAsrError as exc:
-            if choice.paid and exc.status_code != 429:  # a rate limit is the API working: see breaker
+            if choice.paid and exc.status_code == 429:  # a rate limit is the API working: see breaker
+                if exc.retry_after is not None:
+                    self.pause.hold(exc.retry_after)
+            elif choice.paid:
                 self.breaker.failed()
             raise
         except PermanentAsrError:

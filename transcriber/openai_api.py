@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Iterable
@@ -15,6 +16,8 @@ from core.messages import RawWord
 from core.settings import Settings
 from transcriber.asr import AsrResult, Piece, combined_prompt, raw_segments
 from transcriber.errors import AsrError, BackendConfigError, PermanentAsrError, TransientAsrError
+from transcriber.placement import PLACEMENT_VERSION, place
+from transcriber.speech import speech_regions
 
 
 def json_only_model(model: str) -> bool:
@@ -75,12 +78,14 @@ class OpenAIBackend:
         Args:
             audio: Compressed audio (at most 25 MB).
             duration: The chunk's duration in seconds (used for billing and, with json-only
-                models, as the single segment's span).
+                models, as the span their sentences are placed in).
             filename: The upload's file name; its extension tells the API the format.
             prompt: The job's own words for the model, added after the deployment's prompt.
 
         Returns:
-            The segments (one spanning the chunk for json-only models) and the billed seconds.
+            The segments and the billed seconds. A json-only model's text comes back one segment
+            per sentence, placed on the speech Silero VAD finds in ``audio``
+            (:mod:`transcriber.placement`).
 
         Raises:
             TransientAsrError: Rate limit, 5xx, timeout or connection failure.
@@ -100,8 +105,10 @@ class OpenAIBackend:
         if segments_in is not None:
             words = [RawWord(text=w.word, start=w.start, end=w.end) for w in getattr(response, "words", None) or ()]
             raw = ((s.start, s.end, s.text, _within(words, s.start, s.end)) for s in segments_in)
+        elif response.text.strip():
+            raw = await asyncio.to_thread(_placed, response.text, audio, duration)
         else:
-            raw = [(0.0, duration, response.text)]
+            raw = []
         return AsrResult(
             segments=raw_segments(raw, duration), billed_seconds=billed, backend=self.name, model=self.model
         )
@@ -122,8 +129,12 @@ class OpenAIBackend:
         return request
 
     def answer_options(self, prompt: str | None = None) -> dict[str, Any]:
-        """What the request sends besides the audio, and where: what changes the answer to a chunk."""
-        return {"model": self.model, "base_url": str(self._client.base_url), **self._request(prompt)}
+        """What the request sends besides the audio, and where: what changes the answer to a chunk.
+
+        For a json-only model also the version of the placement that times its text.
+        """
+        placed = {"placement": PLACEMENT_VERSION} if json_only_model(self.model) else {}
+        return {"model": self.model, "base_url": str(self._client.base_url), **self._request(prompt), **placed}
 
     def _map_error(self, exc: openai.OpenAIError) -> AsrError:
         return map_openai_error(exc, model=self.model, timeout_s=self._timeout)
@@ -186,6 +197,11 @@ def map_openai_error(exc: openai.OpenAIError, *, model: str = "", timeout_s: flo
     else:
         reason = f"OpenAI rejected the request ({status}): {detail}"
     return PermanentAsrError(reason, backend=backend, status_code=status)
+
+
+def _placed(text: str, audio: bytes, duration: float) -> list[Piece]:
+    """A json-only model's text placed on the chunk's speech (blocking: decoding, VAD, placement)."""
+    return place(text, speech_regions(audio) or (), duration)
 
 
 def _within(words: list[RawWord], start: float, end: float) -> list[RawWord]:

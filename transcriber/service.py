@@ -1,8 +1,8 @@
 """The transcriber: audio chunks from the work queue in, timed segments out.
 
 Errors map to acks: a transient ASR error naks with backoff (or the server's
-Retry-After), a permanent one terms the message and fails the job, and the last allowed
-delivery of anything fails the job too, so a job never waits forever.
+Retry-After and a jitter, never less), a permanent one terms the message and fails the job, and the last
+allowed delivery of anything fails the job too, so a job never waits forever.
 
 Cost: a chunk heard before is answered from the chunk cache (:mod:`transcriber.cache`), billed 0
 and marked a hit; past the daily budget, or while the paid API keeps failing, chunks go to the
@@ -25,11 +25,11 @@ from core.messages import AudioChunk, ChunkTranscribed, Usage, audio_chunk_decod
 from core.process import Runtime
 from core.settings import Settings
 from core.topology import Consumer
-from core.worker import backoff, consume, heartbeat
+from core.worker import backoff, consume, heartbeat, jittered
 from store import cache as chunk_cache
 from store import repo
 from transcriber.alerts import CostWatch
-from transcriber.asr import AsrBackend, AsrResult, filename_for_codec, shifted, usage_for
+from transcriber.asr import AsrBackend, AsrResult, filename_for_codec, on_timeline, sent_seconds, usage_for
 from transcriber.backends import create_backend
 from transcriber.cache import audio_digest, chunk_key
 from transcriber.errors import PermanentAsrError, TransientAsrError
@@ -104,7 +104,7 @@ class Transcriber:
             if attempt >= self.consumer.max_deliver:
                 await self.give_up(msg, chunk, f"{exc.reason} (gave up after {attempt} attempts)")
                 return
-            delay = exc.retry_after if exc.retry_after is not None else backoff(attempt)
+            delay = jittered(exc.retry_after) if exc.retry_after is not None else backoff(attempt)
             logger.warning("transient ASR error; retrying", extra={**log, "reason": exc.reason, "delay": delay})
             await msg.nak(delay=delay)
             return
@@ -120,16 +120,23 @@ class Transcriber:
 
         if choice.warning and (result.backend, result.model) == (choice.backend.name, choice.backend.model):
             await repo.add_warning(self.pool, chunk.job_id, choice.warning)  # before Final can be built
+        priced = usage_for(result, self.settings)  # a hit: what the call it stands for was billed
         if hit:
             usage = Usage(backend=result.backend, model=result.model, billed_seconds=0.0, cost_usd=0.0, cache_hit=True)
         else:
-            usage = usage_for(result, self.settings)
+            usage = priced
             await chunk_cache.put(self.pool, key, _cached(result), job_id=chunk.job_id, chunk_seq=chunk.seq)
         await repo.record_usage(
-            self.pool, usage, job_id=chunk.job_id, chunk_seq=chunk.seq, user_id=job.user_id, cache_hit=hit
+            self.pool,
+            usage,
+            job_id=chunk.job_id,
+            chunk_seq=chunk.seq,
+            user_id=job.user_id,
+            cache_hit=hit,
+            saved_usd=priced.cost_usd if hit else 0.0,
         )
         await self.alerts.after_usage(usage.cost_usd)
-        segments = [shifted(s, chunk.offset) for s in result.segments]
+        segments = [on_timeline(s, chunk.offset, chunk.speech) for s in result.segments]
         done = ChunkTranscribed(
             job_id=chunk.job_id,
             seq=chunk.seq,
@@ -157,9 +164,14 @@ class Transcriber:
         keys = [chunk_key(digest, backend, prompt, job_id=scope) for backend in backends]
         if (cached := await chunk_cache.take(self.pool, keys)) is not None:
             return AsrResult(cached.segments, cached.billed_seconds, cached.backend, cached.model), True, keys[-1]
-        filename = filename_for_codec(chunk.codec, f"{chunk.job_id}-{chunk.seq}")
-        call = choice.backend.transcribe(chunk.audio, duration=chunk.duration, filename=filename, prompt=prompt)
-        return await self.router.call(choice, call), False, keys[-1]
+        send = functools.partial(
+            choice.backend.transcribe,
+            chunk.audio,
+            duration=sent_seconds(chunk.duration, chunk.speech),
+            filename=filename_for_codec(chunk.codec, f"{chunk.job_id}-{chunk.seq}"),
+            prompt=prompt,
+        )
+        return await self.router.call(choice, send), False, keys[-1]
 
     async def give_up(self, msg: Msg, chunk: AudioChunk, reason: str) -> None:
         await self.report_failed(chunk, reason, deliveries=msg.metadata.num_delivered or 1, subject=msg.subject)

@@ -99,7 +99,8 @@ function chart(days, today, isToday, width) {
       x, width: barWidth, y: y(day.cost_usd), height: Math.max(0, y(0) - y(day.cost_usd)),
       class: last && isToday ? "bar today" : "bar", "data-day": day.day,
     });
-    const hits = day.cache_hits ? `, ${day.cache_hits} from the cache` : "";
+    const saved = day.saved_usd ? ` (saving ${both(day.saved_usd, day.saved_gbp)})` : "";
+    const hits = day.cache_hits ? `, ${day.cache_hits} from the cache${saved}` : "";
     const calls = plural(day.calls, "call");
     bar.append(svg("title", {}, `${shortDay(day.day, true)}: ${both(day.cost_usd, day.cost_gbp)}, ${calls}${hits}`));
     root.append(bar);
@@ -162,7 +163,8 @@ function show(costs) {
   $("#today-cost").textContent = both(costs.today.cost_usd, costs.today.cost_gbp);
   $("#today-projected").textContent = isToday ? both(costs.today.projected_usd, costs.today.projected_gbp) : "–";
   $("#total-label").textContent = `${shortDay(costs.first_day, true)} – ${shortDay(costs.last_day, true)}`;
-  const hits = costs.total.cache_hits ? `, ${costs.total.cache_hits} from the cache (free)` : "";
+  const saved = costs.total.saved_usd ? `, saving ${both(costs.total.saved_usd, costs.total.saved_gbp)}` : "";
+  const hits = costs.total.cache_hits ? `, ${costs.total.cache_hits} from the cache (free${saved})` : "";
   $("#total-cost").textContent = both(total, costs.total.cost_gbp);
   $("#total-cost").append(Object.assign(document.createElement("small"), {
     textContent: `${plural(costs.total.calls, "call")}${hits}`,

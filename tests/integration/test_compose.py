@@ -243,6 +243,7 @@ def test_environment_overrides_reach_the_services(tmp_path: Path) -> None:
         SCRIBE_ASR_BACKEND="openai",
         SCRIBE_OPENAI_API_KEY="sk-test",
         SCRIBE_OPENAI_MODEL="gpt-4o-mini-transcribe",
+        SCRIBE_API_MAX_IN_FLIGHT="64",
     )
     services = config["services"]
     assert int(services["transcriber"]["deploy"]["replicas"]) == 5
@@ -254,6 +255,7 @@ def test_environment_overrides_reach_the_services(tmp_path: Path) -> None:
         assert env["SCRIBE_ASR_BACKEND"] == "openai"
         assert env["SCRIBE_OPENAI_API_KEY"] == "sk-test"
         assert env["SCRIBE_OPENAI_MODEL"] == "gpt-4o-mini-transcribe"
+        assert env["SCRIBE_API_MAX_IN_FLIGHT"] == "64"  # one limit: every process defines the consumer alike
 
 
 # --------------------------------------------------------------------------- Dockerfile

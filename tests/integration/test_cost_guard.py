@@ -185,6 +185,8 @@ async def test_a_repeated_chunk_costs_nothing_and_is_marked_a_hit_with_fake_open
         assert await _ledger(rt, first_job) == [("openai", "whisper-1", 3.0, 0.0003, False)]
         assert await _ledger(rt, again_job) == [("openai", "whisper-1", 0.0, 0.0, True)]
         assert (await repo.job_usage(rt.pool, again_job)).cache_hit is True
+        saved = await rt.pool.fetchval("SELECT saved_usd FROM usage WHERE job_id = $1", again_job)
+        assert float(saved) == 0.0003  # what the first call was billed
 
 
 async def test_purging_a_job_removes_its_chunk_cache_entries_with_fake_openai(

@@ -45,7 +45,8 @@ class KnownLedger:
 
 
 ROWS = [
-    # (job, user, days before `day`, hour, backend, model, billed seconds, cost USD, cache hit)
+    # (job, user, days before `day`, hour, backend, model, billed seconds, cost USD, cache hit); the hit saved
+    # what the call it replaced would have cost (SAVED_USD)
     ("alpha", "ana", 2, 9, "openai", "whisper-1", 60.0, 0.006, False),
     ("alpha", "ana", 2, 9, "openai", "whisper-1", 60.0, 0.006, False),
     ("beta", "ana", 0, 8, "openai", "gpt-4o-mini-transcribe", 120.0, 0.006, False),
@@ -53,6 +54,7 @@ ROWS = [
     ("gamma", "bo", 0, 10, "openai", "whisper-1", 600.0, 0.06, False),
     (None, "bo", 0, 11, "local", "whisper-base", 30.0, 0.0, False),
 ]
+SAVED_USD = 0.006
 
 
 @pytest.fixture
@@ -76,8 +78,8 @@ async def known(pool: Any) -> AsyncIterator[KnownLedger]:
             title=titles.get(name),
         )
     await pool.executemany(
-        "INSERT INTO usage (job_id, user_id, backend, model, billed_seconds, cost_usd, cache_hit, created_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO usage (job_id, user_id, backend, model, billed_seconds, cost_usd, cache_hit, created_at,"
+        " saved_usd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         [
             (
                 jobs[job] if job else None,
@@ -88,6 +90,7 @@ async def known(pool: Any) -> AsyncIterator[KnownLedger]:
                 cost,
                 hit,
                 datetime.combine(day - timedelta(days=before), time(hour), tzinfo=UTC),
+                SAVED_USD if hit else 0.0,
             )
             for job, user, before, hour, backend, model, seconds, cost, hit in ROWS
         ],
@@ -104,7 +107,9 @@ async def test_the_ledger_adds_up_per_day_model_user_and_job(pool, known):
 
     assert [d.day for d in ledger.days] == [known.day - timedelta(days=n) for n in (2, 1, 0)]
     assert [(d.totals.calls, d.totals.cost_usd) for d in ledger.days] == [(2, 0.012), (0, 0.0), (4, 0.066)]
-    assert ledger.total == costs.Totals(calls=6, cache_hits=1, billed_seconds=870.0, cost_usd=0.078)
+    assert ledger.total == costs.Totals(
+        calls=6, cache_hits=1, billed_seconds=870.0, cost_usd=0.078, saved_usd=SAVED_USD
+    )
     assert [(m.model, m.backend, m.totals.calls, m.totals.cost_usd) for m in ledger.models] == [
         ("whisper-1", "openai", 3, 0.072),
         ("gpt-4o-mini-transcribe", "openai", 2, 0.006),
@@ -167,6 +172,8 @@ async def test_usage_is_the_keys_own_and_costs_need_an_admin_key(settings, nats_
                 "billed_seconds": 240.0,
                 "cost_usd": 0.018,
                 "cost_gbp": 0.009,
+                "saved_usd": SAVED_USD,
+                "saved_gbp": SAVED_USD / 2,
             }
             assert [(d["day"], d["cost_usd"]) for d in report["days"]] == [
                 ((known.day - timedelta(days=2)).isoformat(), 0.012),
@@ -245,10 +252,11 @@ def test_scribe_costs_prints_a_table_with_bars_in_usd_and_gbp(database_url, tmp_
     assert lines[0].startswith(f"Cost of the speech model over the 3 UTC days from {known.day - timedelta(days=2)}")
     rows = {line.split()[0]: line for line in lines if line[:4].isdigit() or line.startswith("TOTAL")}
     first, empty, last = (rows[(known.day - timedelta(days=n)).isoformat()] for n in (2, 1, 0))
-    assert last.split()[1:6] == ["4", "1", "12.5", "0.0660", "0.0330"] and last.endswith("█" * 30)
+    assert last.split()[1:7] == ["4", "1", "12.5", "0.0660", "0.0330", "0.0060"] and last.endswith("█" * 30)
     assert first.split()[1:6] == ["2", "0", "2.0", "0.0120", "0.0060"] and first.endswith("█" * 5 + "▌")
     assert "█" not in empty
-    assert rows["TOTAL"].split()[1:6] == ["6", "1", "14.5", "0.0780", "0.0390"]
+    assert rows["TOTAL"].split()[1:7] == ["6", "1", "14.5", "0.0780", "0.0390", "0.0060"]
+    assert "The caches answered 1 of 6 calls without billing: they saved $0.0060 (£0.0030)." in lines
     assert "Cost per job (3 jobs): mean $0.0260 (£0.0130), p90 $0.0504 (£0.0252), max $0.0600 (£0.0300)." in lines
 
     by_user = scribe_cli("costs", *window, "--by", "user", env=env, timeout=60)

@@ -13,7 +13,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from core.messages import MAX_LINE_CHARS, MAX_LINE_SECONDS
 from core.settings import Settings
+from core.text import SENTENCE_ENDS
+from romanizer.romanize import Romanizer
+from romanizer.service import romanize_chunk
 from tests.fake_openai import FakeOpenAITranscriptionServer, encode_ogg_opus, whisper_model_for_tests
 from tests.paths import AUDIO
 from transcriber.asr import usage_for
@@ -24,6 +28,7 @@ from transcriber.openai_api import OpenAIBackend
 pytestmark = pytest.mark.integration
 
 CLIP = AUDIO / "sherpa_yue-4.wav"  # 3.2 s: 香港嘅消費市場從此不一樣
+SENTENCES_CLIP = AUDIO / "sherpa_qwen3asr_cantonese.wav"  # 16.5 s, six sentences: 今次尋尋覓覓終於搵到...拜拜！
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +84,30 @@ async def test_openai_backend_against_fake_openai_http_server_returns_segments(
     assert "".join(w.text for w in words).replace(" ", "") == text.replace(" ", "")
 
 
-async def test_openai_backend_against_fake_openai_http_server_json_only_model(
-    fake_openai: FakeOpenAITranscriptionServer, chunk: tuple[bytes, float]
+async def test_openai_backend_against_fake_openai_http_server_json_only_model_lines_are_sentences_in_the_chunk(
+    fake_openai: FakeOpenAITranscriptionServer,
 ) -> None:
-    audio, duration = chunk
+    audio, duration = encode_ogg_opus(SENTENCES_CLIP)
     backend = OpenAIBackend(_settings(fake_openai, openai_model="gpt-4o-mini-transcribe"))
     try:
         result = await backend.transcribe(audio, duration=duration)
     finally:
         await backend.close()
-    (segment,) = result.segments
-    assert (segment.start, segment.end) == (0.0, duration)
-    assert "香港" in segment.text
-    assert fake_openai.requests[0].fields["response_format"] == "json"
+    assert fake_openai.requests[0].fields["response_format"] == "json"  # text alone: no times came back
+    # one segment per sentence (not one spanning the chunk), timed inside the chunk, in order
+    assert len(result.segments) >= 3
+    times = [t for s in result.segments for w in s.words for t in (w.start, w.end)]
+    assert times == sorted(times) and 0.0 <= times[0] and times[-1] <= duration
+    for segment in result.segments:
+        assert not any(mark in segment.text[:-1] for mark in SENTENCE_ENDS)
+        assert segment.words and segment.start == segment.words[0].start and segment.end == segment.words[-1].end
+    lines = romanize_chunk(Romanizer(), result.segments, chunk_seq=0, first_seq=0, previous=[])
+    assert len(lines) >= len(result.segments)
+    assert all(
+        sum(c.isalnum() for c in line.text) <= MAX_LINE_CHARS and line.end - line.start <= MAX_LINE_SECONDS
+        for line in lines
+    )
+    assert all(0.0 <= line.start <= line.end <= duration for line in lines)
 
 
 async def test_openai_backend_against_fake_openai_http_server_429_is_transient_with_retry_after(

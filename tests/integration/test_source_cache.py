@@ -86,9 +86,12 @@ async def test_the_same_file_again_is_replayed_billed_0_and_fresh_or_a_purge_mak
         assert any(isinstance(e, Partial) for e in again.events)
         assert any(isinstance(e, Progress) and e.input_ended for e in again.events)
         ledger = await pool.fetch(
-            "SELECT billed_seconds, cost_usd, cache_hit FROM usage WHERE job_id = $1", again.job_id
+            "SELECT billed_seconds, cost_usd, cache_hit, saved_usd FROM usage WHERE job_id = $1", again.job_id
         )
         assert ledger and all(r["billed_seconds"] == 0 and r["cost_usd"] == 0 and r["cache_hit"] for r in ledger)
+        # What the replay saved is what the first job cost.
+        assert float(sum(r["saved_usd"] for r in ledger)) == pytest.approx(first.outcome.usage.cost_usd, abs=1e-6)
+        assert first.outcome.usage.cost_usd > 0
         store = await rt.js.object_store(AUDIO_BUCKET)
         assert (await store.get(again.job_id)).data == (await store.get(first.job_id)).data  # its audio plays
         transcript = await repo.transcript(pool, again.job_id)

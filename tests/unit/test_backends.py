@@ -37,6 +37,7 @@ from transcriber.errors import (
 from transcriber.local import LocalBackend, local_model_name
 from transcriber.model import WRITTEN_CHINESE_CHARS, written_chinese_suppress_tokens
 from transcriber.openai_api import OpenAIBackend, json_only_model
+from transcriber.placement import PLACEMENT_VERSION
 
 Handler = Callable[[httpx.Request], httpx.Response]
 AUDIO = b"OggS fake chunk bytes"  # never decoded: the mock answers without looking
@@ -214,21 +215,30 @@ async def test_openai_whisper1_request_and_verbose_json_parsing_via_mock_transpo
     assert (result.billed_seconds, result.backend, result.model) == (12.0, "openai", "whisper-1")
 
 
-async def test_openai_json_only_model_gets_one_segment_spanning_the_chunk_via_mock_transport() -> None:
+async def test_openai_json_only_model_gets_a_segment_per_sentence_within_the_chunk_via_mock_transport() -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         usage = {"type": "tokens", "input_tokens": 5, "output_tokens": 5, "total_tokens": 10}
-        return httpx.Response(200, json={"text": "今日天氣好好。", "usage": usage})
+        return httpx.Response(200, json={"text": "今日天氣好好。我哋去行山啦！", "usage": usage})
 
     result = await _call(handler, duration=20.6, openai_model="gpt-4o-mini-transcribe")
     body = seen[0].content
     assert b'name="response_format"\r\n\r\njson' in body
     assert b"timestamp_granularities" not in body
-    assert result.segments == [RawSegment(start=0.0, end=20.6, text="今日天氣好好。")]
+    # the mock's bytes are no audio, so no speech is found: the sentences share the chunk by their length
+    first, second = result.segments
+    assert (first.text, second.text) == ("今日天氣好好。", "我哋去行山啦！")
+    assert 0.0 == first.start < first.end <= second.start < second.end == 20.6
+    assert [w.text for w in first.words] == ["今日天氣好好。"]
     # token-billed response: billed as the chunk duration rounded to the nearest second
     assert result.billed_seconds == 21.0
+
+
+def test_the_answer_of_a_json_only_model_depends_on_its_placement_and_whisper_1s_does_not() -> None:
+    assert OpenAIBackend(_settings(openai_model="gpt-4o-transcribe")).answer_options()["placement"] == PLACEMENT_VERSION
+    assert "placement" not in OpenAIBackend(_settings()).answer_options()
 
 
 async def test_openai_empty_text_gives_no_segments_and_min_one_billed_second_via_mock_transport() -> None:

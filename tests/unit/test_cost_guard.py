@@ -15,7 +15,7 @@ from tests.fake_openai import encode_ogg_opus
 from tests.paths import AUDIO
 from tests.unit import test_backends
 from transcriber.asr import AsrBackend
-from transcriber.breaker import CircuitBreaker
+from transcriber.breaker import CircuitBreaker, RateLimitPause
 from transcriber.cache import audio_digest, chunk_key
 from transcriber.errors import TransientAsrError
 from transcriber.fallback import Router
@@ -115,7 +115,7 @@ def clock() -> FakeClock:
 async def _chunk(router: Router) -> str:
     """Route one chunk and call what was chosen: the model that answered."""
     choice = await router.choose()
-    result = await router.call(choice, choice.backend.transcribe(b"OggS", duration=3.0))
+    result = await router.call(choice, lambda: choice.backend.transcribe(b"OggS", duration=3.0))
     return result.model
 
 
@@ -145,9 +145,18 @@ async def test_with_a_mock_openai_failing_the_circuit_sends_chunks_to_the_cheape
 
 
 async def test_with_a_mock_openai_rate_limiting_the_circuit_stays_closed(clock: FakeClock) -> None:
+    async def sleep(seconds: float) -> None:  # each call waits out the pause of the 429 before it, on the fake clock
+        clock.now += seconds
+
     async with _mock_openai([429] * 8) as http:
         settings = _settings()
-        router = Router(settings, None, OpenAIBackend(settings, http_client=http), breaker=CircuitBreaker(clock=clock))
+        router = Router(
+            settings,
+            None,
+            OpenAIBackend(settings, http_client=http),
+            breaker=CircuitBreaker(clock=clock),
+            pause=RateLimitPause(clock=clock, sleep=sleep),
+        )
         for _ in range(8):
             with pytest.raises(TransientAsrError) as info:
                 await _chunk(router)
