@@ -69,7 +69,7 @@ def source_key(identity: str, job: JobSubmitted, settings: Settings, max_seconds
         "api": settings.openai_base_url if openai else "",
         "prompts": [settings.asr_prompt, job.options.prompt],
         "decoding": [settings.asr_beam_size, settings.asr_word_times, settings.asr_suppress_written],
-        "chunks": [*settings.chunk_lengths, settings.chunk_first_max_s, settings.silence_dbfs],
+        "chunks": [*settings.chunk_lengths, settings.chunk_first_max_s, settings.silence_dbfs, settings.bus_codec],
         "vad": settings.vad,
         "limit": min(max_seconds or settings.max_duration_s, settings.max_duration_s),
     }

@@ -123,7 +123,7 @@ def _decode(
             )
 
             def encoded(chunk: SpeechChunk) -> Decoded:
-                codec, audio = encode_for_bus(chunk.samples, settings.chunk_codec, max_payload)
+                codec, audio = encode_for_bus(chunk.samples, settings.bus_codec, max_payload)
                 sent = EncodedPiece(chunk.offset, chunk.duration, codec, audio, chunk.speech)
                 return Decoded(sent, seconds, hint, title=title)
 

@@ -154,7 +154,7 @@ def _assert_nothing_left(top: Path) -> None:
 def test_scribe_stops_at_start_on_a_bad_setting(tmp_path: Path) -> None:
     done = scribe_cli("transcribe", str(tmp_path / "clip.wav"), env=_environ(SCRIBE_CHUNK_CODEC="mp3"), timeout=60)
     assert done.returncode == 2
-    assert done.stderr.strip() == "scribe: SCRIBE_CHUNK_CODEC='mp3' is not allowed: choose one of flac, opus"
+    assert done.stderr.strip() == "scribe: SCRIBE_CHUNK_CODEC='mp3' is not allowed: choose one of auto, flac, opus"
 
 
 @pytest.mark.parametrize("service", ["streamer", "transcriber", "romanizer", "gateway"])

@@ -14,10 +14,13 @@ def test_defaults_are_valid_and_typed() -> None:
     settings = Settings.from_env({})
     assert (settings.asr_backend, settings.chunk_codec, settings.log_format, settings.log_level) == (
         "local",
-        "flac",
+        "auto",
         "auto",
         "INFO",
     )
+    # Chunks: FLAC for the local model, Opus (a quarter of the bytes, the same CER) for an API.
+    assert (settings.bus_codec, settings.with_(asr_backend="openai").bus_codec) == ("flac", "opus")
+    assert settings.with_(asr_backend="openai", chunk_codec="flac").bus_codec == "flac"
 
 
 def test_values_are_read_by_type() -> None:
@@ -46,7 +49,7 @@ def test_values_are_read_by_type() -> None:
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"SCRIBE_CHUNK_CODEC": "mp3"}, "SCRIBE_CHUNK_CODEC='mp3' is not allowed: choose one of flac, opus"),
+        ({"SCRIBE_CHUNK_CODEC": "mp3"}, "SCRIBE_CHUNK_CODEC='mp3' is not allowed: choose one of auto, flac, opus"),
         ({"SCRIBE_ASR_BACKEND": "azure"}, "SCRIBE_ASR_BACKEND='azure' is not allowed: choose one of local, openai"),
         ({"SCRIBE_LOG_FORMAT": "xml"}, "SCRIBE_LOG_FORMAT='xml' is not allowed: choose one of auto, json, text"),
         ({"SCRIBE_LOG_LEVEL": "loud"}, "SCRIBE_LOG_LEVEL='loud' is not allowed: choose one of DEBUG, INFO"),
@@ -67,7 +70,7 @@ def test_a_bad_value_names_the_variable_and_what_it_may_be(environ: dict[str, st
 
 def test_an_empty_choice_means_its_default() -> None:
     settings = Settings.from_env({"SCRIBE_LOG_FORMAT": "", "SCRIBE_CHUNK_CODEC": " "})
-    assert (settings.log_format, settings.chunk_codec) == ("auto", "flac")
+    assert (settings.log_format, settings.chunk_codec) == ("auto", "auto")
 
 
 def test_settings_made_in_code_are_checked_too() -> None:
