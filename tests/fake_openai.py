@@ -143,6 +143,12 @@ class FakeOpenAITranscriptionServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}/v1"
 
+    def settings_for(self, settings: Settings, **changes: Any) -> Settings:
+        """``settings`` with the openai backend pointed at this fake (and ``changes``)."""
+        return settings.with_(
+            asr_backend="openai", openai_base_url=self.base_url, openai_api_key=self.api_key, **changes
+        )
+
     def start(self) -> FakeOpenAITranscriptionServer:
         """Serve in a daemon thread."""
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)

@@ -26,7 +26,7 @@ from core.topology import Topology
 from scribe.runtime import SERVICES, runtime
 from store import repo
 from store.db import create_pool
-from tests.fake_openai import FAKE_OPENAI_API_KEY, FakeOpenAITranscriptionServer, encode_ogg_opus
+from tests.fake_openai import FakeOpenAITranscriptionServer, encode_ogg_opus
 from tests.helpers import run_job
 from tests.integration import test_cost_guard, test_openai_backend
 from tests.media import load_samples, silence, write_audio
@@ -46,13 +46,7 @@ _job, _settled, _ledger = test_cost_guard._job, test_cost_guard._settled, test_c
 
 @pytest.fixture
 def cfg(settings: Settings, nats_url: str, database_url: str, fake_openai: FakeOpenAITranscriptionServer) -> Settings:
-    return settings.with_(
-        nats_url=nats_url,
-        database_url=database_url,
-        asr_backend="openai",
-        openai_base_url=fake_openai.base_url,
-        openai_api_key=FAKE_OPENAI_API_KEY,
-    )
+    return fake_openai.settings_for(settings, nats_url=nats_url, database_url=database_url)
 
 
 # --- speech alone sent, its times on the timeline ---------------------------------------------

@@ -40,7 +40,6 @@ from store import cache as chunk_cache
 from store import repo
 from store.db import create_pool
 from tests.fake_openai import (
-    FAKE_OPENAI_API_KEY,
     FakeOpenAITranscriptionServer,
     encode_ogg_opus,
     whisper_model_for_tests,
@@ -66,14 +65,8 @@ fake_openai, _fresh_fake = test_openai_backend.fake_openai, test_openai_backend.
 @pytest.fixture
 def cfg(settings: Settings, nats_url: str, database_url: str, fake_openai: FakeOpenAITranscriptionServer) -> Settings:
     # One chunk at a time: a redelivery comes after the first delivery's work, as after a lost ack.
-    return settings.with_(
-        nats_url=nats_url,
-        database_url=database_url,
-        asr_backend="openai",
-        openai_base_url=fake_openai.base_url,
-        openai_api_key=FAKE_OPENAI_API_KEY,
-        max_in_flight=1,
-        chunk_cache=True,
+    return fake_openai.settings_for(
+        settings, nats_url=nats_url, database_url=database_url, max_in_flight=1, chunk_cache=True
     )
 
 

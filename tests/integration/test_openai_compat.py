@@ -23,7 +23,7 @@ from core.process import Runtime
 from scribe import client
 from scribe.runtime import SERVICES, runtime
 from store import repo
-from tests.fake_openai import FAKE_OPENAI_API_KEY, FakeOpenAITranscriptionServer, whisper_model_for_tests
+from tests.fake_openai import FakeOpenAITranscriptionServer, whisper_model_for_tests
 from tests.integration.test_gateway_hostile import serving
 from tests.paths import AUDIO
 
@@ -180,12 +180,7 @@ async def test_a_requests_prompt_reaches_the_fake_openai_api_after_the_cantonese
     """The pipeline with the openai backend against a FAKE of the paid API (tests/fake_openai.py): the
     prompt of a request here travels with its job to the ASR call, after the deployment's own."""
     with FakeOpenAITranscriptionServer(whisper_model_for_tests()) as fake:
-        cfg = settings.with_(
-            asr_backend="openai",
-            openai_base_url=fake.base_url,
-            openai_api_key=FAKE_OPENAI_API_KEY,
-            openai_model="whisper-1",
-        )
+        cfg = fake.settings_for(settings, openai_model="whisper-1")
         async with pipeline_and_sdk(cfg, nats_url, database_url) as (_, sdk):
             models = [model.id async for model in sdk.models.list()]
             answer = await sdk.audio.transcriptions.create(model="whisper-1", file=CLIP, prompt="陳大文 立法會")

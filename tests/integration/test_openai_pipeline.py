@@ -14,7 +14,7 @@ import pytest
 from core.messages import Failed, Final
 from core.settings import Settings
 from scribe.runtime import SERVICES, runtime
-from tests.fake_openai import FAKE_OPENAI_API_KEY, FakeOpenAITranscriptionServer, whisper_model_for_tests
+from tests.fake_openai import FakeOpenAITranscriptionServer, whisper_model_for_tests
 from tests.helpers import run_job
 from tests.paths import AUDIO
 
@@ -32,12 +32,10 @@ def fake_openai() -> Iterator[FakeOpenAITranscriptionServer]:
 def _openai_settings(
     settings: Settings, nats_url: str, database_url: str, fake: FakeOpenAITranscriptionServer
 ) -> Settings:
-    return settings.with_(
+    return fake.settings_for(
+        settings,
         nats_url=nats_url,
         database_url=database_url,
-        asr_backend="openai",
-        openai_base_url=fake.base_url,
-        openai_api_key=FAKE_OPENAI_API_KEY,
         openai_model="whisper-1",
         chunk_min_s=8.0,
         chunk_max_s=16.0,

@@ -25,7 +25,7 @@ from scribe import client
 from scribe.runtime import SERVICES, runtime
 from store import repo
 from streamer.resolve import video_identity
-from tests.fake_openai import FAKE_OPENAI_API_KEY, FakeOpenAITranscriptionServer
+from tests.fake_openai import FakeOpenAITranscriptionServer
 from tests.helpers import Followed, run_job
 from tests.integration import test_openai_backend
 from tests.paths import AUDIO
@@ -43,14 +43,7 @@ fake_openai, _fresh_fake = test_openai_backend.fake_openai, test_openai_backend.
 @pytest.fixture
 def cfg(settings: Settings, nats_url: str, database_url: str, fake_openai: FakeOpenAITranscriptionServer) -> Settings:
     # Each test transcribes a clip of its own: the fake server (so the key) is the module's.
-    return settings.with_(
-        nats_url=nats_url,
-        database_url=database_url,
-        asr_backend="openai",
-        openai_base_url=fake_openai.base_url,
-        openai_api_key=FAKE_OPENAI_API_KEY,
-        source_cache=True,
-    )
+    return fake_openai.settings_for(settings, nats_url=nats_url, database_url=database_url, source_cache=True)
 
 
 def _calls(fake: FakeOpenAITranscriptionServer) -> int:
