@@ -298,12 +298,14 @@ COST_ALERT_KINDS: tuple[str, ...] = get_args(CostAlertKind)
 
 
 class CostAlert(Base, frozen=True):
-    """The day's cost (UTC) crossed a threshold; sent once per ``kind`` per day, by whichever process saw it first.
+    """The day's cost (UTC) crossed a threshold; sent once per threshold per day, by whichever process saw it
+    first.
 
     ``kind``: ``rise`` when the cost so far is more than ``SCRIBE_ALERT_RISE`` above the previous
     day's, ``projected_rise`` when only its projection to the end of the day is; ``daily`` when
     the cost so far reaches ``SCRIBE_ALERT_DAILY_USD``, ``projected_daily`` when only its
-    projection does. Once the cost so far has crossed a threshold, only the plain kind is sent for it.
+    projection does. A projected rise and the rise are one threshold: whichever comes first is sent,
+    and nothing when the other follows (likewise for the daily amount).
     """
 
     day: date  # the UTC day, "2026-03-04"

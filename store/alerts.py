@@ -1,6 +1,7 @@
 """Cost alerts in PostgreSQL: the day's cost from the ledger, the one row per threshold per day, its webhook.
 
-The unique ``(day, kind)`` of ``cost_alerts`` makes an alert once per threshold per UTC day:
+The unique ``(day, threshold)`` of ``cost_alerts`` makes an alert once per threshold per UTC day (a
+projected rise and the rise itself are one threshold, ``rise``; the daily amount is ``daily``):
 :func:`claim` inserts it and says whether this caller was first, whatever number of
 transcribers noticed it at once. A gateway counts the attempts of the alert's webhook on the
 same row (:func:`claim_delivery`, :func:`record_attempt`), as :mod:`store.webhooks` does for jobs.
@@ -42,13 +43,18 @@ async def day_costs(db: Executor, day: date) -> tuple[float, float]:
     return float(row["previous"]), float(row["today"])
 
 
-async def claimed_kinds(db: Executor, day: date) -> set[str]:
-    """The kinds of alert stored for ``day`` already (by any process)."""
-    return {row["kind"] for row in await db.fetch("SELECT kind FROM cost_alerts WHERE day = $1", day)}
+def threshold_of(kind: str) -> str:
+    """The threshold an alert's kind is about: ``rise`` or ``daily``, projected or not."""
+    return kind.removeprefix("projected_")
+
+
+async def claimed_thresholds(db: Executor, day: date) -> set[str]:
+    """The thresholds with an alert stored for ``day`` already (by any process)."""
+    return {row["threshold"] for row in await db.fetch("SELECT threshold FROM cost_alerts WHERE day = $1", day)}
 
 
 async def claim(db: Executor, alert: CostAlert) -> bool:
-    """Store the alert unless its ``(day, kind)`` is stored already.
+    """Store the alert unless one for its threshold and day is stored already.
 
     Inside a transaction, a second caller waits for the first one's to end: it then finds the
     row (the first committed) or inserts it itself (the first rolled back).
@@ -58,7 +64,7 @@ async def claim(db: Executor, alert: CostAlert) -> bool:
     """
     inserted = await db.fetchval(
         f"INSERT INTO cost_alerts ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        " ON CONFLICT (day, kind) DO NOTHING RETURNING id",
+        " ON CONFLICT (day, threshold) DO NOTHING RETURNING id",
         *_values(alert),
     )
     return inserted is not None
@@ -112,7 +118,7 @@ async def claim_delivery(db: Executor, alert: CostAlert) -> StoredAlert:
     """
     row = await db.fetchrow(
         f"INSERT INTO cost_alerts ({_COLUMNS}, webhook_state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending')"
-        " ON CONFLICT (day, kind) DO UPDATE SET webhook_state = COALESCE(cost_alerts.webhook_state, 'pending')"
+        " ON CONFLICT (day, threshold) DO UPDATE SET webhook_state = COALESCE(cost_alerts.webhook_state, 'pending')"
         f" RETURNING {_COLUMNS}, webhook_state, webhook_attempts, webhook_last_status, webhook_last_error",
         *_values(alert),
     )

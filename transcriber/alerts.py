@@ -7,10 +7,11 @@
   more than ``SCRIBE_ALERT_RISE`` above the previous day's whole cost, and only from
   ``SCRIBE_ALERT_MIN_USD`` up (a free day followed by a few cents is no news); ``daily`` is the
   cost at ``SCRIBE_ALERT_DAILY_USD``. Each has a ``projected_`` kind for when only the projection
-  has crossed; once the cost itself has, only the plain kind is sent. :func:`assess` is the whole
-  comparison, a pure function of the figures and the clock.
-- **Once per threshold per day, by whichever process notices first.** Each alert is inserted into
-  ``cost_alerts``, unique on ``(day, kind)``; the process whose insert wins publishes it on
+  has crossed. :func:`assess` is the whole comparison, a pure function of the figures and the clock.
+- **Once per threshold per day, by whichever process notices first.** A projected rise and the
+  rise itself cross one threshold: the first noticed is the day's alert for it (usually the
+  projection, hours earlier), and the cost catching up later sends nothing more. Each alert is
+  inserted into ``cost_alerts``, unique on ``(day, threshold)``; the process whose insert wins publishes it on
   ``scribe.alerts.cost`` (the ``SCRIBE_ALERTS`` stream, kept a month) and logs it at WARNING. The
   insert and the publish share a transaction: a failed publish leaves nothing stored, so the next
   check tries again, and a publish repeated after a rolled-back claim carries the same
@@ -67,11 +68,9 @@ class Thresholds:
         return cls(rise=settings.alert_rise, daily_usd=settings.alert_daily_usd, min_usd=settings.alert_min_usd)
 
     @property
-    def kinds(self) -> frozenset[str]:
-        """The kinds these thresholds can raise."""
-        rises = {"rise", "projected_rise"} if self.rise > 0 else set()
-        daily = {"daily", "projected_daily"} if self.daily_usd > 0 else set()
-        return frozenset(rises | daily)
+    def enabled(self) -> frozenset[str]:
+        """The thresholds that can raise an alert: ``rise``, ``daily``."""
+        return frozenset({"rise"} if self.rise > 0 else set()) | frozenset({"daily"} if self.daily_usd > 0 else set())
 
 
 def assess(cost_usd: float, previous_usd: float, now: datetime, thresholds: Thresholds) -> list[CostAlert]:
@@ -163,7 +162,7 @@ class CostWatch:
 
     async def after_usage(self, cost_usd: float) -> None:
         """After a ledger row: check now if due (see the module). Never raises: the row is billed already."""
-        if cost_usd <= 0 or not self.thresholds.kinds:
+        if cost_usd <= 0 or not self.thresholds.enabled:
             return
         self.unchecked_usd += cost_usd
         since = self.monotonic() - self.last_check
@@ -187,17 +186,18 @@ class CostWatch:
         try:
             day = now.astimezone(UTC).date()
             if day != self.day:
-                self.day, self.done = day, await store.claimed_kinds(self.pool, day)
-            if self.thresholds.kinds <= self.done:
+                self.day, self.done = day, await store.claimed_thresholds(self.pool, day)
+            if self.thresholds.enabled <= self.done:
                 return []
             previous_usd, cost_usd = await store.day_costs(self.pool, day)
             published = []
             for alert in assess(cost_usd, previous_usd, now, self.thresholds):
-                if alert.kind in self.done:
+                threshold = store.threshold_of(alert.kind)
+                if threshold in self.done:
                     continue
                 if await self.publish(alert):
                     published.append(alert)
-                self.done.add(alert.kind)
+                self.done.add(threshold)
             return published
         finally:
             self.checking = False
@@ -207,7 +207,8 @@ class CostWatch:
         async with self.pool.acquire() as conn, conn.transaction():
             if not await store.claim(conn, alert):
                 return False
-            await bus.publish(self.js, subjects.ALERTS_COST, alert, msg_id=f"cost:{alert.day}:{alert.kind}")
+            msg_id = f"cost:{alert.day}:{store.threshold_of(alert.kind)}"
+            await bus.publish(self.js, subjects.ALERTS_COST, alert, msg_id=msg_id)
         logger.warning(
             "cost alert: %s",
             alert.message,

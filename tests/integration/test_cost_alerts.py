@@ -96,7 +96,7 @@ async def test_a_rise_over_20_percent_is_stored_published_and_logged_once(
     assert (getattr(record, "kind", None), getattr(record, "cost_usd", None)) == ("rise", 12.5)
 
 
-async def test_the_projection_alerts_first_and_the_rise_once_it_happens(rt: Runtime) -> None:
+async def test_the_projection_alerts_first_and_the_rise_itself_adds_no_second_alert(rt: Runtime) -> None:
     day = date(1987, 4, 10)
     await _fresh(rt, day)
     await _bill(rt, _at(day, -3), 10.0)
@@ -106,10 +106,12 @@ async def test_the_projection_alerts_first_and_the_rise_once_it_happens(rt: Runt
     assert (early.kind, early.projected_usd) == ("projected_rise", 24.0)
     assert await watch.check(_at(day, 7)) == []
     await _bill(rt, _at(day, 19), 7.0)
-    [late] = await watch.check(_at(day, 20))
-    assert (late.kind, late.cost_usd) == ("rise", 13.0)
-    assert await watch.check(_at(day, 21)) == []
-    assert await _published(rt) == [early, late]
+    # The cost itself is now $13, 30 % up: the same threshold, so no second alert, from this process
+    # or from one that starts now.
+    assert await watch.check(_at(day, 20)) == []
+    assert await _watch(rt).check(_at(day, 21)) == []
+    assert await _published(rt) == [early]
+    assert [s.alert.kind for s in await store.since(rt.pool, day) if s.alert.day == day] == ["projected_rise"]
 
 
 async def test_no_alert_under_the_rise_nor_for_cents_after_a_free_day(rt: Runtime) -> None:

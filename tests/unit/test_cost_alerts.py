@@ -67,7 +67,8 @@ def test_the_daily_amount_alerts_on_the_cost_or_its_projection_and_zero_is_off()
     assert kinds(assess(20.0, 100.0, at(12), daily)) == []
     assert kinds(assess(1000.0, 1.0, at(12), Thresholds(rise=0.0, daily_usd=0.0))) == []
     assert kinds(assess(60.0, 10.0, at(23), Thresholds(rise=0.2, daily_usd=50.0))) == ["rise", "daily"]
-    assert Thresholds(rise=0.0).kinds == frozenset()
+    assert Thresholds(rise=0.0).enabled == frozenset()
+    assert Thresholds(rise=0.2, daily_usd=5.0).enabled == {"rise", "daily"}
 
 
 def test_the_alert_settings_are_checked_at_start() -> None:
