@@ -36,9 +36,12 @@ const plural = (count, word) => `${count.toLocaleString("en")} ${word}${count ==
 
 const both = (usd, gbp) => `${money(usd, "USD")} (${money(gbp, "GBP")})`;
 
+// Spelled out: the browser's own short names differ between versions ("Sep" or "Sept").
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
 function shortDay(iso, withYear = false) {
-  const options = { day: "numeric", month: "short", timeZone: "UTC", ...(withYear ? { year: "numeric" } : {}) };
-  return new Date(`${iso}T00:00:00Z`).toLocaleDateString("en-GB", options);
+  const [year, month, day] = iso.split("-").map(Number);
+  return `${day} ${MONTHS[month - 1]}${withYear ? ` ${year}` : ""}`;
 }
 
 function svg(name, attributes = {}, text = null) {
