@@ -26,7 +26,6 @@ from pathlib import Path
 
 from bench.contenders import build_input
 from core.settings import Settings
-from core.topology import CHUNKS
 from streamer.service import _decode
 from tests.paths import AUDIO
 from transcriber.asr import sent_seconds
@@ -63,9 +62,7 @@ def billing_for(path: Path, settings: Settings) -> Billing:
     """
     input_s, billed_s, sent_s, spans = 0.0, 0.0, 0.0, []
     with tempfile.TemporaryDirectory(prefix="scribe-billing-") as folder:
-        decoded = _decode(
-            str(path), True, None, Path(folder) / "audio.ogg", settings, CHUNKS.max_msg_size, threading.Event()
-        )
+        decoded = _decode(str(path), True, None, Path(folder) / "audio.ogg", settings, threading.Event())
         for report in decoded:
             input_s = max(input_s, report.seconds)
             if report.piece is not None:

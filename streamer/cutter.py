@@ -25,6 +25,9 @@ Detect = Callable[[np.ndarray], Sequence[tuple[int, int]]]
 """The speech stretches of 16 kHz mono samples: sorted, disjoint ``(start, end)`` sample indices."""
 
 _TICK = SAMPLE_RATE // 1000  # every cut falls on a whole millisecond, so times in seconds are exact
+# A pause this long is a clear break (a sentence's or a phrase's end): the last one between min_s and
+# max_s ends the chunk, so chunks are as long as they may be and a video needs fewer calls side by side.
+CLEAR_PAUSE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,9 @@ class SpeechCutter:
     Rules, on the stretches ``detect`` finds in the next ``max_s + lookahead_s + slack_s`` of audio:
 
     - A chunk starts ``pad_s`` before its first stretch (a pause before it is skipped) and ends in the
-      longest pause between ``min_s`` and ``max_s`` from its start, ``pad_s`` (or half the pause, if
-      shorter) after the speech; failing one, in the longest pause before ``min_s``; failing that (speech
+      last clear pause (:data:`CLEAR_PAUSE_S`) between ``min_s`` and ``max_s`` from its start, else the
+      longest pause there, ``pad_s`` (or half the pause, if shorter) after the speech; failing one, in the
+      longest pause before ``min_s``; failing that (speech
       without a pause for ``max_s``), at the quietest 30 ms frame between ``min_s`` and ``max_s``.
     - With ``first_max_s`` above 0, the first chunk is cut between half that and that, so the first line
       comes back sooner.
@@ -99,6 +103,7 @@ class SpeechCutter:
         self._pad = _samples(pad_s)
         self._look = _samples(lookahead_s)
         self._slack = _samples(slack_s)
+        self._clear = _samples(CLEAR_PAUSE_S)
         self._buf = np.empty(0, dtype=np.float32)
         self._start = 0  # absolute sample index of _buf[0]
 
@@ -159,6 +164,8 @@ class SpeechCutter:
                 pauses.append((after - speech_end, speech_end + _floor(min(self._pad, (after - speech_end) // 2))))
         within = [p for p in pauses if low <= p[1] <= high]
         before = [p for p in pauses if p[1] < low]
+        if clear := [p for p in within if p[0] >= self._clear]:
+            return clear[-1][1]  # the last clear pause: chunks as long as they may be, so fewer calls
         if within or before:
             return max(within or before, key=lambda p: p[0])[1]
         # Speech without a pause for the whole window: cut where it is quietest.

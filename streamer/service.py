@@ -50,17 +50,11 @@ NO_SPEECH = (
 
 
 @dataclass(frozen=True)
-class EncodedPiece:
-    offset: float
-    duration: float
-    codec: str
-    audio: bytes
-    speech: tuple[tuple[float, float], ...] = ()  # what ``audio`` holds of the piece (AudioChunk.speech)
-
-
-@dataclass(frozen=True)
 class Decoded:
-    """What the decoding thread reports: an encoded speech piece, or audio skipped (silence, no speech).
+    """What the decoding thread reports: a chunk of speech to send, or audio skipped (silence, no speech).
+
+    The chunk is compressed on the event loop's side, in a thread of its own, while the decoding
+    thread goes on: on two cores, encoding no longer adds to the time the last chunk goes out.
 
     The last report of an input that decoded to its end carries the reader's warnings
     (what a damaged input lost, or that the plan's limit cut it), with ``piece`` None. Every
@@ -68,7 +62,7 @@ class Decoded:
     report of an input that has an identity (``streamer.replay``) carries it, before any audio.
     """
 
-    piece: EncodedPiece | None
+    piece: SpeechChunk | None
     seconds: float
     duration_hint: float | None
     warnings: tuple[str, ...] = ()
@@ -89,11 +83,10 @@ def _decode(
     plan: PlanLimit | None,
     playback: Path,
     settings: Settings,
-    max_payload: int,
     cancel: threading.Event,
 ) -> Iterator[Decoded]:
-    """Blocking: fetch, decode and encode the job's input, one piece at a time, and write the whole
-    timeline to ``playback`` for listening (finished once the last report is out)."""
+    """Blocking: fetch and decode the job's input and cut it into chunks, one at a time, and write the
+    whole timeline to ``playback`` for listening (finished once the last report is out)."""
     media, duration_hint, title, identity = open_source(
         source,
         local=local,
@@ -122,11 +115,6 @@ def _decode(
                 else None
             )
 
-            def encoded(chunk: SpeechChunk) -> Decoded:
-                codec, audio = encode_for_bus(chunk.samples, settings.bus_codec, max_payload)
-                sent = EncodedPiece(chunk.offset, chunk.duration, codec, audio, chunk.speech)
-                return Decoded(sent, seconds, hint, title=title)
-
             for piece in reader.pieces(
                 min_s=min_s, max_s=max_s, silence_dbfs=settings.silence_dbfs, first_max_s=settings.chunk_first_max_s
             ):
@@ -141,13 +129,13 @@ def _decode(
                 else:
                     chunks = [SpeechChunk(piece.offset, piece.duration, piece.samples, ())]
                 for chunk in chunks:
-                    yield encoded(chunk)
+                    yield Decoded(chunk, seconds, hint, title=title)
                 if not chunks:
                     yield Decoded(None, seconds, hint, title=title)
             for chunk in cutter.flush() if cutter is not None else ():
                 if cancel.is_set():
                     return
-                yield encoded(chunk)
+                yield Decoded(chunk, seconds, hint, title=title)
             writer.close()
             yield Decoded(None, seconds, hint, warnings=tuple(reader.warnings), title=title)
         finally:
@@ -306,7 +294,7 @@ class Streamer:
         plan = plan_limit(job, self.settings)
         # aclosing: on an error the decoding thread is told to stop at once, not at garbage collection.
         async with contextlib.aclosing(
-            _in_thread(_decode, source, local, plan, playback, self.settings, self.nc.max_payload)
+            _in_thread(_decode, source, local, plan, playback, self.settings)
         ) as decoded_pieces:
             async for decoded in decoded_pieces:
                 if decoded.identity is not None:
@@ -323,13 +311,16 @@ class Streamer:
                     return
                 if decoded.piece is not None:
                     piece = decoded.piece
+                    codec, audio = await asyncio.to_thread(
+                        encode_for_bus, piece.samples, self.settings.bus_codec, self.nc.max_payload
+                    )
                     chunk = AudioChunk(
                         job_id=job.job_id,
                         seq=seq,
                         offset=round(piece.offset, 3),
                         duration=round(piece.duration, 3),
-                        codec=piece.codec,
-                        audio=piece.audio,
+                        codec=codec,
+                        audio=audio,
                         speech=[(round(a, 3), round(b, 3)) for a, b in piece.speech],
                     )
                     await bus.publish(self.js, subjects.CHUNKS, chunk, msg_id=f"{job.job_id}:{seq}")
