@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from core.settings import Settings
+from core.worker import backoff
 from store import budget
 from transcriber.asr import AsrBackend, AsrResult
 from transcriber.breaker import CircuitBreaker, RateLimitPause
@@ -36,6 +37,9 @@ from transcriber.openai_api import OpenAIBackend
 
 logger = logging.getLogger(__name__)
 
+# 429s one delivery of a chunk waits out in place (a rate limit paces the calls; it must not fail a job
+# after max_deliver redeliveries): past them it goes back to the queue, counted.
+RATE_LIMIT_TRIES = 8
 SPEND_TTL_S = 5.0  # how long one process trusts the day's cost it read: a budget may be overrun by as much
 
 
@@ -113,6 +117,7 @@ class Router:
         pause: RateLimitPause | None = None,
         spend: DaySpend | None = None,
         load_local: LoadLocal = LocalBackend.from_settings,
+        rate_limit_tries: int = RATE_LIMIT_TRIES,
     ) -> None:
         """Route chunks for ``primary``, the configured backend.
 
@@ -124,6 +129,8 @@ class Router:
             pause: Holds the paid API's calls after a rate limit (default: one on the real clock).
             spend: The budget guard (default: one for ``daily_budget_usd``, none when it is 0).
             load_local: Loads the local fallback, blocking (called in a thread, once, when first needed).
+            rate_limit_tries: Calls one chunk makes, each after the pause of the 429 before it, before a
+                rate limit goes back to the work queue as a transient error.
         """
         self.settings = settings
         self.primary = primary
@@ -132,6 +139,7 @@ class Router:
         self.pause = pause or RateLimitPause()
         self.spend = spend or (DaySpend(pool, settings.daily_budget_usd) if settings.daily_budget_usd > 0 else None)
         self._load_local = load_local
+        self.rate_limit_tries = rate_limit_tries
         self._fallback: AsrBackend | None = None
         self._lock = asyncio.Lock()
 
@@ -163,26 +171,33 @@ class Router:
     async def call(self, choice: Choice, send: Callable[[], Awaitable[AsrResult]]) -> AsrResult:
         """Make the chosen backend's call with ``send``, telling the circuit breaker how the paid API did.
 
-        A paid call waits out a rate limit's pause first; a 429 with Retry-After starts one (or makes it longer).
+        A paid call waits out a rate limit's pause first; a 429 starts one (Retry-After, or a backoff), or
+        makes it longer, and the call is made again after it, up to ``rate_limit_tries`` calls: a rate
+        limit is the API working, and each redelivery would count towards the chunk's last one.
         """
-        if choice.paid:
-            await self.pause.wait()
-        try:
-            result = await send()
-        except TransientAsrError as exc:
-            if choice.paid and exc.status_code == 429:  # a rate limit is the API working: see breaker
-                if exc.retry_after is not None:
-                    self.pause.hold(exc.retry_after)
-            elif choice.paid:
-                self.breaker.failed()
-            raise
-        except PermanentAsrError:
+        attempt = 0
+        while True:
+            attempt += 1
             if choice.paid:
-                self.breaker.succeeded()  # it answered: this chunk, or the key, is what is wrong
-            raise
-        if choice.paid:
-            self.breaker.succeeded()
-        return result
+                await self.pause.wait()
+            try:
+                result = await send()
+            except TransientAsrError as exc:
+                if choice.paid and exc.status_code == 429:  # not the breaker's: see transcriber.breaker
+                    self.pause.hold(exc.retry_after if exc.retry_after is not None else backoff(attempt))
+                    if attempt < self.rate_limit_tries:
+                        logger.info("rate limited; calling again after the pause", extra={"try": attempt})
+                        continue
+                elif choice.paid:
+                    self.breaker.failed()
+                raise
+            except PermanentAsrError:
+                if choice.paid:
+                    self.breaker.succeeded()  # it answered: this chunk, or the key, is what is wrong
+                raise
+            if choice.paid:
+                self.breaker.succeeded()
+            return result
 
     async def fallback(self) -> AsrBackend:
         """The fallback backend, made on first use (the local model loads in a thread)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from core.settings import Settings, SettingsError
 from core.topology import Topology
 from core.worker import jittered
 from tests.unit import test_backends
+from transcriber.asr import AsrResult
 from transcriber.breaker import CircuitBreaker, RateLimitPause
 from transcriber.errors import TransientAsrError
 from transcriber.fallback import Router
@@ -144,6 +146,7 @@ async def test_after_a_429_with_retry_after_the_next_paid_calls_wait_for_it_and_
             OpenAIBackend(settings, http_client=http),
             breaker=CircuitBreaker(clock=time),
             pause=RateLimitPause(clock=time, sleep=time.sleep),
+            rate_limit_tries=1,  # the 429 goes back to the queue at once: what the next calls do
         )
 
         async def call() -> str:
@@ -162,3 +165,30 @@ async def test_after_a_429_with_retry_after_the_next_paid_calls_wait_for_it_and_
         assert router.pause.remaining() == 0  # a server error is the breaker's, not a pause
         before = len(time.sleeps)
         assert await call() == "whisper-1" and len(time.sleeps) == before
+
+
+async def test_a_chunk_waits_out_429s_in_place_and_goes_back_to_the_queue_only_after_its_tries() -> None:
+    time = FakeTime()
+    async with _mock_openai([429, 429, 200, 429, 429, 429]) as http:
+        settings = _settings()
+        router = Router(
+            settings,
+            None,
+            OpenAIBackend(settings, http_client=http),
+            breaker=CircuitBreaker(clock=time),
+            pause=RateLimitPause(clock=time, sleep=time.sleep),
+            rate_limit_tries=3,
+        )
+        choice = await router.choose()
+
+        def send() -> Awaitable[AsrResult]:
+            return choice.backend.transcribe(b"OggS", duration=3.0)
+
+        # Two 429s, then an answer: one call's result, after waiting out each Retry-After (3 s) in place.
+        assert (await router.call(choice, send)).model == "whisper-1"
+        assert len(time.sleeps) == 2 and all(s >= 3.0 for s in time.sleeps)
+        # Three more: the third try gives up, and the chunk goes back to the queue with the rate limit.
+        with pytest.raises(TransientAsrError) as info:
+            await router.call(choice, send)
+        assert info.value.status_code == 429 and len(time.sleeps) == 4
+        assert router.breaker.state == "closed"

@@ -156,6 +156,7 @@ async def test_with_a_mock_openai_rate_limiting_the_circuit_stays_closed(clock: 
             OpenAIBackend(settings, http_client=http),
             breaker=CircuitBreaker(clock=clock),
             pause=RateLimitPause(clock=clock, sleep=sleep),
+            rate_limit_tries=1,
         )
         for _ in range(8):
             with pytest.raises(TransientAsrError) as info:
