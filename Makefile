@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INPUT ?= ../shared/data/audio/sherpa_yue-6.wav
 ARGS ?=
 
-.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-word-times bench-lines bench-romanize bench-fuzz bench-gateway bench-abuse bench-accounts
+.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-word-times bench-lines bench-romanize bench-fuzz bench-gateway bench-abuse bench-accounts bench-cost bench-compression
 
 $(BIN)/scribe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,17 @@ bench-abuse: setup
 # Issue 17: plan quotas on two gateway processes at once, and the p99 the shared rate limiter adds.
 bench-accounts: setup
 	$(BIN)/python -m bench.accounts
+
+# Issue 18: billed minutes and cost of a 10-minute video (and of the same again), end to end at 1/8/32 calls in
+# flight, videos a minute with 1/2/4 transcribers against the API's limit, cost alerts. The OpenAI API is
+# SIMULATED (bench/sim_openai.py: canned text after 5 s a call). About 8 minutes (see --only for less).
+bench-cost: setup
+	$(BIN)/python -m bench.cost
+
+# Issue 18: FLAC against Opus at 12-32 kb/s, bytes per audio minute and CER through the fake OpenAI API (the local
+# model behind it); what SCRIBE_CHUNK_CODEC=auto sends an API was chosen from it. About 4 minutes.
+bench-compression: setup
+	$(BIN)/python -m bench.compression
 
 bench-fuzz: setup
 	$(BIN)/python -m bench.fuzz_media
