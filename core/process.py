@@ -116,10 +116,16 @@ async def connected(
     try:
         yield rt
     finally:
-        await rt.shutdown()
-        with contextlib.suppress(Exception):
-            await nc.drain()
-        await pool.close()
+        try:
+            await rt.shutdown()
+            with contextlib.suppress(Exception):
+                await nc.drain()
+            await pool.close()
+        except asyncio.CancelledError:
+            # An abandoned run (``scribe transcribe`` stopped by a signal) cuts the drain short, and its
+            # embedded servers stop next: the pool must not try to reconnect to them meanwhile.
+            pool.terminate()
+            raise
 
 
 async def run_until_signalled(rt: Runtime, factories: Mapping[str, Factory]) -> None:
