@@ -8,6 +8,7 @@ send to ASR.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -226,3 +227,15 @@ class Chunker:
         if not piece.silent:
             self._first = None
         return piece
+
+
+def cut(
+    blocks: Iterable[np.ndarray], *, min_s: float, max_s: float, silence_dbfs: float, first_max_s: float
+) -> Iterator[Piece]:
+    """The pieces of a stream of 16 kHz float32 mono blocks (a file's, a link's, a live socket's), each as
+    soon as it is cut: a :class:`Chunker` with these rules fed every block, then flushed.
+    """
+    chunker = Chunker(min_s=min_s, max_s=max_s, silence_dbfs=silence_dbfs, first_max_s=first_max_s)
+    for block in blocks:
+        yield from chunker.feed(block)
+    yield from chunker.flush()

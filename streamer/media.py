@@ -3,14 +3,15 @@
 ``open_media`` / ``MediaReader`` wrap PyAV with limits (duration, decoded samples, bad packets) and
 map every failure to a ``streamer.errors.InputError``. Playlists, web pages and text are refused
 from their first bytes; local files are opened through Python, and the demuxer may not open any
-other file or URL (no HLS/concat tricks from uploads). The decoded audio is cut by a ``Chunker``.
+other file or URL (no HLS/concat tricks from uploads). The decoded audio (``MediaReader.samples``)
+is cut by ``streamer.chunker.cut``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, Any, BinaryIO, cast
 
@@ -18,7 +19,7 @@ import av
 import av.error
 import numpy as np
 
-from streamer.chunker import SAMPLE_RATE, Chunker, Piece
+from streamer.chunker import SAMPLE_RATE, Piece, cut
 from streamer.errors import (
     PLAN_SLACK_S,
     CorruptMedia,
@@ -393,6 +394,13 @@ class MediaReader:
     def pieces(self, *, min_s: float, max_s: float, silence_dbfs: float, first_max_s: float) -> Iterator[Piece]:
         """Decode and yield pieces as soon as each one is cut (blocking; run it in a thread).
 
+        :meth:`samples` cut by :func:`streamer.chunker.cut`; see both for the arguments and what is raised.
+        """
+        yield from cut(self.samples(), min_s=min_s, max_s=max_s, silence_dbfs=silence_dbfs, first_max_s=first_max_s)
+
+    def samples(self) -> Iterator[np.ndarray]:
+        """Decode and yield the audio as 16 kHz mono float32 blocks, in order (blocking; run it in a thread).
+
         Damage policy: what is sound is kept. A packet that fails to decode is skipped, as ffmpeg
         does; a change of sample rate or channels mid-stream (two files joined) is followed. When
         the data breaks off (a demuxer error, or mostly undecodable packets) or the audio ends well
@@ -403,22 +411,14 @@ class MediaReader:
         Plan policy: decoding stops at the plan's limit (the piece that crosses it is cut there, and
         nothing after it is read), then ends normally with a warning that says so.
 
-        Args:
-            min_s: Shortest piece (except the last and silent ones).
-            max_s: Longest piece.
-            silence_dbfs: RMS threshold under which a 30 ms frame counts as quiet.
-            first_max_s: If above 0, the first speech piece is cut between half this and this,
-                so the first words come back sooner.
-
         Yields:
-            Pieces that tile the audio from 0 s.
+            The audio from 0 s, in blocks of the decoder's frame sizes.
 
         Raises:
-            TooLong: Decoded time passed ``max_duration_s`` (pieces before that were yielded).
+            TooLong: Decoded time passed ``max_duration_s`` (the blocks before that were yielded).
             CorruptMedia: Nothing could be decoded.
             TooLarge, UnreachableURL: From an ``HttpStream`` source during the download.
         """
-        chunker = Chunker(min_s=min_s, max_s=max_s, silence_dbfs=silence_dbfs, first_max_s=first_max_s)
         resampler = _Resampler()
         decoded = 0
         for frame in self._frames():
@@ -430,7 +430,8 @@ class MediaReader:
                 resampler = _Resampler()
                 continue
             for samples in resampled:
-                decoded = yield from self._feed(chunker, samples, decoded)
+                samples, decoded = self._take(samples, decoded)
+                yield samples
             if self.stopped:
                 logger.info("decoding stopped at the plan's limit", extra={"decoded_s": self.decoded_s})
                 break
@@ -441,8 +442,8 @@ class MediaReader:
                 logger.info("resampler flush failed", extra={"error": str(exc)[:200]})
                 tail = []
             for samples in tail:
-                decoded = yield from self._feed(chunker, samples, decoded)
-        yield from chunker.flush()
+                samples, decoded = self._take(samples, decoded)
+                yield samples
         self._check_complete(decoded)
 
     def _frames(self) -> Iterator[av.AudioFrame]:
@@ -474,7 +475,8 @@ class MediaReader:
             good += 1
             yield from cast(list[av.AudioFrame], frames)
 
-    def _feed(self, chunker: Chunker, samples: np.ndarray, decoded: int) -> Generator[Piece, None, int]:
+    def _take(self, samples: np.ndarray, decoded: int) -> tuple[np.ndarray, int]:
+        """The part of a decoded block to keep (none past the plan's limit), and the samples decoded so far."""
         if self._stop_samples is not None and decoded + len(samples) > self._stop_samples:
             samples = samples[: max(0, self._stop_samples - decoded)]  # what is past the plan's limit is dropped
             self.stopped = True
@@ -482,8 +484,7 @@ class MediaReader:
         self.decoded_s = decoded / SAMPLE_RATE
         if decoded > self.max_samples:
             raise TooLong.over_limit(self.decoded_s, self.max_duration_s, while_decoding=True)
-        yield from chunker.feed(samples)
-        return decoded
+        return samples, decoded
 
     def _broke_off(self) -> None:
         if self.decoded_s > 0:

@@ -32,14 +32,14 @@ from core.settings import Settings
 from core.topology import AUDIO_BUCKET, Consumer
 from core.worker import consume, heartbeat
 from store import repo, sources
-from streamer.cutter import SpeechChunk, SpeechCutter
+from streamer.cutter import SpeechChunk
 from streamer.encode import encode_for_bus
 from streamer.errors import CorruptMedia, InputError, PlanLimit, SourceNotFound, TooLarge, human_duration
 from streamer.media import open_media
+from streamer.pieces import speech_chunks
 from streamer.playback import PlaybackWriter
 from streamer.replay import file_identity, origin_for, replay, source_key
 from streamer.source import open_source
-from streamer.speech import has_speech, speech_stretches
 
 logger = logging.getLogger(__name__)
 
@@ -107,32 +107,7 @@ def _decode(
         try:
             hint = reader.duration or duration_hint
             seconds = 0.0
-            min_s, max_s = settings.chunk_lengths
-            # An API backend is sent speech alone, regrouped at the pauses; the local one whole pieces.
-            cutter = (
-                SpeechCutter(speech_stretches, min_s=min_s, max_s=max_s, first_max_s=settings.chunk_first_max_s)
-                if settings.vad and settings.asr_backend == "openai"
-                else None
-            )
-
-            for piece in reader.pieces(
-                min_s=min_s, max_s=max_s, silence_dbfs=settings.silence_dbfs, first_max_s=settings.chunk_first_max_s
-            ):
-                if cancel.is_set():
-                    return
-                writer.write(piece.samples)
-                seconds = piece.end
-                if cutter is not None:
-                    chunks = cutter.feed(piece.samples)
-                elif piece.silent or (settings.vad and not has_speech(piece.samples)):
-                    chunks = []
-                else:
-                    chunks = [SpeechChunk(piece.offset, piece.duration, piece.samples, ())]
-                for chunk in chunks:
-                    yield Decoded(chunk, seconds, hint, title=title)
-                if not chunks:
-                    yield Decoded(None, seconds, hint, title=title)
-            for chunk in cutter.flush() if cutter is not None else ():
+            for chunk, seconds in speech_chunks(reader.samples(), settings, keep=writer.write):
                 if cancel.is_set():
                     return
                 yield Decoded(chunk, seconds, hint, title=title)
