@@ -12,9 +12,10 @@ from typing import Any
 
 import av
 import faster_whisper.transcribe
+import numpy as np
 from faster_whisper import WhisperModel, decode_audio
 
-from core.messages import RawWord
+from core.messages import RawSegment, RawWord
 from core.settings import Settings
 from transcriber.asr import AsrResult, combined_prompt, raw_segments
 from transcriber.errors import PermanentAsrError, TransientAsrError
@@ -190,9 +191,42 @@ class LocalBackend:
         audio_seconds = len(samples) / 16000.0
         if audio_seconds == 0.0:
             return AsrResult(segments=[], billed_seconds=0.0, backend=self.name, model=self.model)
+        segments = self._decode_sync(whisper, samples, prompt)
+        return AsrResult(segments=segments, billed_seconds=round(audio_seconds, 3), backend=self.name, model=self.model)
+
+    async def decode(
+        self, samples: np.ndarray, prompt: str | None = None, *, max_new_tokens: int | None = None
+    ) -> list[RawSegment]:
+        """Transcribe 16 kHz mono float32 samples in a worker thread (the live policy's decoder).
+
+        Args:
+            samples: The audio, already decoded.
+            prompt: Words for the model after the deployment's prompt (live: the committed text's tail).
+            max_new_tokens: At most this many tokens per 30 s window (None: the model's limit).
+
+        Returns:
+            The segments, with word times when ``asr_word_times`` is on, relative to the first sample.
+
+        Raises:
+            PermanentAsrError: The backend is closed.
+            TransientAsrError: The model failed at run time.
+        """
+        async with self._slots:
+            whisper = self._whisper
+            if whisper is None:
+                raise PermanentAsrError("the local backend is closed", backend=self.name)
+            return await asyncio.to_thread(self._decode_sync, whisper, samples, prompt, max_new_tokens)
+
+    def _decode_sync(
+        self, whisper: WhisperModel, samples: np.ndarray, prompt: str | None, max_new_tokens: int | None = None
+    ) -> list[RawSegment]:
+        audio_seconds = len(samples) / 16000.0
+        if audio_seconds == 0.0:
+            return []
         started = time.perf_counter()
         try:
-            pieces, _info = whisper.transcribe(samples, **self._options(whisper, prompt))
+            options = self._options(whisper, prompt)
+            pieces, _info = whisper.transcribe(samples, **options, max_new_tokens=max_new_tokens)
             # The segments are a lazy generator: decoding happens here, in this thread.
             segments = raw_segments(((p.start, p.end, p.text, _words(p.words)) for p in pieces), audio_seconds)
         except RuntimeError as exc:
@@ -201,7 +235,7 @@ class LocalBackend:
             "local transcription done",
             extra={"audio_s": audio_seconds, "wall_s": time.perf_counter() - started, "segments": len(segments)},
         )
-        return AsrResult(segments=segments, billed_seconds=round(audio_seconds, 3), backend=self.name, model=self.model)
+        return segments
 
     def _options(self, whisper: WhisperModel | None, prompt: str | None) -> dict[str, Any]:
         """``WhisperModel.transcribe``'s options for a chunk of a job with this prompt."""
