@@ -30,21 +30,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
-import io
 import json
 import math
 import os
 import platform
 import re
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -70,6 +66,7 @@ from bench.gateway_load import (
     spawn,
     stop,
 )
+from bench.measure import run_in_folder
 from core.messages import JobOptions, JobSubmitted
 from core.process import Runtime, connected
 from core.settings import Settings
@@ -767,17 +764,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-accounts-"))
-    # Registered before embedded PostgreSQL registers its own exit handler, so it runs after it.
-    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-    try:
-        return 1 if asyncio.run(run(args, tmp)) else 0
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("bench: interrupted", file=sys.stderr)
-        return 130
+    return run_in_folder("bench-accounts-", run, parse_args(argv))
 
 
 if __name__ == "__main__":

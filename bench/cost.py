@@ -47,9 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
-import io
 import json
 import logging
 import math
@@ -75,6 +73,7 @@ from nats.js.errors import NotFoundError
 
 from bench.contenders import build_input
 from bench.gateway_load import cpuinfo, spawn, stop, wait_for_log
+from bench.measure import run_in_folder
 from bench.sim_openai import SimulatedOpenAI, billed_seconds
 from core import bus, subjects
 from core.messages import CostAlert, Failed, Final, JobOptions, Partial, cost_alert_decoder
@@ -815,17 +814,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-cost-"))
-    # Registered before embedded PostgreSQL registers its own exit handler, so it runs after it.
-    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-    try:
-        return 1 if asyncio.run(run(args, tmp)) else 0
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("bench: interrupted", file=sys.stderr)
-        return 130
+    return run_in_folder("bench-cost-", run, parse_args(argv))
 
 
 if __name__ == "__main__":

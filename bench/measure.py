@@ -9,16 +9,22 @@ arrive.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
+import io
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -304,3 +310,21 @@ def worktree(commit: str, prefix: str) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)], capture_output=True)
+
+
+def run_in_folder(prefix: str, run: Callable[[Any, Path], Awaitable[int]], args: Any) -> int:
+    """A bench's ``main``: ``run(args, folder)`` in a fresh temporary folder; its exit status.
+
+    Lines are printed as they come (figures appear while a long bench runs); the folder is removed
+    at exit, after the embedded PostgreSQL in it has stopped (its exit handler is registered later,
+    so it runs first); Ctrl-C or SIGTERM ends the run with status 130.
+    """
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    try:
+        return 1 if asyncio.run(run(args, folder)) else 0
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("bench: interrupted", file=sys.stderr)
+        return 130
