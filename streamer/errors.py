@@ -15,7 +15,8 @@ Hierarchy::
     ├── TooLarge                download bigger than the byte limit
     ├── BlockedURL              URL the server must not fetch (SSRF guard, bad scheme)
     ├── UnreachableURL          DNS failure, refused connection, HTTP error, timeout
-    └── UnsupportedInput        playlists, live streams, HLS/DASH/concat manifests
+    ├── UnsupportedInput        playlists, live streams, HLS/DASH/concat manifests
+    └── LiveInputError          live audio (``WS /v1/live``): a bad format, frame or encoding
 
 Silence-only input is not an error here: the service sees that every piece is silent.
 """
@@ -214,3 +215,8 @@ class UnreachableURL(InputError):
 
 class UnsupportedInput(InputError):
     """Input of a kind the service does not take: playlists, live streams, manifests."""
+
+
+class LiveInputError(InputError):
+    """Live audio that cannot be taken: a format out of range, a frame too large, bytes that are not
+    the declared encoding. The session ends (close 4400) and keeps what was decoded before."""

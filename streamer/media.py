@@ -419,7 +419,7 @@ class MediaReader:
             CorruptMedia: Nothing could be decoded.
             TooLarge, UnreachableURL: From an ``HttpStream`` source during the download.
         """
-        resampler = _Resampler()
+        resampler = Resampler()
         decoded = 0
         for frame in self._frames():
             try:
@@ -427,7 +427,7 @@ class MediaReader:
             except (av.error.FFmpegError, ValueError) as exc:  # a damaged frame the resampler cannot take
                 logger.info("skipped unresamplable frame", extra={"error": str(exc)[:200]})
                 self.bad_packets += 1
-                resampler = _Resampler()
+                resampler = Resampler()
                 continue
             for samples in resampled:
                 samples, decoded = self._take(samples, decoded)
@@ -532,7 +532,7 @@ def _stretches(count: int) -> str:
     return "1 short stretch" if count == 1 else f"{count} short stretches"
 
 
-class _Resampler:
+class Resampler:
     """Resamples any decoded audio to 16 kHz mono float32, following format changes mid-stream.
 
     PyAV's ``AudioResampler`` is set up by the first frame it sees and refuses frames of
