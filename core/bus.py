@@ -69,7 +69,7 @@ async def ensure_topology(js: JetStreamContext, topology: Topology, owned: Colle
     for bucket in (topology.uploads, topology.audio):
         await _ensure_bucket(js, bucket)
     for consumer in topology.consumers:
-        if owned is None or consumer.durable in owned:
+        if owned is None or consumer.durable in owned or consumer.service in owned:
             await _ensure_consumer(js, consumer)
         else:
             try:

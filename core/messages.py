@@ -10,6 +10,10 @@ Subjects (see ``core.subjects``) and what they carry:
 - ``scribe.segments.<job_id>``       SegmentsEvent = ChunkTranscribed | ChunkFailed | InputEnded
 - ``scribe.events.<job_id>``         JobEvent = Progress | Partial | Revised | Final | Failed | Cancelled
 - ``scribe.alerts.cost``             CostAlert
+- ``scribe.live.sessions``           LiveStarted (a live session for a transcriber)
+- ``scribe.live.audio.<job_id>``     a live session's audio: 16 kHz mono s16le bytes (headers below)
+- ``scribe.live.interim.<job_id>``   LiveInterim (core NATS, transcriber -> romanizer)
+- ``scribe.live.updates.<job_id>``   LiveNotice = LiveClaimed | InterimLine | Lagging (core NATS, for gateways)
 """
 
 from __future__ import annotations
@@ -318,6 +322,87 @@ class CostAlert(Base, frozen=True):
     at: datetime  # when it was noticed (UTC)
 
 
+# --- live sessions --------------------------------------------------------------------
+
+# A live session's audio on ``scribe.live.audio.<job_id>``: each message is 16 kHz mono signed 16-bit
+# little-endian PCM; its header AUDIO_SAMPLE_HEADER is the session sample number of its first sample
+# (the sample at t seconds is number t * 16000). The last message has no audio and the header
+# AUDIO_END_HEADER, the session's length in samples: the sender is done (close_stream, idle, gone, limit).
+LIVE_SAMPLE_RATE = 16000
+AUDIO_SAMPLE_HEADER = "Scribe-Sample"
+AUDIO_END_HEADER = "Scribe-End"
+
+
+class LiveStarted(Base, frozen=True):
+    """A live session for a transcriber: its audio comes on ``scribe.live.audio.<job_id>``.
+
+    The transcriber that takes it holds the message (heartbeats) for the whole session; if it dies,
+    JetStream gives the message to another, which resumes at the last committed line.
+    """
+
+    job_id: str
+    user_id: str | None = None
+    options: JobOptions = JobOptions()
+    max_seconds: float | None = None  # the session's length limit (the plan's, or SCRIBE_LIVE_MAX_S)
+
+
+class Interim(Base, frozen=True):
+    """The line in progress: ``stable`` (only grows until committed), then ``tentative`` (may change).
+
+    ``words`` time ``stable`` + ``tentative`` (one per character for Chinese). Never numbered, never
+    stored.
+    """
+
+    start: float
+    end: float
+    stable: str
+    tentative: str
+    words: list[RawWord] = []
+
+
+class LiveInterim(Base, frozen=True):
+    """Transcriber -> romanizer: a session's newest interim, to romanize and pass on.
+
+    ``number`` counts the session's interims (a later one replaces an earlier one; one that
+    arrives late is dropped). ``next_chunk`` is the chunk number the line will be committed as
+    (``ChunkTranscribed.seq``): a viewer that has that chunk's lines drops the interim.
+    """
+
+    job_id: str
+    number: int
+    next_chunk: int
+    interim: Interim
+
+
+class LiveClaimed(Base, frozen=True, tag="claimed"):
+    """A transcriber took the session (the gateway waits for this before it accepts audio)."""
+
+    job_id: str
+
+
+class InterimLine(Base, frozen=True, tag="interim"):
+    """The line in progress, romanized: ``chars`` cover ``stable`` + ``tentative``."""
+
+    job_id: str
+    number: int
+    next_chunk: int
+    start: float
+    end: float
+    stable: str
+    tentative: str
+    chars: list[Char]
+
+
+class Lagging(Base, frozen=True, tag="lagging"):
+    """The session's transcript is more than 5 s behind its audio."""
+
+    job_id: str
+    delay_s: float
+
+
+LiveNotice = LiveClaimed | InterimLine | Lagging
+
+
 # One encoder and one decoder per type, reused.
 encoder = msgspec.json.Encoder()
 job_submitted_decoder = msgspec.json.Decoder(JobSubmitted)
@@ -326,3 +411,6 @@ segments_event_decoder = msgspec.json.Decoder(SegmentsEvent)
 job_event_decoder = msgspec.json.Decoder(JobEvent)
 transcript_decoder = msgspec.json.Decoder(Transcript)
 cost_alert_decoder = msgspec.json.Decoder(CostAlert)
+live_started_decoder = msgspec.json.Decoder(LiveStarted)
+live_interim_decoder = msgspec.json.Decoder(LiveInterim)
+live_notice_decoder = msgspec.json.Decoder(LiveNotice)

@@ -172,6 +172,16 @@ class Settings:
     alert_webhook_url: str = ""
     alert_webhook_secret: str = ""
 
+    # Live sessions (WS /v1/live): one ends after live_idle_s without audio, or at live_max_s (with a warning);
+    # a transcriber process holds at most live_sessions of them; the gateway waits live_claim_s for one to
+    # take a new session before it answers busy. A sender may run live_ahead_s ahead of real time before the
+    # gateway stops reading (a file sent at once is paced, never buffered without limit).
+    live_idle_s: float = 10.0
+    live_max_s: float = 4 * 3600.0
+    live_sessions: int = 2
+    live_claim_s: float = 3.0
+    live_ahead_s: float = 20.0
+
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "auto"  # auto: JSON lines off a TTY, text on one
 
@@ -362,6 +372,7 @@ _POSITIVE = (
     *("webhook_timeout_s", "webhook_max_attempts"),
     *("ack_wait_s", "max_deliver", "asr_beam_size", "openai_timeout_s"),
     *("gbp_per_usd", "api_max_in_flight"),
+    *("live_idle_s", "live_max_s", "live_sessions", "live_claim_s", "live_ahead_s"),
 )
 _NOT_NEGATIVE = (
     *("chunk_min_s", "chunk_max_s", "chunk_first_max_s", "asr_workers", "asr_threads", "max_in_flight"),

@@ -26,3 +26,25 @@ PURGED_PREFIX = "scribe.purged"
 def purged(job_id: str) -> str:
     """The subject announcing that one job was purged."""
     return f"{PURGED_PREFIX}.{job_id}"
+
+
+# Live sessions (WS /v1/live). A new session for a transcriber (JetStream work queue, LiveStarted):
+LIVE_SESSIONS = "scribe.live.sessions"
+LIVE_AUDIO_PREFIX = "scribe.live.audio"  # JetStream: a session's audio, 16 kHz mono s16le (gateway -> transcriber)
+LIVE_INTERIM_PREFIX = "scribe.live.interim"  # core NATS: LiveInterim (transcriber -> romanizer)
+LIVE_UPDATES_PREFIX = "scribe.live.updates"  # core NATS: LiveNotice (transcriber, romanizer -> gateways)
+
+
+def live_audio(job_id: str) -> str:
+    """The subject of one live session's audio."""
+    return f"{LIVE_AUDIO_PREFIX}.{job_id}"
+
+
+def live_interim(job_id: str) -> str:
+    """The subject of one live session's interim lines before romanization."""
+    return f"{LIVE_INTERIM_PREFIX}.{job_id}"
+
+
+def live_updates(job_id: str) -> str:
+    """The subject of one live session's notices for its viewers: claimed, interim lines, lagging. Never stored."""
+    return f"{LIVE_UPDATES_PREFIX}.{job_id}"

@@ -78,6 +78,7 @@ class Consumer:
     max_deliver: int
     max_ack_pending: int
     new_only: bool = False
+    service: str = ""  # the service that reads it, when its durable name is not the service's name
 
     @property
     def heartbeat_s(self) -> float:
@@ -137,7 +138,26 @@ ALERTS = Stream(
     duplicate_window_s=_DAY_S,  # an alert published again the same day (after a rolled-back claim) is dropped
     max_msg_size=64 * 1024,
 )
-STREAMS = (JOBS, CHUNKS, SEGMENTS, EVENTS, ALERTS)
+LIVE = Stream(
+    name="SCRIBE_LIVE",
+    subjects=(subjects.LIVE_SESSIONS,),
+    work_queue=True,  # a session's message is acked when it ends
+    max_age_s=_DAY_S,
+    duplicate_window_s=600.0,
+    max_msg_size=64 * 1024,
+)
+LIVE_AUDIO = Stream(
+    name="SCRIBE_LIVE_AUDIO",
+    subjects=(f"{subjects.LIVE_AUDIO_PREFIX}.>",),
+    work_queue=False,  # read again from the start by a transcriber taking a session over; purged at its end
+    max_age_s=_DAY_S,
+    duplicate_window_s=600.0,
+    max_msg_size=256 * 1024,
+)
+STREAMS = (JOBS, CHUNKS, SEGMENTS, EVENTS, ALERTS, LIVE, LIVE_AUDIO)
+# Live sessions, apart from file chunks so that one never waits behind a 60 s chunk. ack_wait is the
+# takeover time: a transcriber that stops heartbeating loses its sessions to others.
+LIVE_CONSUMER = Consumer(LIVE, "live", subjects.LIVE_SESSIONS, 10.0, 5, 10_000, service="transcriber")
 WEBHOOK_SPARE_DELIVERIES = 100  # deliveries of a webhook's event beyond its attempts (see Topology.from_settings)
 
 
@@ -169,6 +189,7 @@ class Topology:
     streamer: Consumer
     transcriber: Consumer
     romanizer: Consumer
+    live: Consumer = LIVE_CONSUMER
     webhooks: Consumer = Consumer(
         EVENTS, "webhooks", f"{subjects.EVENTS_PREFIX}.>", 60.0, 6 + WEBHOOK_SPARE_DELIVERIES, 10_000, new_only=True
     )
@@ -228,4 +249,4 @@ class Topology:
     @property
     def consumers(self) -> tuple[Consumer, ...]:
         """Every durable consumer."""
-        return (self.streamer, self.transcriber, self.romanizer, self.webhooks, self.cost_alerts)
+        return (self.streamer, self.transcriber, self.romanizer, self.live, self.webhooks, self.cost_alerts)

@@ -36,6 +36,7 @@ from gateway.errors import EXCEPTION_HANDLERS, UNAVAILABLE, dependency_error
 from gateway.feed import Feeds
 from gateway.kvstore import NatsStore
 from gateway.limits import Limiter
+from gateway.live import live_session
 from gateway.openapi import config as openapi_config
 from gateway.openapi import error_responses
 from gateway.schemas import Readiness
@@ -111,7 +112,7 @@ def create_app(settings: Settings) -> Litestar:
         async with connected(settings, "gateway", create_pool, services=["webhooks", "cost-alerts"]) as rt:
             app.state.rt = rt
             app.stores.register(ratelimit.STORE, NatsStore(rt.js), allow_override=True)
-            app.state.feeds = Feeds(rt.js, queue_size=settings.stream_queue_size)
+            app.state.feeds = Feeds(rt.js, queue_size=settings.stream_queue_size, nc=rt.nc)
             purges = purge.PurgeListener(rt, app.state.feeds)
             await purges.start()
             app.state.stalls = Stalls(settings.gateway_send_timeout_s)
@@ -169,6 +170,7 @@ def create_app(settings: Settings) -> Litestar:
             *corrections.ROUTES,
             job_stream,
             job_events,
+            live_session,
             job_audio,
             asyncapi_document,
             dictionary_lookup,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import msgspec
 
-from core.messages import Segment, Usage
-from gateway.schemas import JobProgress, JobState
+from core.messages import Char, Segment, Usage
+from gateway.schemas import JobProgress, JobState, Links
 
 VERSION = 1
 
@@ -103,6 +103,36 @@ class ErrorEnvelope(Envelope, tag="error"):
     retryable: bool
 
 
+class SessionEnvelope(Envelope, tag="session"):
+    """``WS /v1/live`` only, first: the live session is a job; these are its id, token and links, as a
+    202 from ``POST /v1/jobs`` gives them (``seq`` is 0)."""
+
+    token: str
+    links: Links
+
+
+class InterimEnvelope(Envelope, tag="interim"):
+    """A live session's line in progress; each replaces the previous one. ``stable`` only grows until the
+    line is committed (then it comes as a numbered line in ``segments``), ``tentative`` may change.
+    ``chars`` cover ``stable`` + ``tentative`` with their readings and times. Never numbered, stored or
+    replayed. ``next_chunk`` is the ``chunk_seq`` the line will have: drop the interim once a line with
+    that ``chunk_seq`` or a later one has come."""
+
+    start: float
+    end: float
+    stable: str
+    tentative: str
+    chars: list[Char]
+    next_chunk: int
+
+
+class LaggingEnvelope(Envelope, tag="lagging"):
+    """A live session's transcript is more than 5 s behind its audio (the machine is overloaded)."""
+
+    delay_s: float
+    message: str
+
+
 AnyEnvelope = (
     Snapshot
     | ProgressEnvelope
@@ -114,6 +144,9 @@ AnyEnvelope = (
     | Heartbeat
     | Lagged
     | ErrorEnvelope
+    | SessionEnvelope
+    | InterimEnvelope
+    | LaggingEnvelope
 )
 
 _encoder = msgspec.json.Encoder()

@@ -6,6 +6,11 @@ viewer who joins late gets a snapshot cut at an exact event, then every later ev
 no repeat. Each viewer has a bounded queue; a viewer that falls behind is marked lagged and
 dropped, never slowing the others or growing memory. Any number of gateway processes can serve
 one job: each has its own feed from the same replayable stream.
+
+A live session's notices (its interim line, ``lagging``) come on core NATS
+(``scribe.live.updates.<job_id>``): each is offered to the viewers there at that moment with the
+number of the last event, and never kept, so a viewer who joins later or resumes never gets one
+replayed.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from core import subjects
-from core.messages import Cancelled, JobEvent, job_event_decoder
+from core.messages import Cancelled, JobEvent, LiveClaimed, LiveNotice, job_event_decoder, live_notice_decoder
 from core.topology import EVENTS
 
 logger = logging.getLogger(__name__)
@@ -41,12 +47,12 @@ class Viewer:
             to wake it; it is not an event of the job and is never sent).
     """
 
-    queue: asyncio.Queue[tuple[int, JobEvent]]
+    queue: asyncio.Queue[tuple[int, JobEvent | LiveNotice]]
     encoded: dict[int, str] = field(default_factory=dict)
     lagged: bool = False
     purged: bool = False
 
-    def offer(self, seq: int, event: JobEvent) -> None:
+    def offer(self, seq: int, event: JobEvent | LiveNotice) -> None:
         if self.lagged:
             return
         try:
@@ -58,13 +64,15 @@ class Viewer:
 class JobFeed:
     """The events of one job, kept and fanned out to this process's viewers."""
 
-    def __init__(self, js: JetStreamContext, job_id: str, *, queue_size: int) -> None:
+    def __init__(self, js: JetStreamContext, job_id: str, *, queue_size: int, nc: NATS | None = None) -> None:
         self.js = js
+        self.nc = nc
         self.job_id = job_id
         self.queue_size = queue_size
         self.history: list[JobEvent] = []
         self.viewers: set[Viewer] = set()
         self._sub: Subscription | None = None
+        self._notices: Subscription | None = None
         self._arrived = asyncio.Event()
         self.encoded: dict[int, str] = {}
 
@@ -72,6 +80,8 @@ class JobFeed:
         """Subscribe from the job's first event, and wait until what the stream held then has arrived,
         so the first viewer's snapshot is complete."""
         subject = subjects.events(self.job_id)
+        if self.nc is not None:
+            self._notices = await self.nc.subscribe(subjects.live_updates(self.job_id), cb=self._on_notice)
         self._sub = await self.js.subscribe(
             subject, cb=self._on_event, ordered_consumer=True, deliver_policy=js_api.DeliverPolicy.ALL
         )
@@ -84,10 +94,23 @@ class JobFeed:
                     await self._arrived.wait()
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
+        for sub in (self._sub, self._notices):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        self._sub = self._notices = None
+
+    async def _on_notice(self, msg: Msg) -> None:
+        """A live session's notice: to the viewers now, after the last event they have; never kept."""
+        try:
+            notice = live_notice_decoder.decode(msg.data)
+        except ValueError:
+            logger.warning("unreadable live notice dropped", extra={"job_id": self.job_id})
+            return
+        if isinstance(notice, LiveClaimed):
+            return
+        for viewer in self.viewers:
+            viewer.offer(len(self.history), notice)
 
     async def _on_event(self, msg: Msg) -> None:
         event = job_event_decoder.decode(msg.data)
@@ -109,8 +132,9 @@ class JobFeed:
 class Feeds:
     """This process's feeds, one per job with viewers; a feed stops when its last viewer leaves."""
 
-    def __init__(self, js: JetStreamContext, *, queue_size: int) -> None:
+    def __init__(self, js: JetStreamContext, *, queue_size: int, nc: NATS | None = None) -> None:
         self.js = js
+        self.nc = nc
         self.queue_size = queue_size
         self._feeds: dict[str, JobFeed] = {}
         self._starting: dict[str, asyncio.Future[JobFeed]] = {}
@@ -122,7 +146,7 @@ class Feeds:
             return await asyncio.shield(starting)
         future: asyncio.Future[JobFeed] = asyncio.get_running_loop().create_future()
         self._starting[job_id] = future
-        feed = JobFeed(self.js, job_id, queue_size=self.queue_size)
+        feed = JobFeed(self.js, job_id, queue_size=self.queue_size, nc=self.nc)
         try:
             await feed.start()
         except BaseException as exc:

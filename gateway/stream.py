@@ -33,7 +33,20 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from core.messages import Cancelled, Failed, Final, JobEvent, Partial, Progress, Revised, Segment
+from core.messages import (
+    Cancelled,
+    Failed,
+    Final,
+    InterimLine,
+    JobEvent,
+    Lagging,
+    LiveClaimed,
+    LiveNotice,
+    Partial,
+    Progress,
+    Revised,
+    Segment,
+)
 from core.process import Runtime
 from gateway.access import authorize, purged, token_subprotocol
 from gateway.accounts import BAD_KEY, account_of, bad_key, key_subprotocol, scope_entries
@@ -44,7 +57,9 @@ from gateway.envelopes import (
     FailedEnvelope,
     FinalEnvelope,
     Heartbeat,
+    InterimEnvelope,
     Lagged,
+    LaggingEnvelope,
     Lines,
     ProgressEnvelope,
     RevisedEnvelope,
@@ -124,6 +139,7 @@ class Session:
         self.progress = JobProgress(seconds_decoded=0.0, duration=None)
         self.revisions: dict[int, Segment] = {}
         self.shown: dict[int, int] = {}
+        self.interim = 0  # the number of the last interim line sent (a live session's)
 
     def _new_lines(self, lines: list[Segment]) -> list[Segment]:
         fresh = sorted((line for line in lines if line.seq > self.last_line), key=lambda line: line.seq)
@@ -272,6 +288,32 @@ class Session:
                 return FailedEnvelope(job_id=self.job_id, seq=self.seq, reason=event.reason)
         return CancelledEnvelope(job_id=self.job_id, seq=self.seq, reason=event.reason)
 
+    def notice(self, notice: LiveNotice) -> Envelope | None:
+        """The envelope of a live session's notice, or None for an interim older than the one sent."""
+        match notice:
+            case InterimLine():
+                if notice.number <= self.interim:
+                    return None
+                self.interim = notice.number
+                return InterimEnvelope(
+                    job_id=self.job_id,
+                    seq=self.seq,
+                    start=notice.start,
+                    end=notice.end,
+                    stable=notice.stable,
+                    tentative=notice.tentative,
+                    chars=notice.chars,
+                    next_chunk=notice.next_chunk,
+                )
+            case Lagging():
+                return LaggingEnvelope(
+                    job_id=self.job_id,
+                    seq=self.seq,
+                    delay_s=notice.delay_s,
+                    message=f"The transcript is {notice.delay_s:.0f} s behind the audio: this server is busy.",
+                )
+        return None
+
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(job_id=self.job_id, seq=self.seq, last_line=self.last_line, progress=self.progress)
 
@@ -334,6 +376,10 @@ async def _events(
         if viewer.lagged:  # what is queued is not all there is: say so rather than send a gap later
             yield "lagged", encode(session.lagged())
             return
+        if isinstance(event, InterimLine | Lagging | LiveClaimed):  # a live session's notice: its own envelope
+            if not session.finished and (notice := session.notice(event)) is not None:
+                yield str(notice.__struct_config__.tag), encode(notice)
+            continue
         if session.finished and not isinstance(event, Revised):
             continue  # following after the end: only corrections are news
         shared = session.shared(event)
@@ -428,7 +474,13 @@ async def _serve_stream(socket: WebSocket[Any, Any, Any], session: Session, rt: 
         code = CLOSE_TRY_AGAIN_LATER if exc.status >= 500 else _CLOSE_FOR_STATUS.get(exc.status, CLOSE_BAD_REQUEST)
         await _refuse(socket, session, exc, code)
         return
-    stalls: Stalls = state_stalls(socket)
+    await forward(socket, session, rt, feeds, state_stalls(socket))
+
+
+async def forward(
+    socket: WebSocket[Any, Any, Any], session: Session, rt: Runtime, feeds: Feeds, stalls: Stalls
+) -> None:
+    """Send the job's snapshot, then its events, to an accepted and authorized websocket, until the end."""
     try:
         async with feeds.watch(session.job_id) as (history, viewer):
             sent = _Sent(session.last_line)

@@ -354,24 +354,26 @@ def _fingerprint(kind: str, content: bytes, options: JobOptions, webhook_url: st
     return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
 
+def job_links(job_id: str, token: str) -> Links:
+    """Where to read a job: its status, transcript, live streams, audio and page."""
+    base = f"/v1/jobs/{job_id}"
+    return Links(
+        status=base,
+        transcript=f"{base}/transcript",
+        stream=f"{base}/stream",
+        events=f"{base}/events",
+        audio=f"{base}/audio",
+        page=f"/jobs/{job_id}?token={token}",
+    )
+
+
 async def accepted(
     request: Request[Any, Any, Any], job_id: str, *, replayed: bool = False, webhook: bool = False
 ) -> Response[JobAccepted]:
     """The 202 answer: the job, its token, its links, and ``Location`` naming its status."""
     token = job_token(await token_secret(request), job_id)
     base = f"/v1/jobs/{job_id}"
-    body = JobAccepted(
-        job_id=job_id,
-        token=token,
-        links=Links(
-            status=base,
-            transcript=f"{base}/transcript",
-            stream=f"{base}/stream",
-            events=f"{base}/events",
-            audio=f"{base}/audio",
-            page=f"/jobs/{job_id}?token={token}",
-        ),
-    )
+    body = JobAccepted(job_id=job_id, token=token, links=job_links(job_id, token))
     if webhook:
         pool = request.app.state.rt.pool
         body.webhook_secret = webhooks.webhook_secret(await repo.secret(pool, webhooks.SECRET_NAME), job_id)

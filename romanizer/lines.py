@@ -112,6 +112,12 @@ def cut(reading: Reading, timings: Sequence[Timing | None], start: float, end: f
     return [line.piece(a, b) for a, b in pieces]
 
 
+def whole(reading: Reading, timings: Sequence[Timing | None], start: float, end: float) -> Piece:
+    """The line as one piece, uncut: a live session's interim line (its length is the speaker's)."""
+    line = _Line(reading.tokens, timings, start, end)
+    return line.piece(0, len(reading.tokens))
+
+
 class _Line:
     """A read line as tokens, with where each token starts in the text and the characters' times."""
 

@@ -16,6 +16,7 @@ transaction ran) when it failed, again on any redelivery that finds it so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -31,17 +32,21 @@ from core.messages import (
     Failed,
     Final,
     InputEnded,
+    InterimLine,
+    LiveInterim,
     Partial,
     RawSegment,
     Segment,
     SegmentsEvent,
+    encoder,
+    live_interim_decoder,
     segments_event_decoder,
 )
 from core.process import Runtime
 from core.topology import Consumer
 from core.worker import consume
 from romanizer.cleanup import collapse_loops, drop_hallucinations
-from romanizer.lines import char_timings, cut
+from romanizer.lines import char_timings, cut, whole
 from romanizer.romanize import Romanizer
 from store import repo
 
@@ -56,6 +61,27 @@ NOTHING_HEARD = (
     "model heard no words in it (noise, music, or very unclear speech). Check that the recording "
     "has someone speaking clearly."
 )
+
+
+def romanize_interim(romanizer: Romanizer, live: LiveInterim) -> InterimLine:
+    """A live session's line in progress, read as a committed line is (no clean-up: it may still change)."""
+    interim = live.interim
+    stable = romanizer.normalise(interim.stable)
+    text = romanizer.normalise(interim.stable + interim.tentative)
+    if not text.startswith(stable):  # normalising the whole moved a mark at the join: the stable part stands
+        text = stable + romanizer.normalise(interim.tentative)
+    raw = RawSegment(start=interim.start, end=interim.end, text=text, words=interim.words)
+    piece = whole(romanizer.read(text), char_timings(raw, text, romanizer.traditional), interim.start, interim.end)
+    return InterimLine(
+        job_id=live.job_id,
+        number=live.number,
+        next_chunk=live.next_chunk,
+        start=interim.start,
+        end=interim.end,
+        stable=stable,
+        tentative=text[len(stable) :],
+        chars=piece.chars,
+    )
 
 
 def romanize_chunk(
@@ -117,9 +143,24 @@ class RomanizerService:
         return cls(rt.nc, rt.pool, rt.topology.romanizer, await asyncio.to_thread(Romanizer))
 
     async def run(self, stop: asyncio.Event) -> None:
-        await consume(
-            self.nc, self.consumer, handler=self.handle, stop=stop, concurrency=2, on_exhausted=self.exhausted
-        )
+        """Transcribed chunks from their stream; live sessions' interim lines from core NATS (one romanizer each)."""
+        interims = await self.nc.subscribe(f"{subjects.LIVE_INTERIM_PREFIX}.*", queue="romanizer", cb=self.interim)
+        try:
+            await consume(
+                self.nc, self.consumer, handler=self.handle, stop=stop, concurrency=2, on_exhausted=self.exhausted
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await interims.unsubscribe()
+
+    async def interim(self, msg: Msg) -> None:
+        """Romanize a live session's line in progress and pass it on to the gateways (never stored)."""
+        try:
+            live = live_interim_decoder.decode(msg.data)
+            line = romanize_interim(self.romanizer, live)
+            await self.nc.publish(subjects.live_updates(live.job_id), encoder.encode(line))
+        except Exception:  # an interim is replaced within a second: losing one is harmless
+            logger.warning("interim line dropped", exc_info=True)
 
     async def close(self) -> None:
         """Nothing to release: the connections belong to the process."""

@@ -76,7 +76,7 @@ class Usage:
     running_jobs: int
     audio_minutes_today: float
     audio_minutes_this_month: float
-    live_minutes_this_month: float = 0.0  # live audio does not exist yet
+    live_minutes_this_month: float = 0.0  # live sessions' audio (WS /v1/live), counted apart from files
 
     @property
     def next_day(self) -> datetime:
@@ -230,8 +230,12 @@ async def usage(db: Executor, user: str, *, lock: bool = False) -> Usage:
     record: Any = await db.fetchrow(
         "SELECT count(*) FILTER (WHERE created_at >= $2) AS jobs,"
         " count(*) FILTER (WHERE status IN ('queued', 'running')) AS running,"
-        " COALESCE(sum(GREATEST(COALESCE(duration, 0), seconds_decoded)) FILTER (WHERE created_at >= $3), 0) AS today,"
-        " COALESCE(sum(GREATEST(COALESCE(duration, 0), seconds_decoded)) FILTER (WHERE created_at >= $2), 0) AS month"
+        " COALESCE(sum(GREATEST(COALESCE(duration, 0), seconds_decoded))"
+        " FILTER (WHERE created_at >= $3 AND source NOT LIKE 'live:%'), 0) AS today,"
+        " COALESCE(sum(GREATEST(COALESCE(duration, 0), seconds_decoded))"
+        " FILTER (WHERE created_at >= $2 AND source NOT LIKE 'live:%'), 0) AS month,"
+        " COALESCE(sum(GREATEST(COALESCE(duration, 0), seconds_decoded))"
+        " FILTER (WHERE created_at >= $2 AND source LIKE 'live:%'), 0) AS live"
         " FROM jobs WHERE user_id = $1 AND status <> 'failed'"
         " AND (created_at >= $2 OR status IN ('queued', 'running'))",
         user,
@@ -244,4 +248,5 @@ async def usage(db: Executor, user: str, *, lock: bool = False) -> Usage:
         running_jobs=int(record["running"]),
         audio_minutes_today=round(float(record["today"]) / 60, 2),
         audio_minutes_this_month=round(float(record["month"]) / 60, 2),
+        live_minutes_this_month=round(float(record["live"]) / 60, 2),
     )

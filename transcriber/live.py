@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from core.messages import Base, RawSegment, RawWord
+from core.messages import Interim, RawSegment, RawWord
 from core.text import SENTENCE_ENDS
 from transcriber.local import LocalBackend
 
@@ -52,20 +52,6 @@ Decode = Callable[[np.ndarray, str | None], Awaitable[list[RawSegment]]]
 """Transcribe samples (prompt: words after the deployment's prompt); times relative to the first sample."""
 
 _UNIT = re.compile(r"[0-9A-Za-z\u00C0-\u024F]+(?:['.][0-9A-Za-z\u00C0-\u024F]+)*|\S")
-
-
-class Interim(Base, frozen=True):
-    """The line in progress: ``stable`` (only grows until committed), then ``tentative`` (may change).
-
-    ``words`` time ``stable`` + ``tentative`` (one per character for Chinese). Never numbered, never
-    stored.
-    """
-
-    start: float
-    end: float
-    stable: str
-    tentative: str
-    words: list[RawWord] = []
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from core import bus, subjects
 from core.messages import AudioChunk, ChunkTranscribed, Usage, audio_chunk_decoder
 from core.process import Runtime
 from core.settings import Settings
-from core.topology import Consumer
+from core.topology import LIVE_CONSUMER, Consumer
 from core.worker import backoff, consume, heartbeat, jittered
 from store import cache as chunk_cache
 from store import repo
@@ -34,6 +34,7 @@ from transcriber.backends import create_backend
 from transcriber.cache import audio_digest, chunk_key
 from transcriber.errors import PermanentAsrError, TransientAsrError
 from transcriber.fallback import Choice, Router
+from transcriber.sessions import LiveSessions
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Transcriber:
         backend: AsrBackend,
         *,
         router: Router | None = None,
+        live: Consumer = LIVE_CONSUMER,
     ) -> None:
         self.settings = settings
         self.nc = nc
@@ -59,15 +61,17 @@ class Transcriber:
         self.backend = backend
         self.router = router or Router(settings, pool, backend)
         self.alerts = CostWatch(pool, self.js, settings)
+        self.live = LiveSessions(settings, nc, pool, live, backend, self.router, self.alerts)
 
     @classmethod
     async def open(cls, rt: Runtime) -> Transcriber:
         """The transcriber on a process's connections; loads the ASR model (in a thread) first."""
         backend = await asyncio.to_thread(create_backend, rt.settings)
-        return cls(rt.settings, rt.nc, rt.pool, rt.topology.transcriber, backend)
+        return cls(rt.settings, rt.nc, rt.pool, rt.topology.transcriber, backend, live=rt.topology.live)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await consume(
+        """File chunks and live sessions, each on its own consumer."""
+        chunks = consume(
             self.nc,
             self.consumer,
             handler=self.handle,
@@ -75,6 +79,7 @@ class Transcriber:
             concurrency=self.settings.in_flight,
             on_exhausted=self.exhausted,
         )
+        await asyncio.gather(chunks, self.live.run(stop))
 
     async def close(self) -> None:
         """Release the ASR backends (the model's memory, the API clients)."""

@@ -25,8 +25,9 @@ MAX_UTTERANCE_S = 15.0
 PAD_S = 0.1  # silence kept around an utterance's speech (inside the pause)
 QUIET_KEEP_S = 0.5  # with no speech in the buffer, only its last half second is kept (speech may be starting)
 
-Send = Callable[[np.ndarray], Awaitable[list[RawSegment]]]
-"""Transcribe one utterance (billed); segment times relative to its first sample."""
+Send = Callable[[np.ndarray, float], Awaitable[list[RawSegment]]]
+"""Transcribe one utterance (billed) that starts at the given session second; segment times relative to its
+first sample."""
 
 Region = tuple[float, float]
 FindSpeech = Callable[[np.ndarray], list[Region]]
@@ -119,7 +120,7 @@ class Utterances:
         """Send the buffer's ``[start, end)`` seconds, commit what comes back, drop the buffer up to ``end``."""
         samples = self._buffer[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
         at = self._offset + start
-        segments = await self._send(samples)
+        segments = await self._send(samples, round(at, 3))
         self._drop(end)
         lines = []
         for segment in segments:

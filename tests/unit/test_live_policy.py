@@ -7,6 +7,7 @@ its own time in seconds), so they answer for exactly the audio the policy sent t
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from core.messages import RawSegment, RawWord
 from transcriber.live import SAMPLE_RATE, Interim, LiveStart, LiveUpdate, LocalAgreement
@@ -172,8 +173,9 @@ async def test_utterance_mode_sends_each_utterance_once() -> None:
     regions = [(1.0, 3.0), (3.2, 5.0), (6.0, 8.5), (10.0, 28.0), (29.0, 30.0)]  # one 18 s stretch of speech
     sent: list[tuple[float, float]] = []
 
-    async def send(samples: np.ndarray) -> list[RawSegment]:
+    async def send(samples: np.ndarray, at: float) -> list[RawSegment]:
         start, end = float(samples[0]), float(samples[0]) + len(samples) / SAMPLE_RATE
+        assert at == pytest.approx(start, abs=1e-3)  # the session second the utterance starts at
         sent.append((start, end))
         text = f"第{len(sent)}句"
         return [RawSegment(start=0.0, end=end - start, text=text, words=[RawWord(text=text, start=0.1, end=0.5)])]
@@ -203,7 +205,7 @@ async def test_utterance_mode_sends_each_utterance_once() -> None:
     state = LiveStart(committed_until=sent[0][1], next_line=1, tail=lines[0].segment.text)
     resent: list[tuple[float, float]] = []
 
-    async def send_again(samples: np.ndarray) -> list[RawSegment]:
+    async def send_again(samples: np.ndarray, at: float) -> list[RawSegment]:
         resent.append((float(samples[0]), float(samples[0]) + len(samples) / SAMPLE_RATE))
         return [RawSegment(start=0.0, end=1.0, text="again")]
 

@@ -88,5 +88,7 @@ def test_the_transcriber_consumer_takes_its_limits_from_the_settings() -> None:
         "SCRIBE_SEGMENTS",
         "SCRIBE_EVENTS",  # the gateways' webhooks
         "SCRIBE_ALERTS",  # the gateways' cost alerts
+        "SCRIBE_LIVE",  # the transcribers' live sessions
     }
+    assert topology.live.service == "transcriber"  # a transcriber process brings it to its definition
     assert all(consumer.filter_subject in consumer.stream.subjects for consumer in topology.consumers)

@@ -1,0 +1,413 @@
+"""``WS /v1/live``: speak, and read the transcript as it is made.
+
+The client declares its audio in the query (``encoding=linear16&sample_rate=16000&channels=1``,
+``encoding=webm`` or ``encoding=ogg``; ``romanization=`` as for ``POST /v1/jobs``) and sends it in
+binary frames of at most 64 KiB. A live session is a job (source ``live:<encoding>``):
+
+1. The job is made within the caller's plan (keys mode: a key, the ``key.<KEY>`` subprotocol from a
+   browser; live minutes are a quota of their own) and offered to the transcribers on
+   ``scribe.live.sessions``. One must take it within ``SCRIBE_LIVE_CLAIM_S``: otherwise ``error``
+   ``busy`` and close 1013, never a session that silently falls behind.
+2. The first message is ``session``: the job's id, token and links (``page`` included), as a 202
+   from ``POST /v1/jobs``. Every other way of reading a job works while the session runs and after.
+3. Frames are decoded as they come (:class:`streamer.live.LiveDecoder`, in a thread), written for
+   playback, and published to the transcriber as 16 kHz PCM on ``scribe.live.audio.<job>``. A
+   sender ahead of real time by more than ``SCRIBE_LIVE_AHEAD_S`` waits: the server stops reading.
+4. The socket receives the job's events as ``/v1/jobs/{id}/stream`` does (``snapshot``,
+   ``segments``, ``progress``, ``final`` ...), plus ``interim`` and ``lagging``.
+5. ``{"type": "close_stream"}``, no frame for ``SCRIBE_LIVE_IDLE_S``, or ``SCRIBE_LIVE_MAX_S`` (or the
+   plan's live minutes: with a warning) ends the session: what was heard is transcribed and
+   committed, ``final`` comes, then close 1000. A client that drops ends it too; the job keeps what
+   it heard. ``{"type": "keep_alive"}`` keeps a quiet session open without audio.
+
+Bad input gets an ``error`` message and a close code: 4400 for a query or frame the service cannot
+use (an encoding that does not decode is told within the first 64 KiB), 4401 without a key where
+one is needed, 4403 over a quota, 4429 over the client's open streams; the job keeps what it heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+from litestar import WebSocket, websocket
+from litestar.datastructures import State
+from litestar.exceptions import WebSocketDisconnect
+
+from core import bus, subjects
+from core.messages import (
+    AUDIO_END_HEADER,
+    AUDIO_SAMPLE_HEADER,
+    LIVE_SAMPLE_RATE,
+    ROMANIZATIONS,
+    Failed,
+    JobOptions,
+    LiveClaimed,
+    LiveStarted,
+    Romanization,
+    live_notice_decoder,
+)
+from core.process import Runtime
+from core.topology import AUDIO_BUCKET
+from core.uploads import put
+from gateway import accounts, budget
+from gateway.access import job_token, token_secret
+from gateway.accounts import BAD_KEY, Account, account_of, bad_key, key_subprotocol, needs_key, scope_entries
+from gateway.envelopes import SessionEnvelope, encode
+from gateway.errors import UNAVAILABLE, ApiError, unavailable
+from gateway.limits import Limiter
+from gateway.stream import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_TOO_MANY,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
+    Session,
+    Stalls,
+    _counted,
+    _key_prefix,
+    _refuse,
+    forward,
+    state_stalls,
+)
+from gateway.submit import job_links
+from store import accounts as account_store
+from store import live as live_store
+from store import repo
+from streamer.errors import LiveInputError
+from streamer.live import MAX_FRAME_BYTES, LiveDecoder, LiveFormat
+from streamer.playback import PlaybackWriter
+
+logger = logging.getLogger(__name__)
+
+CLOSE_FORBIDDEN = 4403
+BATCH_SAMPLES = LIVE_SAMPLE_RATE // 2  # audio goes on the bus in messages of about half a second
+PROGRESS_S = 5.0  # how often the seconds heard are written to the job (quotas count them as they pass)
+FINAL_WAIT_S = 120.0  # after the end, how long the socket waits for the transcript's last lines
+BUSY = (
+    "Every transcriber is busy with other live sessions; try again in a minute. (An operator adds "
+    "transcribers, or raises SCRIBE_LIVE_SESSIONS where the machine has room.)"
+)
+
+End = Literal["closed", "idle", "limit", "gone", "refused"]
+
+
+class ControlMessage(msgspec.Struct):
+    """A text frame from the client: ``{"type": "close_stream"}`` or ``{"type": "keep_alive"}``."""
+
+    type: Literal["close_stream", "keep_alive"]
+
+
+_control = msgspec.json.Decoder(ControlMessage)
+
+
+class LiveAudio:
+    """A session's audio on its way: decoded, kept for playback, and published in half-second messages."""
+
+    def __init__(self, rt: Runtime, job_id: str, fmt: LiveFormat, folder: Path) -> None:
+        self.rt = rt
+        self.job_id = job_id
+        self.decoder = LiveDecoder(fmt)
+        self.playback = PlaybackWriter(folder / "audio.ogg")
+        self.pending: list[np.ndarray] = []
+        self.held = 0  # samples pending
+        self.published = 0  # samples on the bus
+
+    @property
+    def seconds(self) -> float:
+        return (self.published + self.held) / LIVE_SAMPLE_RATE
+
+    def _decode(self, frame: bytes) -> np.ndarray:
+        samples = self.decoder.feed(frame)
+        self.playback.write(samples)
+        return samples
+
+    async def feed(self, frame: bytes) -> None:
+        """Decode one frame (in a thread: a container's frame may take milliseconds) and publish what is due.
+
+        Raises:
+            LiveInputError: The frame is too large, or the bytes are not the declared encoding.
+        """
+        samples = await asyncio.to_thread(self._decode, frame)
+        if len(samples):
+            self.pending.append(samples)
+            self.held += len(samples)
+        if self.held >= BATCH_SAMPLES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.held:
+            return
+        samples = np.concatenate(self.pending)
+        self.pending, self.held = [], 0
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        first = self.published
+        self.published += len(samples)
+        await self.rt.js.publish(
+            subjects.live_audio(self.job_id),
+            pcm,
+            headers={AUDIO_SAMPLE_HEADER: str(first), "Nats-Msg-Id": f"{self.job_id}:audio:{first}"},
+        )
+
+    async def end(self) -> None:
+        """The rest of the audio, the playback file into the audio bucket, then the end marker."""
+        with contextlib.suppress(LiveInputError):  # said already, or a cut container: what decoded is kept
+            tail = await asyncio.to_thread(self.decoder.close)
+            if len(tail):
+                await asyncio.to_thread(self.playback.write, tail)
+                self.pending.append(tail)
+                self.held += len(tail)
+        await self.flush()
+        try:
+            await asyncio.to_thread(self.playback.close)
+            if self.published:
+                file = await asyncio.to_thread(self.playback.path.open, "rb")
+                try:
+                    await put(self.rt.js, file, bucket=AUDIO_BUCKET, name=self.job_id)
+                finally:
+                    file.close()
+        except Exception:  # the transcript matters more than its playback
+            logger.warning("live audio not stored for playback", extra={"job_id": self.job_id}, exc_info=True)
+        await self.rt.js.publish(
+            subjects.live_audio(self.job_id),
+            b"",
+            headers={AUDIO_END_HEADER: str(self.published), "Nats-Msg-Id": f"{self.job_id}:audio:end"},
+        )
+
+
+@websocket("/v1/live")
+async def live_session(socket: WebSocket[Any, Any, Any], state: State) -> None:
+    """Live audio in, the job's transcript out (see the module docstring for the protocol)."""
+    rt: Runtime = state.rt
+    limiter: Limiter = state.limiter
+    await socket.accept(subprotocols=key_subprotocol(socket.scope) or None)
+    session = Session("", -1)
+    account = account_of(socket)
+    if scope_entries(socket.scope).get(BAD_KEY):
+        await _refuse(socket, session, bad_key(), CLOSE_UNAUTHORIZED)
+        return
+    if rt.settings.auth == "keys" and account is None:
+        message = (
+            "Live audio needs an API key: send it as the subprotocol key.<KEY> (a browser) or as "
+            "Authorization: Bearer sk_…."
+        )
+        await _refuse(socket, session, needs_key(message), CLOSE_UNAUTHORIZED)
+        return
+    with _counted(limiter, socket) as admitted:
+        if admitted is None:
+            await _refuse(socket, session, limiter.stream_refusal(_key_prefix(socket)), CLOSE_TOO_MANY)
+            return
+        try:
+            fmt = LiveFormat.from_query(socket.query_params)
+            options = JobOptions(romanization=_romanization(socket.query_params.get("romanization")))
+            if not rt.nc.is_connected:
+                raise unavailable("Live audio")
+            job_id, limit_s = await _create(rt, fmt, options, account)
+        except LiveInputError as exc:
+            await _refuse(socket, session, ApiError(400, "bad_audio", exc.reason), CLOSE_BAD_REQUEST)
+            return
+        except ApiError as exc:
+            await _refuse(socket, session, exc, _close_code(exc))
+            return
+        except UNAVAILABLE:
+            await _refuse(socket, session, unavailable("Live audio"), CLOSE_TRY_AGAIN_LATER)
+            return
+        session.job_id = job_id
+        started = LiveStarted(
+            job_id=job_id, user_id=None if account is None else account.user, options=options, max_seconds=limit_s
+        )
+        if not await _offer(rt, started):
+            await _refuse(socket, session, ApiError(503, "busy", BUSY), CLOSE_TRY_AGAIN_LATER)
+            return
+        token = job_token(await token_secret(socket), job_id)
+        with contextlib.suppress(WebSocketDisconnect, OSError):
+            await socket.send_text(
+                encode(SessionEnvelope(job_id=job_id, seq=0, token=token, links=job_links(job_id, token)))
+            )
+        with tempfile.TemporaryDirectory(prefix="scribe-live-") as folder:
+            await _run(socket, session, rt, state, LiveAudio(rt, job_id, fmt, Path(folder)), limit_s)
+
+
+async def _run(
+    socket: WebSocket[Any, Any, Any], session: Session, rt: Runtime, state: State, audio: LiveAudio, limit_s: float
+) -> None:
+    """Audio in and events out at once, until the job's end or the client's."""
+    stalls: Stalls = state_stalls(socket)
+    reader = asyncio.create_task(_receive(socket, rt, audio, limit_s))
+    writer = asyncio.create_task(forward(socket, session, rt, state.feeds, stalls))
+    try:
+        await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
+        if not reader.done():  # the job ended first (cancelled, failed) or the client stopped reading
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await audio.end()
+            return
+        end, problem = reader.result()
+        await audio.end()
+        if end == "refused" and problem is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            await _refuse(socket, session, problem, CLOSE_BAD_REQUEST)
+            return
+        if end == "gone":
+            return
+        with contextlib.suppress(TimeoutError):  # the last lines, final, close 1000 (forward closes)
+            async with asyncio.timeout(FINAL_WAIT_S):
+                await asyncio.shield(writer)
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        await asyncio.gather(reader, writer, return_exceptions=True)
+
+
+async def _receive(
+    socket: WebSocket[Any, Any, Any], rt: Runtime, audio: LiveAudio, limit_s: float
+) -> tuple[End, ApiError | None]:
+    """Read frames until the session ends; how it ended (and, when refused, why)."""
+    settings = rt.settings
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    stored_at = began
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(settings.live_idle_s):
+                    message = await socket.receive()
+            except TimeoutError:
+                return "idle", None
+            if message["type"] == "websocket.disconnect":
+                return "gone", None
+            frame, text = message.get("bytes"), message.get("text")
+            if isinstance(frame, bytes):
+                if len(frame) > MAX_FRAME_BYTES:
+                    reason = (
+                        f"An audio frame of {len(frame):,} bytes is too large: send at most {MAX_FRAME_BYTES:,} "
+                        "bytes per message (MediaRecorder's 250 ms slices are well under it)."
+                    )
+                    return "refused", ApiError(400, "bad_audio", reason)
+                try:
+                    await audio.feed(frame)
+                except LiveInputError as exc:
+                    return "refused", ApiError(400, "bad_audio", exc.reason)
+            elif isinstance(text, str):
+                try:
+                    control = _control.decode(text)
+                except (msgspec.ValidationError, msgspec.DecodeError):
+                    said = text[:60]
+                    return "refused", ApiError(
+                        400,
+                        "bad_request",
+                        f'A text message must be {{"type": "close_stream"}} or {{"type": "keep_alive"}}, '
+                        f"not {said!r}: send audio as binary messages.",
+                    )
+                if control.type == "close_stream":
+                    return "closed", None
+            if audio.seconds >= limit_s:
+                await _warn_limit(rt, audio.job_id, limit_s)
+                return "limit", None
+            now = loop.time()
+            if now - stored_at >= PROGRESS_S:
+                stored_at = now
+                await repo.set_progress(rt.pool, audio.job_id, round(audio.seconds, 3))
+            ahead = audio.seconds - (now - began)
+            if ahead > settings.live_ahead_s:  # faster than real time: stop reading for a while
+                await asyncio.sleep(ahead - settings.live_ahead_s)
+    except WebSocketDisconnect:
+        return "gone", None
+
+
+async def _warn_limit(rt: Runtime, job_id: str, limit_s: float) -> None:
+    minutes = limit_s / 60
+    amount = f"{minutes:,.0f}" if minutes >= 1 else f"{limit_s:,.0f} seconds"
+    unit = " minutes" if minutes >= 1 else ""
+    await repo.add_warning(
+        rt.pool,
+        job_id,
+        f"The live session stopped at its limit of {amount}{unit}: the audio after it was not transcribed. "
+        "Start a new session to go on.",
+    )
+
+
+def _romanization(value: str | None) -> Romanization:
+    if value is None or value == "":
+        return "both"
+    if value not in ROMANIZATIONS:
+        raise ApiError(
+            400, "bad_request", f"romanization must be one of {', '.join(ROMANIZATIONS)}, not {value[:20]!r}."
+        )
+    return value  # type: ignore[return-value]
+
+
+def _close_code(exc: ApiError) -> int:
+    if exc.status >= 500 or exc.status == 429 and exc.code != "too_many_streams":
+        return CLOSE_TRY_AGAIN_LATER
+    return {400: CLOSE_BAD_REQUEST, 401: CLOSE_UNAUTHORIZED, 403: CLOSE_FORBIDDEN, 429: CLOSE_TOO_MANY}.get(
+        exc.status, CLOSE_BAD_REQUEST
+    )
+
+
+async def _create(rt: Runtime, fmt: LiveFormat, options: JobOptions, account: Account | None) -> tuple[str, float]:
+    """Make the session's job within the caller's plan: its id and how many seconds it may run.
+
+    Raises:
+        ApiError: 403 over a quota (live minutes included), 503 past the daily budget when jobs are refused.
+    """
+    await budget.refuse_when_spent(rt)
+    job_id = uuid.uuid4().hex
+    limit_s = rt.settings.live_max_s
+    title = f"Live session, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    async with rt.pool.acquire() as conn, conn.transaction():
+        if account is not None:
+            used = await account_store.usage(conn, account.user, lock=True)
+            accounts.check_quotas(account.plan, used)
+            if (allowed := account.plan.live_minutes_per_month) is not None:
+                left_s = (allowed - used.live_minutes_this_month) * 60
+                if left_s < 1:
+                    raise ApiError(
+                        403,
+                        "quota_exceeded",
+                        f"Your {account.plan.name} plan allows {allowed:,.0f} minutes of live audio a month; you "
+                        f"have used {used.live_minutes_this_month:,.1f}. It resets on "
+                        f"{used.next_month.day} {used.next_month:%B}.",
+                    )
+                limit_s = min(limit_s, left_s)
+            if (longest := accounts.max_seconds(account.plan)) is not None:
+                limit_s = min(limit_s, longest)
+        user = None if account is None else account.user
+        await repo.create_job(conn, job_id, f"live:{fmt.encoding}", user_id=user, options=options, title=title)
+    return job_id, limit_s
+
+
+async def _offer(rt: Runtime, started: LiveStarted) -> bool:
+    """Offer the session to the transcribers and wait for one to take it; False (the job failed) if none does."""
+    job_id = started.job_id
+    claimed = asyncio.Event()
+
+    async def on_notice(msg: Any) -> None:
+        with contextlib.suppress(ValueError):
+            if isinstance(live_notice_decoder.decode(msg.data), LiveClaimed):
+                claimed.set()
+
+    sub = await rt.nc.subscribe(subjects.live_updates(job_id), cb=on_notice)
+    try:
+        await bus.publish(rt.js, subjects.LIVE_SESSIONS, started, msg_id=job_id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(rt.settings.live_claim_s):
+                await claimed.wait()
+        if claimed.is_set():
+            return True
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    if await live_store.refuse(rt.pool, job_id, BUSY):
+        await bus.publish_event(rt.js, Failed(job_id=job_id, reason=BUSY))
+        logger.warning("live session refused: no transcriber took it", extra={"job_id": job_id})
+        return False
+    return True  # taken as the wait ran out: the claim won in the database

@@ -1,0 +1,165 @@
+"""``WS /v1/live`` end to end: a client paces a shared clip at real time into a real gateway, NATS,
+PostgreSQL, the embedded Whisper and the romanizer.
+
+One session is shared by most assertions (CI time): ``session`` first, interim lines before the
+committed ones, stable text that only grows, committed lines numbered without gaps and never
+changed, the final transcript equal to the committed lines, and afterwards a finished job with
+audio and downloads. A second viewer watches the same session over ``/stream`` from its start,
+and a third joins mid-session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+from faster_whisper import decode_audio
+
+from core.settings import Settings
+from scribe.embedded import EmbeddedNats
+from scribe.runtime import SERVICES, runtime
+from tests.integration.test_gateway_stream import gateway
+from tests.live_media import pcm
+from tests.paths import AUDIO
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CLIP = AUDIO / "sherpa_yue-10.wav"  # 6.7 s
+SLICE_S = 0.25
+
+
+@dataclass
+class Heard:
+    """Every message one socket received, in order, and how it closed."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    @property
+    def lines(self) -> list[dict[str, Any]]:
+        return [line for m in self.messages if m["type"] in ("snapshot", "segments") for line in m["segments"]]
+
+
+@dataclass
+class Stack:
+    host: str
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("SCRIBE_TEST_NATS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedNats(tmp_path_factory.mktemp("live-nats") / "jetstream")
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def stack(data_dir: Path, database_url: str, module_nats: str) -> AsyncIterator[Stack]:
+    cfg = Settings(data_dir=data_dir, allow_private_urls=True, log_level="INFO").with_(
+        nats_url=module_nats, database_url=database_url, live_claim_s=10.0
+    )
+    async with runtime(cfg) as services, gateway(cfg) as host:
+        await services.start(SERVICES)
+        yield Stack(host, cfg)
+
+
+async def _listen(ws: Any, heard: Heard) -> None:
+    with contextlib.suppress(websockets.ConnectionClosed):
+        async for text in ws:
+            heard.messages.append(json.loads(text))
+    heard.close_code = ws.close_code
+
+
+async def _speak(ws: Any, samples: np.ndarray, *, pace: float = 1.0) -> None:
+    """Send ``samples`` as linear16 in 250 ms frames at ``pace`` times real time, then close_stream."""
+    data = pcm(samples, 16000, 1)
+    step = int(16000 * SLICE_S) * 2
+    for at in range(0, len(data), step):
+        await ws.send(data[at : at + step])
+        await asyncio.sleep(SLICE_S / pace)
+    await ws.send(json.dumps({"type": "close_stream"}))
+
+
+async def test_a_live_session_end_to_end(stack: Stack) -> None:
+    samples = decode_audio(str(CLIP))
+    speaker, viewer, late = Heard(), Heard(), Heard()
+    url = f"ws://{stack.host}/v1/live?encoding=linear16&sample_rate=16000&channels=1"
+    async with asyncio.timeout(90), websockets.connect(url) as ws:
+        first = json.loads(await ws.recv())
+        speaker.messages.append(first)
+        assert first["type"] == "session" and first["v"] == 1, first
+        job_id, token = first["job_id"], first["token"]
+        assert first["links"]["page"] == f"/jobs/{job_id}?token={token}"
+        listening = asyncio.create_task(_listen(ws, speaker))
+        stream = f"ws://{stack.host}{first['links']['stream']}?token={token}"
+        async with websockets.connect(stream) as other:
+            watching = asyncio.create_task(_listen(other, viewer))
+            speaking = asyncio.create_task(_speak(ws, samples))
+            await asyncio.sleep(len(samples) / 16000 / 2)
+            async with websockets.connect(stream) as third:  # joins mid-session
+                await _listen(third, late)
+            await speaking
+            await asyncio.gather(listening, watching)
+
+    assert speaker.close_code == 1000, speaker.messages[-3:]
+    kinds = [m["type"] for m in speaker.messages]
+    assert kinds[:2] == ["session", "snapshot"], kinds
+    assert kinds[-1] == "final", kinds
+    interims = speaker.of("interim")
+    assert interims, kinds
+    lines = speaker.lines
+    assert lines, kinds
+    assert kinds.index("interim") < next(i for i, m in enumerate(speaker.messages) if m["type"] == "segments")
+    assert [line["seq"] for line in lines] == list(range(len(lines)))  # numbered without gaps, each once
+
+    # Stable text only grows while a line is in progress: each interim's stable part starts with the one
+    # before it, until a line is committed (its chunk arrives) and the next interim starts afresh.
+    committed_chunks = -1
+    previous = ""
+    for message in speaker.messages:
+        if message["type"] == "segments":
+            committed_chunks = max(committed_chunks, *(line["chunk_seq"] for line in message["segments"]))
+            previous = ""
+        elif message["type"] == "interim":
+            if message["next_chunk"] <= committed_chunks:
+                continue
+            assert message["stable"].startswith(previous) or not previous, (previous, message["stable"])
+            previous = message["stable"]
+            assert len(message["chars"]) == len(message["stable"] + message["tentative"])
+
+    final = speaker.of("final")[0]
+    assert final["segment_count"] == len(lines)
+    # The second viewer saw the same committed lines, and interims too; the late one the same lines.
+    assert [line["text"] for line in viewer.lines] == [line["text"] for line in lines]
+    assert viewer.of("interim") and viewer.close_code == 1000
+    assert [line["text"] for line in late.lines] == [line["text"] for line in lines]
+
+    async with httpx.AsyncClient(base_url=f"http://{stack.host}", params={"token": token}) as http:
+        status = (await http.get(f"/v1/jobs/{job_id}")).json()
+        assert status["status"] == "done", status
+        transcript = (await http.get(f"/v1/jobs/{job_id}/transcript")).json()
+        assert [s["text"] for s in transcript["segments"]] == [line["text"] for line in lines]  # never changed
+        assert transcript["duration"] == pytest.approx(len(samples) / 16000, abs=0.3)
+        last_end = transcript["segments"][-1]["end"]
+        assert 0 < last_end <= transcript["duration"] + 0.5  # session seconds, on the audio's clock
+        audio = await http.get(f"/v1/jobs/{job_id}/audio")
+        assert audio.status_code == 200 and audio.content[:4] == b"OggS"
+        srt = await http.get(f"/v1/jobs/{job_id}/transcript", params={"format": "srt"})
+        assert srt.status_code == 200 and lines[0]["text"] in srt.text
