@@ -42,22 +42,13 @@ from litestar import WebSocket, websocket
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
 
-from core import bus, subjects
 from core.messages import (
-    AUDIO_END_HEADER,
-    AUDIO_SAMPLE_HEADER,
-    LIVE_SAMPLE_RATE,
     ROMANIZATIONS,
-    Failed,
     JobOptions,
-    LiveClaimed,
     LiveStarted,
     Romanization,
-    live_notice_decoder,
 )
 from core.process import Runtime
-from core.topology import AUDIO_BUCKET
-from core.uploads import put
 from gateway import accounts, budget
 from gateway.access import job_token, token_secret
 from gateway.accounts import BAD_KEY, Account, account_of, bad_key, key_subprotocol, needs_key, scope_entries
@@ -79,22 +70,16 @@ from gateway.stream import (
 )
 from gateway.submit import job_links
 from store import accounts as account_store
-from store import live as live_store
 from store import repo
 from streamer.errors import LiveInputError
 from streamer.live import MAX_FRAME_BYTES, LiveDecoder, LiveFormat
-from streamer.playback import PlaybackWriter
+from streamer.sessions import BUSY, SessionAudio, offer
 
 logger = logging.getLogger(__name__)
 
 CLOSE_FORBIDDEN = 4403
-BATCH_SAMPLES = LIVE_SAMPLE_RATE // 2  # audio goes on the bus in messages of about half a second
 PROGRESS_S = 5.0  # how often the seconds heard are written to the job (quotas count them as they pass)
 FINAL_WAIT_S = 120.0  # after the end, how long the socket waits for the transcript's last lines
-BUSY = (
-    "Every transcriber is busy with other live sessions; try again in a minute. (An operator adds "
-    "transcribers, or raises SCRIBE_LIVE_SESSIONS where the machine has room.)"
-)
 
 End = Literal["closed", "idle", "limit", "gone", "refused"]
 
@@ -109,24 +94,20 @@ _control = msgspec.json.Decoder(ControlMessage)
 
 
 class LiveAudio:
-    """A session's audio on its way: decoded, kept for playback, and published in half-second messages."""
+    """The client's frames decoded (:class:`streamer.live.LiveDecoder`) into the session's audio."""
 
     def __init__(self, rt: Runtime, job_id: str, fmt: LiveFormat, folder: Path) -> None:
-        self.rt = rt
         self.job_id = job_id
         self.decoder = LiveDecoder(fmt)
-        self.playback = PlaybackWriter(folder / "audio.ogg")
-        self.pending: list[np.ndarray] = []
-        self.held = 0  # samples pending
-        self.published = 0  # samples on the bus
+        self.out = SessionAudio(rt, job_id, folder)
 
     @property
     def seconds(self) -> float:
-        return (self.published + self.held) / LIVE_SAMPLE_RATE
+        return self.out.seconds
 
     def _decode(self, frame: bytes) -> np.ndarray:
         samples = self.decoder.feed(frame)
-        self.playback.write(samples)
+        self.out.keep(samples)
         return samples
 
     async def feed(self, frame: bytes) -> None:
@@ -135,51 +116,17 @@ class LiveAudio:
         Raises:
             LiveInputError: The frame is too large, or the bytes are not the declared encoding.
         """
-        samples = await asyncio.to_thread(self._decode, frame)
-        if len(samples):
-            self.pending.append(samples)
-            self.held += len(samples)
-        if self.held >= BATCH_SAMPLES:
-            await self.flush()
+        await self.out.add(await asyncio.to_thread(self._decode, frame))
 
-    async def flush(self) -> None:
-        if not self.held:
-            return
-        samples = np.concatenate(self.pending)
-        self.pending, self.held = [], 0
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-        first = self.published
-        self.published += len(samples)
-        await self.rt.js.publish(
-            subjects.live_audio(self.job_id),
-            pcm,
-            headers={AUDIO_SAMPLE_HEADER: str(first), "Nats-Msg-Id": f"{self.job_id}:audio:{first}"},
-        )
+    def _close(self) -> np.ndarray:
+        tail = self.decoder.close()
+        self.out.keep(tail)
+        return tail
 
     async def end(self) -> None:
-        """The rest of the audio, the playback file into the audio bucket, then the end marker."""
         with contextlib.suppress(LiveInputError):  # said already, or a cut container: what decoded is kept
-            tail = await asyncio.to_thread(self.decoder.close)
-            if len(tail):
-                await asyncio.to_thread(self.playback.write, tail)
-                self.pending.append(tail)
-                self.held += len(tail)
-        await self.flush()
-        try:
-            await asyncio.to_thread(self.playback.close)
-            if self.published:
-                file = await asyncio.to_thread(self.playback.path.open, "rb")
-                try:
-                    await put(self.rt.js, file, bucket=AUDIO_BUCKET, name=self.job_id)
-                finally:
-                    file.close()
-        except Exception:  # the transcript matters more than its playback
-            logger.warning("live audio not stored for playback", extra={"job_id": self.job_id}, exc_info=True)
-        await self.rt.js.publish(
-            subjects.live_audio(self.job_id),
-            b"",
-            headers={AUDIO_END_HEADER: str(self.published), "Nats-Msg-Id": f"{self.job_id}:audio:end"},
-        )
+            await self.out.add(await asyncio.to_thread(self._close))
+        await self.out.end()
 
 
 @websocket("/v1/live")
@@ -223,7 +170,7 @@ async def live_session(socket: WebSocket[Any, Any, Any], state: State) -> None:
         started = LiveStarted(
             job_id=job_id, user_id=None if account is None else account.user, options=options, max_seconds=limit_s
         )
-        if not await _offer(rt, started):
+        if not await offer(rt, started):
             await _refuse(socket, session, ApiError(503, "busy", BUSY), CLOSE_TRY_AGAIN_LATER)
             return
         token = job_token(await token_secret(socket), job_id)
@@ -383,31 +330,3 @@ async def _create(rt: Runtime, fmt: LiveFormat, options: JobOptions, account: Ac
         user = None if account is None else account.user
         await repo.create_job(conn, job_id, f"live:{fmt.encoding}", user_id=user, options=options, title=title)
     return job_id, limit_s
-
-
-async def _offer(rt: Runtime, started: LiveStarted) -> bool:
-    """Offer the session to the transcribers and wait for one to take it; False (the job failed) if none does."""
-    job_id = started.job_id
-    claimed = asyncio.Event()
-
-    async def on_notice(msg: Any) -> None:
-        with contextlib.suppress(ValueError):
-            if isinstance(live_notice_decoder.decode(msg.data), LiveClaimed):
-                claimed.set()
-
-    sub = await rt.nc.subscribe(subjects.live_updates(job_id), cb=on_notice)
-    try:
-        await bus.publish(rt.js, subjects.LIVE_SESSIONS, started, msg_id=job_id)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(rt.settings.live_claim_s):
-                await claimed.wait()
-        if claimed.is_set():
-            return True
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-    if await live_store.refuse(rt.pool, job_id, BUSY):
-        await bus.publish_event(rt.js, Failed(job_id=job_id, reason=BUSY))
-        logger.warning("live session refused: no transcriber took it", extra={"job_id": job_id})
-        return False
-    return True  # taken as the wait ran out: the claim won in the database
