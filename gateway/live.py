@@ -192,17 +192,16 @@ async def _run(
     try:
         await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
         if not reader.done():  # the job ended first (cancelled, failed) or the client stopped reading
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            await _stop(reader)
             await audio.end()
             return
         end, problem = reader.result()
-        await audio.end()
-        if end == "refused" and problem is not None:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+        if end == "refused" and problem is not None:  # said before the job's end can reach the client
+            await _stop(writer)
             await _refuse(socket, session, problem, CLOSE_BAD_REQUEST)
+            await audio.end()
             return
+        await audio.end()
         if end == "gone":
             return
         with contextlib.suppress(TimeoutError):  # the last lines, final, close 1000 (forward closes)
@@ -210,8 +209,17 @@ async def _run(
                 await asyncio.shield(writer)
     finally:
         for task in (reader, writer):
-            task.cancel()
-        await asyncio.gather(reader, writer, return_exceptions=True)
+            await _stop(task)
+
+
+async def _stop(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it to end, cancelling again where a library swallowed the cancellation
+    (nats-py's requests can: a feed starting then went on to stream events)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.2)
+    if not task.cancelled():
+        task.exception()  # retrieved: an error after the session's end is not news
 
 
 async def _receive(

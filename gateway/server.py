@@ -49,7 +49,9 @@ logger = logging.getLogger(__name__)
 
 FILES_RESERVED = 256  # open files kept back from connections: uploads, NATS, PostgreSQL, logs
 REFUSAL_LINGER_S = 2.0  # how long a refused connection may read its answer before it is closed
-MAX_WEBSOCKET_MESSAGE = 64 * 1024  # clients send the stream nothing it needs; a big message is an attack
+# Live audio frames may be 64 KiB (streamer.live.MAX_FRAME_BYTES); up to twice that is read, so a frame a little
+# over gets the service's own sentence (WS /v1/live), and a bigger message closes the connection (1009).
+MAX_WEBSOCKET_MESSAGE = 128 * 1024
 
 
 def raise_open_files_limit() -> int:

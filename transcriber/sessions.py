@@ -73,6 +73,10 @@ LAGGING_S = 5.0  # a transcript this far behind its audio is reported (once ever
 PROGRESS_S = 5.0  # how often the session's progress is published and stored
 IDLE_MARGIN_S = 5.0  # beyond SCRIBE_LIVE_IDLE_S: audio this long absent means the gateway is gone
 SEND_TRIES = 4  # a paid call's transient failures before the session fails
+NO_AUDIO = (
+    "The live session ended before any audio arrived. Check that the microphone works (and that the page may "
+    "use it), or that the program sends audio as binary messages in the declared encoding."
+)
 
 
 class Policy(Protocol):
@@ -358,6 +362,12 @@ class Session:
             )
             await repo.record_usage(pool, usage, job_id=self.job_id, chunk_seq=-1, user_id=self.started.user_id)
         self.fed = max(end, self.fed)
+        if not self.fed:
+            await repo.fail_job(
+                pool, self.job_id, NO_AUDIO, publish=functools.partial(bus.publish_event, self.owner.js)
+            )
+            await self.drop_audio()
+            return
         await self.progress(ended=True)
         ended = InputEnded(job_id=self.job_id, total_chunks=lines, duration=duration)
         await bus.publish(self.owner.js, subjects.segments(self.job_id), ended, msg_id=f"{self.job_id}:end")

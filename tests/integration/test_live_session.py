@@ -163,3 +163,134 @@ async def test_a_live_session_end_to_end(stack: Stack) -> None:
         assert audio.status_code == 200 and audio.content[:4] == b"OggS"
         srt = await http.get(f"/v1/jobs/{job_id}/transcript", params={"format": "srt"})
         assert srt.status_code == 200 and lines[0]["text"] in srt.text
+
+
+async def _session(url: str, *, subprotocols: list[str] | None = None) -> tuple[Heard, Any]:
+    """Open ``url``; the messages until the server closes (or the first one, if it stays open) and the socket."""
+    heard = Heard()
+    ws = await websockets.connect(url, subprotocols=subprotocols)  # type: ignore[arg-type]
+    heard.messages.append(json.loads(await ws.recv()))
+    return heard, ws
+
+
+async def _refused(url: str, **kwargs: Any) -> Heard:
+    """A connection the server refuses: its one ``error`` message and close code."""
+    heard, ws = await _session(url, **kwargs)
+    async with asyncio.timeout(10):
+        await _listen(ws, heard)
+    return heard
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("", "encoding is missing"),
+        ("encoding=mp3", "encoding='mp3' is not supported"),
+        ("encoding=linear16", "sample_rate"),
+        ("encoding=linear16&sample_rate=96000", "out of range"),
+        ("encoding=linear16&sample_rate=16000&channels=3", "channels=3"),
+        ("encoding=webm&romanization=pinyin", "romanization must be one of"),
+    ],
+)
+async def test_a_query_the_service_cannot_use_is_refused_with_a_sentence(stack: Stack, query: str, said: str) -> None:
+    heard = await _refused(f"ws://{stack.host}/v1/live?{query}")
+    (error,) = heard.messages
+    assert error["type"] == "error" and said in error["message"] and not error["retryable"], error
+    assert heard.close_code == 4400
+
+
+async def _job_status(stack: Stack, session: dict[str, Any]) -> dict[str, Any]:
+    """The session's job once it has ended."""
+    async with httpx.AsyncClient(base_url=f"http://{stack.host}", params={"token": session["token"]}) as http:
+        async with asyncio.timeout(60):
+            while True:
+                status = dict((await http.get(session["links"]["status"])).json())
+                if status["status"] in ("done", "failed", "cancelled"):
+                    return status
+                await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "frames", "said"),
+    [
+        ("webm", [b"RIFF" + bytes(60_000)], "are not WebM audio: they are WAV"),  # a WAV file declared as WebM
+        ("ogg", [bytes(range(256)) * 40] * 8, "Ogg"),  # noise declared as Ogg/Opus
+        ("linear16&sample_rate=16000", [bytes(70_000)], "too large"),
+        ("linear16&sample_rate=16000", ['{"type": "stop"}'], "close_stream"),
+        ("linear16&sample_rate=16000", ["hello"], "text message"),
+    ],
+)
+async def test_bad_frames_get_a_sentence_and_4400_within_two_seconds(
+    stack: Stack, encoding: str, frames: list[bytes | str], said: str
+) -> None:
+    heard, ws = await _session(f"ws://{stack.host}/v1/live?encoding={encoding}")
+    session = heard.messages[0]
+    assert session["type"] == "session"
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    for frame in frames:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(frame)
+    async with asyncio.timeout(10):
+        await _listen(ws, heard)
+    errors = heard.of("error")
+    assert errors and said in errors[0]["message"], heard.messages
+    assert heard.close_code == 4400
+    assert loop.time() - began < 2.0
+    # Nothing was heard: the job says so rather than wait.
+    status = await _job_status(stack, session)
+    assert status["status"] == "failed" and "before any audio arrived" in status["reason"], status
+
+
+async def test_a_sender_that_drops_ends_the_session_with_what_was_heard(stack: Stack) -> None:
+    samples = decode_audio(str(CLIP))
+    heard, ws = await _session(f"ws://{stack.host}/v1/live?encoding=linear16&sample_rate=16000")
+    session = heard.messages[0]
+    data = pcm(samples, 16000, 1)
+    for at in range(0, len(data), 16000):  # 6.7 s at once: the gateway reads it (within SCRIBE_LIVE_AHEAD_S)
+        await ws.send(data[at : at + 16000])
+    await asyncio.sleep(0.5)
+    ws.transport.abort()  # no close frame: the connection just goes
+    status = await _job_status(stack, session)
+    assert status["status"] == "done", status
+    async with httpx.AsyncClient(base_url=f"http://{stack.host}", params={"token": session["token"]}) as http:
+        transcript = (await http.get(session["links"]["transcript"])).json()
+    assert transcript["segments"] and transcript["duration"] == pytest.approx(len(samples) / 16000, abs=0.3)
+
+
+async def test_no_free_transcriber_means_busy_and_1013_never_a_session_that_falls_behind(stack: Stack) -> None:
+    # Every transcriber slot (SCRIBE_LIVE_SESSIONS=2 here) held by sessions that stay open.
+    held = [await _session(f"ws://{stack.host}/v1/live?encoding=linear16&sample_rate=16000") for _ in range(2)]
+    try:
+        assert all(heard.messages[0]["type"] == "session" for heard, _ in held)
+        impatient = stack.settings.with_(live_claim_s=1.0)
+        async with gateway(impatient) as host:
+            refused = await _refused(f"ws://{host}/v1/live?encoding=linear16&sample_rate=16000")
+        (error,) = refused.messages
+        assert error["code"] == "busy" and error["retryable"] and "try again" in error["message"], error
+        assert refused.close_code == 1013
+    finally:
+        for _, ws in held:
+            await ws.send(json.dumps({"type": "close_stream"}))
+            await ws.close()
+
+
+async def test_a_huge_message_closes_the_connection_before_it_is_held(stack: Stack) -> None:
+    heard, ws = await _session(f"ws://{stack.host}/v1/live?encoding=linear16&sample_rate=16000")
+    with contextlib.suppress(websockets.ConnectionClosed):
+        await ws.send(bytes(1024 * 1024))
+    async with asyncio.timeout(10):
+        await _listen(ws, heard)
+    assert heard.close_code == 1009  # message too big: the server read no more of it
+    status = await _job_status(stack, heard.messages[0])
+    assert status["status"] == "failed" and "before any audio arrived" in status["reason"], status
+
+
+async def test_under_keys_a_live_session_needs_a_key(stack: Stack) -> None:
+    async with gateway(stack.settings.with_(auth="keys")) as host:
+        refused = await _refused(f"ws://{host}/v1/live?encoding=webm")
+        (error,) = refused.messages
+        assert error["code"] == "unauthorized" and "key.<KEY>" in error["message"], error
+        assert refused.close_code == 4401
+        wrong = await _refused(f"ws://{host}/v1/live?encoding=webm", subprotocols=["key.sk_not_a_key"])
+        assert wrong.close_code == 4401
