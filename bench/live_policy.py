@@ -15,7 +15,9 @@ Targets (issue 19): live CER at most 0.03 above file mode; delay median <= 3 s, 
 
 Run from the repository root (about 3 minutes on 2 cores)::
 
-    .venv/bin/python -m bench.live_policy [--data DIR] [--threads N] [--clips NAME,...]
+    .venv/bin/python -m bench.live_policy [--data DIR] [--threads N] [--clips NAME,...] [--settled-s S]
+
+``--settled-s inf`` is the policy before stable text was committed without a break (the baseline).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from faster_whisper import decode_audio
 from bench.asr_eval import edit_distance, normalise, read_clips
 from core.settings import Settings
 from tests.paths import AUDIO
-from transcriber.live import SAMPLE_RATE, LocalAgreement, local_decoder
+from transcriber.live import SAMPLE_RATE, SETTLED_S, LocalAgreement, local_decoder
 from transcriber.local import LocalBackend
 from transcriber.model import load_model
 
@@ -55,7 +57,7 @@ async def main_async(args: argparse.Namespace) -> int:
     audio_s = 0.0
     for clip in clips:
         samples = decode_audio(str(clip.path))
-        policy = LocalAgreement(local_decoder(backend))
+        policy = LocalAgreement(local_decoder(backend), settled_s=args.settled_s)
         texts: list[str] = []
         for at in range(0, len(samples), SAMPLE_RATE):
             policy.feed(samples[at : at + SAMPLE_RATE])
@@ -110,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=AUDIO)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clips", default="", help="comma-separated file names (default: every clip with a reference)")
+    parser.add_argument(
+        "--settled-s", type=float, default=SETTLED_S, help="commit stable text this old without a break (inf: never)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return asyncio.run(main_async(parser.parse_args(argv)))
 

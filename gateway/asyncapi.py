@@ -19,12 +19,16 @@ from gateway.envelopes import (
     FailedEnvelope,
     FinalEnvelope,
     Heartbeat,
+    InterimEnvelope,
     Lagged,
+    LaggingEnvelope,
     Lines,
     ProgressEnvelope,
     RevisedEnvelope,
+    SessionEnvelope,
     Snapshot,
 )
+from gateway.live import ControlMessage
 from gateway.openapi import VERSION
 
 _STREAM = (
@@ -37,6 +41,8 @@ _STREAM = (
     CancelledEnvelope,
     Heartbeat,
     Lagged,
+    InterimEnvelope,
+    LaggingEnvelope,
 )
 _BUS = (Progress, Partial, Revised, Final, Failed, Cancelled)
 
@@ -45,6 +51,15 @@ _CLOSE_CODES = (
     "`lagged`; 4400 (bad `after`), 4401 (no or wrong token or API key), 4404 (no such job), 4410 (purged) after an "
     "`error`; 1013 (try again later) after a retryable `error` (the message bus is down); 4429 after a retryable "
     "`error` when this client or API key holds too many streams (`SCRIBE_MAX_STREAMS`)."
+)
+
+
+_LIVE_CLOSE_CODES = (
+    "`/v1/live` closes with 1000 after `final`; 4400 after an `error` for a query or frame the service cannot use "
+    "(an encoding that does not decode is told within its first 64 KiB, a frame over 64 KiB, a text message other "
+    "than the two below); 1009 for a message over 128 KiB; 4401 without a key where one is needed; 4403 over a "
+    "quota (live minutes included); 4429 over this client's open streams; 1013 after a retryable `error`: `busy` "
+    "(no transcriber can take the session: try again in a minute) or a dependency down."
 )
 
 
@@ -62,13 +77,32 @@ def _message(struct: type[msgspec.Struct], prefix: str) -> dict[str, Any]:
 @cache
 def document() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the websocket, the SSE stream and the bus's job events."""
-    structs = (*_STREAM, ErrorEnvelope, *_BUS)
+    structs = (*_STREAM, ErrorEnvelope, SessionEnvelope, ControlMessage, *_BUS)
     _, schemas = msgspec.json.schema_components(structs, ref_template="#/components/schemas/{name}")
     stream_messages = {f"stream_{s.__struct_config__.tag}": _message(s, "") for s in (*_STREAM, ErrorEnvelope)}
     bus_messages = {f"bus_{s.__struct_config__.tag}": _message(s, "bus ") for s in _BUS}
     job_id = {"description": "The job's id, from the submit's answer."}
     refs = {name: {"$ref": f"#/components/messages/{name}"} for name in stream_messages}
     bus_refs = {name: {"$ref": f"#/components/messages/{name}"} for name in bus_messages}
+    live_messages = {
+        "live_session": _message(SessionEnvelope, ""),
+        "live_audio": {
+            "name": "audio",
+            "title": "audio frame",
+            "summary": "A binary message of audio in the declared encoding, at most 64 KiB (MediaRecorder's 250 ms "
+            "slices, or raw PCM in any split).",
+            "contentType": "application/octet-stream",
+            "payload": {"type": "string", "format": "binary"},
+        },
+        "live_control": {
+            "name": "control",
+            "title": "close_stream / keep_alive",
+            "summary": '{"type": "close_stream"} ends the session (what is buffered is transcribed, `final` '
+            'follows, then close 1000); {"type": "keep_alive"} keeps a quiet session open without audio.',
+            "contentType": "application/json",
+            "payload": {"$ref": "#/components/schemas/ControlMessage"},
+        },
+    }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -127,6 +161,44 @@ def document() -> dict[str, Any]:
                     "has seen its last line gets 204."
                 ),
             },
+            "live": {
+                "address": "/v1/live",
+                "servers": [{"$ref": "#/servers/gateway"}],
+                "messages": {
+                    "live_session": {"$ref": "#/components/messages/live_session"},
+                    **refs,
+                    "live_audio": {"$ref": "#/components/messages/live_audio"},
+                    "live_control": {"$ref": "#/components/messages/live_control"},
+                },
+                "description": (
+                    "Websocket: live audio in, the session's transcript out. A live session is a job: the first "
+                    "message is `session` (its id, token and links, as a 202 from `POST /v1/jobs`), then the job's "
+                    "messages as on `/v1/jobs/{job_id}/stream`, with `interim` (the line in progress, replaced by "
+                    "each next one) and `lagging`. The session ends at `close_stream`, after `SCRIBE_LIVE_IDLE_S` "
+                    "without a frame, when the client goes, or at `SCRIBE_LIVE_MAX_S` / the plan's live minutes "
+                    "(with a warning); the job keeps what it heard. Under `SCRIBE_AUTH=keys` it needs a key (the "
+                    "subprotocol `key.<KEY>` from a browser). " + _LIVE_CLOSE_CODES
+                ),
+                "bindings": {
+                    "ws": {
+                        "query": {
+                            "type": "object",
+                            "required": ["encoding"],
+                            "properties": {
+                                "encoding": {"type": "string", "enum": ["linear16", "webm", "ogg"]},
+                                "sample_rate": {
+                                    "type": "integer",
+                                    "minimum": 8000,
+                                    "maximum": 48000,
+                                    "description": "Required for linear16 (raw little-endian 16-bit PCM).",
+                                },
+                                "channels": {"type": "integer", "minimum": 1, "maximum": 2, "default": 1},
+                                "romanization": {"type": "string", "enum": ["jyutping", "yale", "both"]},
+                            },
+                        }
+                    }
+                },
+            },
             "bus": {
                 "address": "scribe.events.{job_id}",
                 "servers": [{"$ref": "#/servers/nats"}],
@@ -139,8 +211,22 @@ def document() -> dict[str, Any]:
             "receiveStream": {"action": "receive", "channel": {"$ref": "#/channels/stream"}},
             "receiveEvents": {"action": "receive", "channel": {"$ref": "#/channels/events"}},
             "receiveBus": {"action": "receive", "channel": {"$ref": "#/channels/bus"}},
+            "receiveLive": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/live"},
+                "messages": [{"$ref": "#/channels/live/messages/live_session"}]
+                + [{"$ref": f"#/channels/live/messages/{name}"} for name in refs],
+            },
+            "sendLive": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/live"},
+                "messages": [
+                    {"$ref": "#/channels/live/messages/live_audio"},
+                    {"$ref": "#/channels/live/messages/live_control"},
+                ],
+            },
         },
-        "components": {"schemas": schemas, "messages": {**stream_messages, **bus_messages}},
+        "components": {"schemas": schemas, "messages": {**stream_messages, **bus_messages, **live_messages}},
     }
 
 

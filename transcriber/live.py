@@ -16,8 +16,10 @@ Hypotheses are compared in *units*: one character for Chinese (Whisper's Chinese
 single tokens of one to a few characters, and two decodes of the same audio may split them
 differently), one run of letters or digits for Latin text. A line is committed when a break in
 it is stable: a sentence-end mark, or a segment end both hypotheses put in the same place (a
-pause); or, when the buffer passes ``max_buffer_s``, whatever is stable. The buffer is then cut
-after the committed line, so a decode stays short whatever the session's length.
+pause); or, for stable units said ``settled_s`` (3 s) ago with no break since, up to the last clause
+mark among them (or all of them); or, when the buffer passes ``max_buffer_s``, whatever is stable.
+The buffer is then cut after the committed line, so a decode stays short whatever the session's
+length.
 
 A session can move to another transcriber: :attr:`LocalAgreement.state` (a :class:`LiveStart`) is
 all a new policy needs, fed with the audio from ``committed_until`` on.
@@ -33,12 +35,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from core.messages import Interim, RawSegment, RawWord
-from core.text import SENTENCE_ENDS
+from core.text import CLAUSE_ENDS, SENTENCE_ENDS
 from transcriber.local import LocalBackend
 
 SAMPLE_RATE = 16000
 STEP_S = 1.0  # new audio between two decodes
 MAX_BUFFER_S = 20.0  # past this, what is stable is committed and the buffer cut
+SETTLED_S = 3.0  # stable units said this long ago are committed without waiting for a break
 TAIL_CHARS = 60  # committed text in the prompt (about 80 tokens, beside the deployment's prompt)
 QUIET_KEEP_S = 2.0  # with nothing heard in the buffer, only its last seconds are kept (speech may be starting)
 REPEAT_WINDOW_S = 0.3  # units starting this close to a cut that repeat the committed tail were committed already
@@ -110,6 +113,7 @@ class LocalAgreement:
         context: str | None = None,
         step_s: float = STEP_S,
         max_buffer_s: float = MAX_BUFFER_S,
+        settled_s: float = SETTLED_S,
     ) -> None:
         """Start a session (or take one over at ``start``).
 
@@ -119,12 +123,14 @@ class LocalAgreement:
             context: The job's own words (names, terms), put before the committed tail in the prompt.
             step_s: Seconds of new audio before :attr:`ready`.
             max_buffer_s: The longest buffer before what is stable is committed anyway.
+            settled_s: Stable units said this long ago are committed without a break (inf: never).
         """
         start = start or LiveStart()
         self._decode = decode
         self._context = (context or "").strip()
         self._step = int(step_s * SAMPLE_RATE)
         self._max_buffer_s = max_buffer_s
+        self._settled_s = settled_s
         self._offset = start.committed_until  # session time of the buffer's first sample
         self._buffer = np.zeros(0, dtype=np.float32)
         self._decoded = 0  # samples of the buffer the last decode saw
@@ -168,6 +174,8 @@ class LocalAgreement:
             agreed += 1
         self._previous = new[agreed:]
         lines = self._commit_breaks()
+        if (settled := self._settled()) is not None:
+            lines.append(self._commit(settled))
         if self.buffer_seconds > self._max_buffer_s:
             if not self._stable:  # nothing agreed in all that time: the latest hypothesis is the best guess
                 self._stable, self._previous = self._previous, []
@@ -215,6 +223,20 @@ class LocalAgreement:
         while (end := next((i for i, unit in enumerate(self._stable) if unit.brk), None)) is not None:
             lines.append(self._commit(end + 1))
         return lines
+
+    def _settled(self) -> int | None:
+        """How many stable units to commit because they were said ``settled_s`` ago and no break came.
+
+        A sentence without marks or pauses (fast speech, a model that writes no punctuation) would
+        otherwise wait for the buffer's limit. Agreed units that old are committed up to the last clause
+        mark among them, or all of them: the reader gets the line within seconds, at a cost of a line
+        ending mid-sentence.
+        """
+        old = [i for i, unit in enumerate(self._stable) if unit.end <= self.heard_until - self._settled_s]
+        if not old:
+            return None
+        marks = [i for i in old if self._stable[i].text in CLAUSE_ENDS]
+        return (marks[-1] if marks else old[-1]) + 1
 
     def _commit(self, count: int) -> Line:
         """Commit the first ``count`` units of the stable part as a line and cut the buffer after them."""

@@ -110,17 +110,27 @@ async def test_the_openapi_document_describes_what_the_gateway_does(settings, na
     messages = asyncapi["components"]["messages"]
     kinds = {message["name"] for name, message in messages.items() if name.startswith("stream_")}
     assert kinds == {
-        *("snapshot", "progress", "segments", "revised", "final", "failed", "cancelled", "heartbeat", "lagged", "error")
+        *("snapshot", "progress", "segments", "revised", "final", "failed", "cancelled", "heartbeat", "lagged", "error"),
+        *("interim", "lagging"),  # a live session's, to every viewer
     }
     assert {"bus_revised", "stream_revised"} <= set(messages)
     correct = document["paths"]["/v1/jobs/{job_id}/lines/{seq}"]["patch"]
     answer = correct["responses"]["200"]["content"]["application/json"]["schema"]
     assert _resolve(document, answer)["title"] == "Segment"
     assert {"400", "401", "404", "409", "410"} <= set(correct["responses"])
-    for message in messages.values():
+    for name, message in messages.items():
+        if name in ("live_audio", "live_control"):  # what a live client sends
+            continue
         payload = _resolve(asyncapi, message["payload"])
         assert payload["type"] == "object" and payload["properties"]["type"]["enum"] == [message["name"]]
     assert asyncapi["channels"]["stream"]["address"] == "/v1/jobs/{job_id}/stream"
+    live = asyncapi["channels"]["live"]
+    assert live["address"] == "/v1/live" and {"live_session", "live_audio", "live_control", "stream_interim"} <= set(
+        live["messages"]
+    )
+    control = _resolve(asyncapi, messages["live_control"]["payload"])
+    assert control["properties"]["type"]["enum"] == ["close_stream", "keep_alive"]
+    assert live["bindings"]["ws"]["query"]["properties"]["encoding"]["enum"] == ["linear16", "webm", "ogg"]
 
 
 async def test_schemathesis_finds_nothing_against_the_live_document(
