@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INPUT ?= ../shared/data/audio/sherpa_yue-6.wav
 ARGS ?=
 
-.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-word-times bench-lines bench-romanize bench-fuzz bench-gateway bench-abuse bench-accounts bench-cost bench-compression
+.PHONY: setup transcribe test lint bench-asr bench-pipeline bench-word-times bench-lines bench-romanize bench-fuzz bench-gateway bench-abuse bench-accounts bench-cost bench-compression bench-live
 
 $(BIN)/scribe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,11 @@ bench-cost: setup
 # model behind it); what SCRIBE_CHUNK_CODEC=auto sends an API was chosen from it. About 4 minutes.
 bench-compression: setup
 	$(BIN)/python -m bench.compression
+
+# Issue 19: live sessions paced at real time over WS /v1/live: commit delay, first interim, CER beside file mode,
+# sessions at once, and billed seconds per session second on the FAKE OpenAI API. About 10 minutes.
+bench-live: setup
+	$(BIN)/python -m bench.live --openai
 
 bench-fuzz: setup
 	$(BIN)/python -m bench.fuzz_media
