@@ -328,7 +328,7 @@ async def _create(rt: Runtime, fmt: LiveFormat, options: JobOptions, account: Ac
                     raise ApiError(
                         403,
                         "quota_exceeded",
-                        f"Your {account.plan.name} plan allows {allowed:,.0f} minutes of live audio a month; you "
+                        f"Your {account.plan.name} plan allows {allowed:g} minutes of live audio a month; you "
                         f"have used {used.live_minutes_this_month:,.1f}. It resets on "
                         f"{used.next_month.day} {used.next_month:%B}.",
                     )

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from faster_whisper import decode_audio
 
 from core.settings import Settings
 from scribe.embedded import EmbeddedNats
+from store import accounts as account_store
 from scribe.runtime import SERVICES, runtime
 from tests.integration.test_gateway_stream import gateway
 from tests.live_media import pcm
@@ -294,3 +296,26 @@ async def test_under_keys_a_live_session_needs_a_key(stack: Stack) -> None:
         assert refused.close_code == 4401
         wrong = await _refused(f"ws://{host}/v1/live?encoding=webm", subprotocols=["key.sk_not_a_key"])
         assert wrong.close_code == 4401
+
+
+async def test_a_plans_live_minutes_end_a_session_with_a_warning_then_refuse_the_next(stack: Stack, pool) -> None:
+    await account_store.set_plan(pool, "live-trial", {"live_minutes_per_month": 0.05})  # 3 seconds
+    key, _, _ = await account_store.create_key(pool, f"live-{uuid.uuid4().hex[:8]}", plan="live-trial", admin=False)
+    samples = decode_audio(str(CLIP))
+    async with gateway(stack.settings.with_(auth="keys")) as host:
+        url = f"ws://{host}/v1/live?encoding=linear16&sample_rate=16000"
+        heard, ws = await _session(url, subprotocols=[f"key.{key}"])
+        assert heard.messages[0]["type"] == "session"
+        data = pcm(samples, 16000, 1)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for at in range(0, len(data), 16000):
+                await ws.send(data[at : at + 16000])
+        async with asyncio.timeout(60):
+            await _listen(ws, heard)
+        final = heard.of("final")
+        assert final and any("limit of 3 seconds" in w for w in final[0]["warnings"]), heard.messages[-1]
+        assert final[0]["duration"] == pytest.approx(3.0, abs=0.6)
+        refused = await _refused(url, subprotocols=[f"key.{key}"])
+        (error,) = refused.messages
+        assert error["code"] == "quota_exceeded" and "0.05 minutes of live audio a month" in error["message"], error
+        assert refused.close_code == 4403

@@ -81,6 +81,7 @@ async def test_a_killed_transcribers_session_is_taken_over_losing_and_repeating_
     texts = [line["text"] for line in lines]
     assert len(set(texts)) == len(texts), texts  # no line said again after the takeover
     assert len(lines) > lines_before  # the new transcriber went on
+    assert heard.of("lagging")  # reading the audio again from the last commit, it told the viewers it was behind
     assert lines[-1]["end"] > killed_at  # and transcribed the audio after the kill
     stored = await repo.segments(pool, job_id)
     assert [s.text for s in stored] == texts
