@@ -28,8 +28,8 @@ from faster_whisper import decode_audio
 
 from core.settings import Settings
 from scribe.embedded import EmbeddedNats
-from store import accounts as account_store
 from scribe.runtime import SERVICES, runtime
+from store import accounts as account_store
 from tests.integration.test_gateway_stream import gateway
 from tests.live_media import pcm
 from tests.paths import AUDIO
