@@ -36,15 +36,26 @@ def database_url() -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture
-def nats_url(tmp_path: Path) -> Iterator[str]:
+def _nats(folder: Path) -> Iterator[str]:
     url = os.environ.get("SCRIBE_TEST_NATS_URL")
     if url:
         yield url
         return
-    server = EmbeddedNats(tmp_path / "jetstream")
+    server = EmbeddedNats(folder / "jetstream")
     yield server.start()
     server.stop()
+
+
+@pytest.fixture
+def nats_url(tmp_path: Path) -> Iterator[str]:
+    """A NATS server of the test's own (or SCRIBE_TEST_NATS_URL)."""
+    yield from _nats(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A NATS server shared by a module's tests (or SCRIBE_TEST_NATS_URL)."""
+    yield from _nats(tmp_path_factory.mktemp("module-nats"))
 
 
 @pytest.fixture(scope="session")

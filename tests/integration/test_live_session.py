@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ import websockets
 from faster_whisper import decode_audio
 
 from core.settings import Settings
-from scribe.embedded import EmbeddedNats
 from scribe.runtime import SERVICES, runtime
 from store import accounts as account_store
 from tests.integration.test_gateway_stream import gateway
@@ -59,17 +57,6 @@ class Heard:
 class Stack:
     host: str
     settings: Settings
-
-
-@pytest.fixture(scope="module")
-def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("SCRIBE_TEST_NATS_URL")
-    if url:
-        yield url
-        return
-    server = EmbeddedNats(tmp_path_factory.mktemp("live-nats") / "jetstream")
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture(scope="module")

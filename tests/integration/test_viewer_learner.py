@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 import unicodedata
 import uuid
@@ -31,7 +30,6 @@ from selenium.webdriver.support.ui import Select
 from core.messages import Partial, Progress, Revised, Segment
 from core.settings import Settings
 from romanizer.romanize import Romanizer
-from scribe.embedded import EmbeddedNats
 from scribe.runtime import SERVICES, runtime
 from tests.integration.test_gateway_stream import _job, _publish, gateway
 from tests.integration.test_viewer import ARTIFACTS, CLIP, Browser, _downloaded, _transcript, chromium
@@ -124,17 +122,6 @@ class Job:
 @pytest.fixture
 def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
     yield from chromium(tmp_path, monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("SCRIBE_TEST_NATS_URL")
-    if url:
-        yield url
-        return
-    server = EmbeddedNats(tmp_path_factory.mktemp("learner-nats") / "jetstream")
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture(scope="module")
