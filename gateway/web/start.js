@@ -109,6 +109,7 @@ export function wireStart(onJob) {
 export function showStart(message = "") {
   showAccount(message);
   $("#start").hidden = account.mode === "keys" && !account.key;
+  $("#live-start").hidden = $("#start").hidden;
   const signedIn = account.key ? "signed-in" : "signed-out";
   document.body.dataset.auth = account.mode === "keys" ? signedIn : account.mode || "unknown";
   showHistory();

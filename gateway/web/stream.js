@@ -2,7 +2,7 @@
 // The token travels as the subprotocol "token.<T>", an API key as "key.<K>" (a browser cannot set
 // headers). Envelopes:
 // snapshot, progress, heartbeat, segments, revised (a corrected line), final, failed, cancelled,
-// lagged, error (see the README's stream section).
+// lagged, error and, while a live session runs, interim and lagging (see the README's stream section).
 
 const FINAL = new Set(["final", "failed", "cancelled"]);
 const REFUSED = new Set([4400, 4401, 4404, 4410]);

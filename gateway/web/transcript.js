@@ -36,6 +36,8 @@ export class Transcript {
     this.now = null; // the cell being spoken
     this.picked = null; // {seq, word}: the word last clicked (a second click shows its meaning)
     this.scrolledAt = -Infinity; // when the reader last scrolled by hand
+    this.lastChunk = -1; // the latest chunk_seq of the lines here (a live session's interim line waits for its own)
+    this.interim = null; // {message, element}: a live session's line in progress, after the lines
     for (const name of ["wheel", "touchmove"]) {
       window.addEventListener(name, () => { this.scrolledAt = performance.now(); }, { passive: true });
     }
@@ -61,9 +63,47 @@ export class Transcript {
       this.list.insertBefore(entry.element, next === undefined ? null : this.lines.get(next).element);
       this.order.splice(after + 1, 0, line.seq);
       this.lines.set(line.seq, entry);
+      this.lastChunk = Math.max(this.lastChunk, line.chunk_seq ?? -1);
       fresh.push(line);
     }
+    if (this.interim && this.lastChunk >= this.interim.message.next_chunk) this.setInterim(null);
     return fresh;
+  }
+
+  /**
+   * A live session's line in progress (an `interim` message), after the lines: its stable part, then its
+   * tentative part greyed. Each replaces the one before; null, an empty one (silence), or its own line's
+   * arrival takes it away. An interim older than the lines here is ignored.
+   */
+  setInterim(interim) {
+    if (interim && interim.next_chunk <= this.lastChunk) return;
+    if (!interim?.stable && !interim?.tentative) {
+      this.interim?.element.remove();
+      this.interim = null;
+      return;
+    }
+    if (!this.interim) {
+      const element = document.createElement("div");
+      element.className = "line interim";
+      element.innerHTML = '<div class="meta"><span class="time"></span><span class="live-tag">hearing…</span></div>'
+        + '<span class="text" lang="yue-Hant"></span>';
+      this.list.after(element);
+      this.interim = { element };
+    }
+    this.interim.message = interim;
+    this.fillInterim();
+  }
+
+  fillInterim() {
+    const { message, element } = this.interim;
+    element.querySelector(".time").textContent = clock(message.start);
+    const stable = [...message.stable].length;
+    const line = { text: message.stable + message.tentative, chars: message.chars, words: [] };
+    const { fragment, cells } = renderLine(line, this.reading);
+    for (const cell of cells) cell.element.classList.toggle("tentative", cell.first >= stable);
+    element.querySelector(".text").replaceChildren(fragment);
+    element.dataset.stable = message.stable;
+    element.dataset.tentative = message.tentative;
   }
 
   /** A corrected line (from this window's save or a `revised` event) in place of the old one. */
@@ -85,6 +125,7 @@ export class Transcript {
   setReading(reading) {
     this.reading = reading;
     for (const entry of this.lines.values()) this.fill(entry);
+    if (this.interim) this.fillInterim();
   }
 
   lineElement(entry) {

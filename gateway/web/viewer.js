@@ -7,6 +7,7 @@ import { Card } from "./card.js";
 import { remember, remembered } from "./history.js";
 import { GAPS, Player, SPEEDS } from "./player.js";
 import { JobProgress } from "./progress.js";
+import { wireRecord } from "./record.js";
 import { READINGS, UNSURE_BELOW } from "./ruby.js";
 import { showHistory, showStart, wireStart } from "./start.js";
 import { JobStream } from "./stream.js";
@@ -45,6 +46,7 @@ const view = {
   stream: null,
   channel: null, // BroadcastChannel: this job's corrections between this browser's windows
   ticker: null,
+  lagging: null, // clears a live session's "behind" note
 };
 
 let transcript;
@@ -62,7 +64,8 @@ function setState(state) {
 
 // --- a job ------------------------------------------------------------------------------------------
 
-function openJob(id, token) {
+// `live`: this page records the job (record.js feeds onEnvelope); its stream opens when the recording ends.
+function openJob(id, token, { live = false } = {}) {
   view.job = { id, token };
   $("#start-view").hidden = true;
   $("#job-view").hidden = false;
@@ -80,7 +83,7 @@ function openJob(id, token) {
   if (token) $("#share").value = `${location.origin}/jobs/${id}?token=${encodeURIComponent(token)}`;
   fetchStatus();
   view.stream = new JobStream(id, subprotocols(token), onEnvelope, onConnection);
-  view.stream.open();
+  if (!live) view.stream.open();
   // Corrections: another window of this browser hears of one at once; a page of a finished job (whose
   // stream has closed) asks again whenever it is looked at.
   if ("BroadcastChannel" in window) {
@@ -92,6 +95,21 @@ function openJob(id, token) {
   const resync = () => { if (document.visibilityState === "visible") view.stream.resync(); };
   document.addEventListener("visibilitychange", resync);
   window.addEventListener("focus", resync);
+}
+
+// This page's recording has made its job: the job's page, as a share link would open it.
+function openLive(session) {
+  remember({ id: session.job_id, token: session.token, status: "running" });
+  history.pushState(null, "", session.links.page);
+  openJob(session.job_id, session.token, { live: true });
+}
+
+// The recording's socket has closed: after its end, or with what went wrong (`message`). The job goes on
+// (what was heard is transcribed), so the page follows it as any of its pages does.
+function liveEnded(message) {
+  if (message) showError(message);
+  view.stream.lastLine = transcript.order.length ? transcript.order[transcript.order.length - 1] : -1;
+  view.stream.open();
 }
 
 function api(path, options = {}) {
@@ -199,7 +217,17 @@ function onEnvelope(envelope) {
     case "revised":
       if (envelope.segment) transcript.replace(envelope.segment);
       break;
+    case "interim": // a live session's line in progress
+      transcript.setInterim(envelope);
+      if (transcript.interim) $("#waiting").hidden = true;
+      break;
+    case "lagging":
+      $("#live-note").textContent = envelope.message;
+      clearTimeout(view.lagging);
+      view.lagging = setTimeout(() => { $("#live-note").textContent = ""; }, 10000);
+      break;
     case "final":
+      transcript.setInterim(null);
       setWarnings([
         ...(envelope.warnings || []),
         ...(envelope.usage?.cache_hit && envelope.segment_count ? [CACHED] : []),
@@ -213,6 +241,7 @@ function onEnvelope(envelope) {
       break;
     case "failed":
     case "cancelled":
+      transcript.setInterim(null);
       progress.status = envelope.type;
       setState(envelope.type);
       showError(envelope.reason);
@@ -566,6 +595,13 @@ async function start() {
     },
   });
   wireStart(openJob);
+  wireRecord({
+    reading: () => view.reading,
+    protocols: () => subprotocols(null),
+    opened: openLive,
+    envelope: onEnvelope,
+    ended: liveEnded,
+  });
   wireReadings();
   wireAudio();
   wireKeys();
