@@ -16,8 +16,9 @@ Hypotheses are compared in *units*: one character for Chinese (Whisper's Chinese
 single tokens of one to a few characters, and two decodes of the same audio may split them
 differently), one run of letters or digits for Latin text. A line is committed when a break in
 it is stable: a sentence-end mark, or a segment end both hypotheses put in the same place (a
-pause); or, for stable units said ``settled_s`` (3 s) ago with no break since, up to the last clause
-mark among them (or all of them); or, when the buffer passes ``max_buffer_s``, whatever is stable.
+pause); or, for stable units said ``settled_s`` (1.5 s) ago with no break since, up to the last clause
+mark or pause among them (or all of them once they span 6 s); or, when the buffer passes
+``max_buffer_s``, whatever is stable.
 The buffer is then cut after the committed line, so a decode stays short whatever the session's
 length.
 
@@ -41,7 +42,9 @@ from transcriber.local import LocalBackend
 SAMPLE_RATE = 16000
 STEP_S = 1.0  # new audio between two decodes
 MAX_BUFFER_S = 20.0  # past this, what is stable is committed and the buffer cut
-SETTLED_S = 3.0  # stable units said this long ago are committed without waiting for a break
+SETTLED_S = 1.5  # stable units said this long ago are committed without waiting for a break ...
+PAUSE_GAP_S = 0.2  # ... up to a clause mark or a pause this long between two units ...
+SETTLED_LINE_S = 6.0  # ... or, with neither, once they span this long
 TAIL_CHARS = 60  # committed text in the prompt (about 80 tokens, beside the deployment's prompt)
 QUIET_KEEP_S = 2.0  # with nothing heard in the buffer, only its last seconds are kept (speech may be starting)
 REPEAT_WINDOW_S = 0.3  # units starting this close to a cut that repeat the committed tail were committed already
@@ -138,6 +141,7 @@ class LocalAgreement:
         self._tail = start.tail[-TAIL_CHARS:]
         self._stable: list[_Unit] = []  # agreed, not committed
         self._previous: list[_Unit] = []  # the last hypothesis after the stable part
+        self._cut_in_pause = False  # the buffer was last cut in a pause the hypotheses agreed on
 
     def feed(self, samples: np.ndarray) -> None:
         """Append 16 kHz mono float32 samples (the session's audio, in order)."""
@@ -210,8 +214,8 @@ class LocalAgreement:
     def _without_repeat(self, units: list[_Unit]) -> list[_Unit]:
         """Drop units at the cut that repeat the end of the committed text (a word cut in two)."""
         tail = _UNIT.findall(self._tail)
-        if not units or units[0].start >= self._offset + REPEAT_WINDOW_S:
-            return units
+        if self._cut_in_pause or not units or units[0].start >= self._offset + REPEAT_WINDOW_S:
+            return units  # a cut in a clear pause cut no word in two: a unit said again there is said again
         for n in range(min(5, len(tail), len(units)), 0, -1):
             if [u.text for u in units[:n]] == tail[-n:]:
                 return units[n:]
@@ -227,16 +231,27 @@ class LocalAgreement:
     def _settled(self) -> int | None:
         """How many stable units to commit because they were said ``settled_s`` ago and no break came.
 
-        A sentence without marks or pauses (fast speech, a model that writes no punctuation) would
-        otherwise wait for the buffer's limit. Agreed units that old are committed up to the last clause
-        mark among them, or all of them: the reader gets the line within seconds, at a cost of a line
-        ending mid-sentence.
+        A sentence without marks or agreed segment ends (fast speech, a model that writes no
+        punctuation) would otherwise wait for the buffer's limit. Agreed units that old are committed
+        up to the last place among them where a line may end well: a clause mark, or a pause of
+        :data:`PAUSE_GAP_S` before the next unit. Without one, they wait until they span
+        :data:`SETTLED_LINE_S`, and are then committed whole (a line ending mid-sentence).
         """
         old = [i for i, unit in enumerate(self._stable) if unit.end <= self.heard_until - self._settled_s]
         if not old:
             return None
-        marks = [i for i in old if self._stable[i].text in CLAUSE_ENDS]
-        return (marks[-1] if marks else old[-1]) + 1
+        after = [*self._stable, *self._previous]
+        ends = [
+            i
+            for i in old
+            if self._stable[i].text in CLAUSE_ENDS
+            or (i + 1 < len(after) and after[i + 1].start - self._stable[i].end >= PAUSE_GAP_S)
+        ]
+        if ends:
+            return ends[-1] + 1
+        if self._stable[old[-1]].end - self._stable[0].start >= SETTLED_LINE_S:
+            return old[-1] + 1
+        return None
 
     def _commit(self, count: int) -> Line:
         """Commit the first ``count`` units of the stable part as a line and cut the buffer after them."""
@@ -252,6 +267,7 @@ class LocalAgreement:
         # Cut in the pause before the next unit: a cut inside a word would have it heard twice.
         after = next(iter(self._stable or self._previous), None)
         cut = end if after is None or after.start <= end else (end + after.start) / 2
+        self._cut_in_pause = after is not None and after.start - end >= PAUSE_GAP_S
         self._drop(int(round((cut - self._offset) * SAMPLE_RATE)))
         return line
 

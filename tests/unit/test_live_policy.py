@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.messages import RawSegment, RawWord
-from transcriber.live import SAMPLE_RATE, Interim, LiveStart, LiveUpdate, LocalAgreement
+from transcriber.live import SAMPLE_RATE, SETTLED_S, Interim, LiveStart, LiveUpdate, LocalAgreement
 from transcriber.utterances import Utterances
 
 CHAR_S = 0.25
@@ -214,3 +214,27 @@ async def test_utterance_mode_sends_each_utterance_once() -> None:
     update = await second.finish()
     assert resent and resent[0][0] >= sent[0][1]
     assert update.lines[0].index == 1
+
+
+async def test_speech_without_marks_is_committed_at_its_pauses_within_seconds() -> None:
+    # One segment and no punctuation (as the model writes fast speech): only the pauses say where lines end.
+    phrases = ["我哋今日去飲茶", "你想食乜嘢", "蝦餃燒賣都好好食", "食完一齊行街"]
+    chars, at = [], 0.5
+    for phrase in phrases:
+        for char in phrase:
+            chars.append((0, char, at, at + CHAR_S))
+            at += CHAR_S
+        at += 0.5  # a pause inside the one segment
+    policy = LocalAgreement(ScriptedModel(chars))
+    updates = await run(policy, 0.0, at + 1.0)
+    lines = [(policy_line, update) for update in updates for policy_line in update.lines]
+    texts = [line.segment.text for line, _ in lines]
+    assert texts[:2] == phrases[:2], texts  # each at its pause, not kept to a break that never comes
+    assert "".join(texts) == "".join(phrases)
+    assert all(any(text.endswith(phrase) for phrase in phrases) for text in texts), texts  # never inside a phrase
+    # Committed within settled_s plus a step or two of its last character: the run feeds 1 s a step.
+    heard = 0.0
+    for update in updates:
+        heard += 1.0
+        for line in update.lines:
+            assert heard - line.segment.end <= SETTLED_S + 2.0 + 1e-6, (line.segment.text, heard)
