@@ -15,7 +15,7 @@ Hierarchy::
     ├── TooLarge                download bigger than the byte limit
     ├── BlockedURL              URL the server must not fetch (SSRF guard, bad scheme)
     ├── UnreachableURL          DNS failure, refused connection, HTTP error, timeout
-    ├── UnsupportedInput        playlists, live streams, HLS/DASH/concat manifests
+    ├── UnsupportedInput        playlists, live streams other than HLS, HLS/DASH/concat manifests
     └── LiveInputError          live audio (``WS /v1/live``): a bad format, frame or encoding
 
 Silence-only input is not an error here: the service sees that every piece is silent.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
@@ -116,6 +116,7 @@ class LiveHls:
         allow_private: Let loopback and private addresses through (tests only).
         max_segment_bytes: Largest segment (or playlist: at most 1 MiB) accepted.
         max_seconds: Stop after this many seconds of segments.
+        headers: HTTP headers the site wants on every request (what yt-dlp says), if any.
         timeout_s: Connect/read timeout of each request.
         clock, sleep: The time, for tests.
     """
@@ -127,6 +128,7 @@ class LiveHls:
         allow_private: bool,
         max_segment_bytes: int,
         max_seconds: float,
+        headers: Mapping[str, str] | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -135,6 +137,7 @@ class LiveHls:
         self.allow_private = allow_private
         self.max_segment_bytes = max_segment_bytes
         self.max_seconds = max_seconds
+        self.headers = dict(headers or {})
         self.timeout_s = timeout_s
         self._clock = clock
         self._sleep = sleep
@@ -179,7 +182,9 @@ class LiveHls:
         return playlist
 
     def _get(self, url: str, max_bytes: int) -> bytes:
-        stream = HttpStream(url, allow_private=self.allow_private, max_bytes=max_bytes, timeout_s=self.timeout_s)
+        stream = HttpStream(
+            url, headers=self.headers, allow_private=self.allow_private, max_bytes=max_bytes, timeout_s=self.timeout_s
+        )
         try:
             return stream.read()
         finally:

@@ -1,9 +1,10 @@
 """Link resolution: yt-dlp turns a page URL (or a plain media URL) into a direct media URL plus headers.
 
-Every request yt-dlp makes, and every connection it opens, passes the SSRF guard. Playlists, live
-streams, segmented media and media known to be over the limits (the deployment's, or the job's
-plan's) are refused before any media byte is fetched; yt-dlp's errors are mapped to
-``streamer.errors.InputError`` reasons.
+Every request yt-dlp makes, and every connection it opens, passes the SSRF guard. Playlists,
+segmented recordings (HLS/DASH), live streams other than HLS, and media known to be over the limits
+(the deployment's, or the job's plan's) are refused before any media byte is fetched; yt-dlp's errors
+are mapped to ``streamer.errors.InputError`` reasons. A live HLS stream resolves to its playlist,
+which ``streamer.hls`` reads (never FFmpeg).
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ logger = logging.getLogger(__name__)
 # yt-dlp protocols that are one plain HTTP GET of the whole file.
 _DIRECT_PROTOCOLS = frozenset({"http", "https"})
 _NOT_FOUND = "The media could not be found at this link. Check the link or upload the file instead."
-_LIVE = "This is a live stream, which cannot be transcribed. Send the recording once the stream has ended."
+_LIVE = (
+    "This live stream is not offered as HLS (only HLS live streams can be transcribed for now). "
+    "Send the recording once the stream has ended."
+)
+_UPCOMING = "This live stream has not started yet. Send the link again once it is on air."
+_HLS_PROTOCOLS = frozenset({"m3u8", "m3u8_native"})
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class ResolvedMedia:
         headers: HTTP headers yt-dlp says the GET needs (User-Agent, Referer, cookies...).
         duration: Seconds, when the site says.
         title: The page or file title, when known.
-        is_live: Always False here (live streams are refused); kept for the service's logs.
+        is_live: A live stream: ``url`` is its HLS playlist (a media or a master playlist), for ``streamer.hls``.
         identity: ``extractor:id`` of a video on a site yt-dlp knows (the source cache's key); None for a
             direct link (yt-dlp's generic extractor), whose file may change behind the same URL.
     """
@@ -154,7 +160,7 @@ def _map_yt_dlp_error(exc: BaseException, url: str) -> InputError:
 
 
 def _is_live(info: dict[str, Any]) -> bool:
-    return bool(info.get("is_live")) or info.get("live_status") in ("is_live", "is_upcoming")
+    return bool(info.get("is_live")) or info.get("live_status") == "is_live"
 
 
 def _duration(info: dict[str, Any]) -> float | None:
@@ -166,14 +172,19 @@ def _duration(info: dict[str, Any]) -> float | None:
 def _match_filter(
     refusals: list[InputError], *, max_duration_s: float, max_bytes: int, plan: PlanLimit | None = None
 ) -> Callable[..., str | None]:
-    """yt-dlp's ``match_filter``: cancel on live, too long or too large media, noting why in ``refusals``."""
+    """yt-dlp's ``match_filter``: cancel on upcoming, too long or too large media, noting why in ``refusals``.
+
+    A live stream passes: its formats are chosen, then ``_resolved_from_info`` takes its HLS playlist.
+    """
 
     def match_filter(info: dict[str, Any], *, incomplete: bool = False) -> str | None:
         refusal: InputError | None = None
         too_long = duration_refusal(_duration(info), max_duration_s=max_duration_s, plan=plan)
         size = info.get("filesize") or info.get("filesize_approx")
-        if _is_live(info):
-            refusal = UnsupportedInput(_LIVE)
+        if info.get("live_status") == "is_upcoming":
+            refusal = UnsupportedInput(_UPCOMING)
+        elif _is_live(info):
+            return None
         elif too_long is not None:
             refusal = too_long
         elif isinstance(size, int | float) and size > max_bytes:
@@ -224,8 +235,9 @@ def resolve(
 ) -> ResolvedMedia:
     """Find the direct audio URL behind a link with yt-dlp (no download).
 
-    Playlists, live streams, segmented (HLS/DASH) media, and media known to be over the duration
-    (the deployment's or the plan's) or size limits are refused here, before any media byte is fetched.
+    Playlists, segmented (HLS/DASH) recordings, live streams other than HLS, and media known to be over
+    the duration (the deployment's or the plan's) or size limits are refused here, before any media byte
+    is fetched. A live HLS stream resolves to its playlist (``is_live``).
 
     Args:
         url: The submitted link (a page on a supported site, or a plain media URL).
@@ -273,8 +285,10 @@ def _resolved_from_info(
         raise UnsupportedInput(
             "This link is a playlist or channel. Send a link to a single video or recording instead."
         )
+    if info.get("live_status") == "is_upcoming":
+        raise UnsupportedInput(_UPCOMING)
     if _is_live(info):
-        raise UnsupportedInput(_LIVE)
+        return _live_playlist(info, policy=policy)
     duration = _duration(info)
     too_long = duration_refusal(duration, max_duration_s=max_duration_s, plan=plan)
     if too_long is not None:
@@ -302,6 +316,28 @@ def _resolved_from_info(
         title=str(title) if title else None,
         is_live=False,
         identity=video_identity(info),
+    )
+
+
+def _live_playlist(info: dict[str, Any], *, policy: AddressPolicy) -> ResolvedMedia:
+    """A live stream's HLS playlist: the chosen format's if it is HLS, else the first HLS format with audio.
+
+    An audio-only format's own media playlist is taken; otherwise the master playlist, whose variant of the
+    lowest bandwidth ``streamer.hls`` reads (yt-dlp's "best" would be the heaviest video).
+    """
+    candidates = [*(info.get("requested_formats") or []), info, *(info.get("formats") or [])]
+    hls = next(
+        (f for f in candidates if f.get("protocol") in _HLS_PROTOCOLS and f.get("url") and f.get("acodec") != "none"),
+        None,
+    )
+    if hls is None:
+        raise UnsupportedInput(_LIVE)
+    playlist = str(hls["url"] if hls.get("vcodec") == "none" else hls.get("manifest_url") or hls["url"])
+    vet(playlist, policy)
+    headers = {str(k): str(v) for k, v in (hls.get("http_headers") or info.get("http_headers") or {}).items()}
+    title = info.get("title")
+    return ResolvedMedia(
+        url=playlist, headers=headers, duration=None, title=str(title) if title else None, is_live=True
     )
 
 

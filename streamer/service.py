@@ -3,6 +3,9 @@
 Fetching and decoding run in a thread and hand pieces over as soon as they are cut, so
 the first chunk is on the bus while the rest is still downloading.
 
+A link to a live HLS stream is read as a live session instead (``streamer.live_hls``): its job stays
+queued until a transcriber takes the session, so a job is marked running only once its input is open.
+
 A job may carry its submitter's plan limit (``JobSubmitted.max_seconds``). Under the deployment's
 limit it is enforced like it: a recording known to be longer fails the job before anything is
 fetched or transcribed; one of unknown length is cut at the limit and the job goes on with a warning.
@@ -29,17 +32,18 @@ from core import bus, subjects, uploads
 from core.messages import AudioChunk, InputEnded, JobSubmitted, Progress, job_submitted_decoder
 from core.process import Runtime
 from core.settings import Settings
-from core.topology import AUDIO_BUCKET, Consumer
+from core.topology import AUDIO_BUCKET, Consumer, Topology
 from core.worker import consume, heartbeat
 from store import repo, sources
 from streamer.cutter import SpeechChunk
 from streamer.encode import encode_for_bus
 from streamer.errors import CorruptMedia, InputError, PlanLimit, SourceNotFound, TooLarge, human_duration
+from streamer.live_hls import stream_live
 from streamer.media import open_media
 from streamer.pieces import speech_chunks
 from streamer.playback import PlaybackWriter
 from streamer.replay import file_identity, origin_for, replay, source_key
-from streamer.source import open_source
+from streamer.source import LiveLink, open_source
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +62,9 @@ class Decoded:
 
     The last report of an input that decoded to its end carries the reader's warnings
     (what a damaged input lost, or that the plan's limit cut it), with ``piece`` None. Every
-    report carries the title the site gave the input, if any. With the source cache on, the first
-    report of an input that has an identity (``streamer.replay``) carries it, before any audio.
+    report carries the title the site gave the input, if any. The first report (``opened``) says the
+    input is open, before any audio; with the source cache on, it carries the input's identity
+    (``streamer.replay``), if it has one.
     """
 
     piece: SpeechChunk | None
@@ -68,6 +73,7 @@ class Decoded:
     warnings: tuple[str, ...] = ()
     title: str | None = None
     identity: str | None = None
+    opened: bool = False
 
 
 def plan_limit(job: JobSubmitted, settings: Settings) -> PlanLimit | None:
@@ -97,11 +103,11 @@ def _decode(
         max_seconds=settings.max_download_s,
     )
     try:
-        if settings.source_cache:
-            if identity is None and isinstance(media, str):  # a local file: the scribe command's, or an upload
-                identity = file_identity(media)
-            if identity is not None:
-                yield Decoded(None, 0.0, duration_hint, title=title, identity=identity)
+        if not settings.source_cache:
+            identity = None
+        elif identity is None and isinstance(media, str):  # a local file: the scribe command's, or an upload
+            identity = file_identity(media)
+        yield Decoded(None, 0.0, duration_hint, title=title, identity=identity, opened=True)
         reader = open_media(media, max_duration_s=settings.max_duration_s, plan=plan)
         writer = PlaybackWriter(playback)
         try:
@@ -157,12 +163,17 @@ async def _in_thread(iterator_factory: Any, *args: Any) -> Any:
 class Streamer:
     """Consumes ``scribe.jobs.submitted`` and publishes chunks, progress and the end of input."""
 
-    def __init__(self, settings: Settings, nc: NATS, pool: asyncpg.Pool, consumer: Consumer) -> None:
+    def __init__(
+        self, settings: Settings, nc: NATS, pool: asyncpg.Pool, consumer: Consumer, rt: Runtime | None = None
+    ) -> None:
         self.settings = settings
         self.nc = nc
         self.js = nc.jetstream()
         self.pool = pool
         self.consumer = consumer
+        # A live link's session is sent as the gateway sends one (``streamer.sessions``), on these connections.
+        self.rt = rt or Runtime(settings, nc, self.js, pool, Topology.from_settings(settings))
+        self.stop = asyncio.Event()
         self.local_files: dict[str, str] = {}
         # Whether a replayed job needs its audio for playback: the scribe command's own one-shot run
         # plays nothing back (and its embedded NATS, where the audio is kept, lasts one run).
@@ -176,9 +187,10 @@ class Streamer:
     @classmethod
     async def open(cls, rt: Runtime) -> Streamer:
         """The streamer on a process's connections."""
-        return cls(rt.settings, rt.nc, rt.pool, rt.topology.streamer)
+        return cls(rt.settings, rt.nc, rt.pool, rt.topology.streamer, rt)
 
     async def run(self, stop: asyncio.Event, concurrency: int = 2) -> None:
+        self.stop = stop  # a live stream ends at it (a file's job is finished first)
         await consume(
             self.nc, self.consumer, handler=self.handle, stop=stop, concurrency=concurrency, on_exhausted=self.exhausted
         )
@@ -209,7 +221,6 @@ class Streamer:
             return
         log = {"job_id": job.job_id}
         logger.info("job started", extra=log)
-        await repo.mark_running(self.pool, job.job_id)
         try:
             async with heartbeat(msg, every=self.consumer.heartbeat_s):
                 await self.stream(job)
@@ -253,8 +264,11 @@ class Streamer:
             yield copy.name, True
 
     async def stream(self, job: JobSubmitted) -> None:
-        async with self.input_of(job) as (source, local):
-            await self.stream_from(job, source, local)
+        try:
+            async with self.input_of(job) as (source, local):
+                await self.stream_from(job, source, local)
+        except LiveLink as link:
+            await stream_live(self.rt, job, link, self.stop)
 
     async def stream_from(self, job: JobSubmitted, source: str, local: bool) -> None:
         with tempfile.TemporaryDirectory(prefix="scribe-playback-") as folder:
@@ -272,8 +286,9 @@ class Streamer:
             _in_thread(_decode, source, local, plan, playback, self.settings)
         ) as decoded_pieces:
             async for decoded in decoded_pieces:
-                if decoded.identity is not None:
-                    if await self.replayed(job, decoded.identity, plan):
+                if decoded.opened:
+                    await repo.mark_running(self.pool, job.job_id)
+                    if decoded.identity is not None and await self.replayed(job, decoded.identity, plan):
                         return
                     continue
                 seconds, duration = decoded.seconds, decoded.duration_hint

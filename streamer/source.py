@@ -4,7 +4,9 @@
 (``streamer.resolve``) and then downloaded as a stream (``streamer.download``), both behind the
 SSRF guard (``streamer.guard``). A local file is read only when the caller allows it: the
 ``scribe`` command's own path, or the streamer's copy of an upload; a path named by a job from
-the bus is refused. ``precheck`` refuses what can be refused before anything heavy starts.
+the bus is refused. ``precheck`` refuses what can be refused before anything heavy starts. A link to a
+live HLS stream is not opened as a file: ``open_source`` raises ``LiveLink`` for the service to read it
+as a live session (``streamer.live_hls``).
 """
 
 from __future__ import annotations
@@ -103,6 +105,22 @@ def check_link(url: str, *, allow_private: bool) -> None:
     check_url(url.strip(), allow_private=allow_private)
 
 
+class LiveLink(Exception):
+    """Not a refusal: the link is a live HLS stream, to be read as a live session, not decoded as a file.
+
+    Attributes:
+        playlist: Its HLS playlist (a media or a master playlist), vetted by the guard.
+        headers: HTTP headers the site wants on every request.
+        title: The stream's title, when the site gave one.
+    """
+
+    def __init__(self, playlist: str, headers: dict[str, str], title: str | None) -> None:
+        super().__init__(playlist)
+        self.playlist = playlist
+        self.headers = headers
+        self.title = title
+
+
 class Opened(NamedTuple):
     """A source opened: what to decode, and what the site said of it.
 
@@ -149,6 +167,7 @@ def open_source(
         with the duration and title the site reported.
 
     Raises:
+        LiveLink: The link is a live HLS stream (nothing is opened).
         SourceNotFound, UnsupportedInput, BlockedURL, UnreachableURL, TooLong (OverPlanLimit), TooLarge.
     """
     text = source.strip()
@@ -166,6 +185,9 @@ def open_source(
         plan=plan,
         timeout_s=timeout_s,
     )
+    if resolved.is_live:
+        logger.info("live stream", extra={"host": urlsplit(resolved.url).hostname})
+        raise LiveLink(resolved.url, resolved.headers, resolved.title)
     stream = HttpStream(
         resolved.url,
         headers=resolved.headers,

@@ -35,7 +35,7 @@ from streamer.errors import (
 )
 from streamer.media import _open_container, open_media
 from streamer.resolve import resolve
-from streamer.source import open_source
+from streamer.source import LiveLink, open_source
 from tests import media
 from tests.webserver import Route, Site, serve
 
@@ -242,10 +242,13 @@ def test_segmented_stream_is_refused(site: Site) -> None:
     _assert_actionable(caught.value)
 
 
-def test_live_stream_is_refused(site: Site) -> None:
-    with pytest.raises(UnsupportedInput) as caught:
+def test_a_live_hls_stream_is_handed_over_as_a_live_link_not_opened(site: Site) -> None:
+    # Read as a live session by streamer.live_hls (tests/integration/test_live_hls.py), never by FFmpeg.
+    clip_hits = site.hits.count("/clip.ogg")
+    with pytest.raises(LiveLink) as caught:
         open_source(site.url("/live.m3u8"), allow_private=True, **LIMITS)
-    assert "live stream" in caught.value.reason
+    assert caught.value.playlist == site.url("/live.m3u8")
+    assert site.hits.count("/clip.ogg") == clip_hits  # no segment fetched
 
 
 def test_playlist_feed_is_refused(site: Site) -> None:

@@ -26,7 +26,7 @@ from streamer import guard
 from streamer.download import network_reason
 from streamer.errors import BlockedURL, InputError, TooLarge, TooLong, UnreachableURL, UnsupportedInput
 from streamer.guard import AddressPolicy, BlockedConnection, check_url, is_public_address, vet, vetting_connections
-from streamer.resolve import _GuardedYoutubeDL, _map_yt_dlp_error, _match_filter, _params
+from streamer.resolve import _GuardedYoutubeDL, _map_yt_dlp_error, _match_filter, _params, _resolved_from_info
 
 _REAL_GETADDRINFO = socket.getaddrinfo
 _REAL_CONNECT = socket.socket.connect
@@ -441,7 +441,6 @@ def test_guarded_yt_dlp_refuses_before_yt_dlp_sees_the_request() -> None:
 @pytest.mark.parametrize(
     ("info", "error"),
     [
-        ({"is_live": True}, UnsupportedInput),
         ({"live_status": "is_upcoming"}, UnsupportedInput),
         ({"duration": 61}, TooLong),
         ({"filesize": 1001}, TooLarge),
@@ -455,3 +454,27 @@ def test_match_filter_cancels_before_any_download(info: dict[str, Any], error: t
         match_filter(info)
     assert [type(r) for r in refusals] == [error]
     assert match_filter({"duration": 60, "filesize": 1000}) is None
+    assert match_filter({"is_live": True}) is None  # its HLS playlist is taken (streamer.live_hls)
+
+
+def _live(*formats: dict[str, Any]) -> dict[str, Any]:
+    return {"is_live": True, "title": "On air", "formats": list(formats)}
+
+
+def test_a_live_stream_resolves_to_an_hls_playlist_and_other_live_streams_are_refused() -> None:
+    policy = AddressPolicy()
+    master = "https://1.1.1.1/master.m3u8"
+    muxed = {"protocol": "m3u8_native", "url": "https://1.1.1.1/720p.m3u8", "manifest_url": master}
+    audio = {**muxed, "url": "https://1.1.1.1/audio.m3u8", "vcodec": "none", "acodec": "mp4a.40.2"}
+    video_only = {**muxed, "url": "https://1.1.1.1/video.m3u8", "acodec": "none"}
+    picked = _resolved_from_info({**_live(muxed), **muxed}, policy=policy, max_duration_s=60, plan=None)
+    assert picked.is_live and picked.url == master and picked.title == "On air"  # its lowest variant is read
+    picked = _resolved_from_info({**_live(muxed, audio), **audio}, policy=policy, max_duration_s=60, plan=None)
+    assert picked.url == audio["url"]
+    for info in ({**_live(video_only), **video_only}, _live({"protocol": "http_dash_segments", "url": master})):
+        with pytest.raises(UnsupportedInput, match="not offered as HLS"):
+            _resolved_from_info(info, policy=policy, max_duration_s=60, plan=None)
+    with pytest.raises(BlockedURL):
+        _resolved_from_info(
+            _live({**muxed, "manifest_url": "http://10.0.0.1/x.m3u8"}), policy=policy, max_duration_s=60, plan=None
+        )
