@@ -370,6 +370,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--verbose", "-v", action="store_true", help="log what the services do")
     t.add_argument("--server", help="a running gateway to send the job to (default SCRIBE_SERVER_URL; none: run here)")
 
+    v = commands.add_parser(
+        "live",
+        help="transcribe live audio from stdin (raw PCM by default) or a file played at real time",
+        description="Speak Cantonese and read it as it is said: "
+        "ffmpeg -f pulse -i default -ac 1 -ar 16000 -f s16le - | scribe live. End of input or Ctrl-C ends the "
+        "session; the transcript is then written like scribe transcribe's.",
+    )
+    v.add_argument("input", nargs="?", help="a media file sent at real time (default: raw audio from stdin)")
+    v.add_argument("--encoding", choices=("linear16", "webm", "ogg"), default="linear16", help="stdin's audio")
+    v.add_argument("--sample-rate", type=int, default=16000, help="stdin's sample rate for linear16 (8000-48000)")
+    v.add_argument("--channels", type=int, default=1, help="stdin's channels for linear16 (1 or 2)")
+    v.add_argument("--speed", type=float, default=1.0, help="send a file this many times faster than real time")
+    v.add_argument("--format", "-f", choices=FORMATS, default="txt")
+    v.add_argument("--output", "-o", help="write the transcript here instead of stdout")
+    v.add_argument("--romanization", "-r", choices=READING_LINES, default="both", help="as for scribe transcribe")
+    v.add_argument("--quiet", "-q", action="store_true", help="no live lines on stderr")
+    v.add_argument("--verbose", "-v", action="store_true", help="log what the services do")
+    v.add_argument("--server", help="a running gateway (default SCRIBE_SERVER_URL; none: run everything here)")
+
     r = commands.add_parser("romanize", help="romanize text lines from stdin, one JSON object per line")
     r.add_argument("--digits", action="store_true", help="keep digits as written instead of reading them")
 
@@ -432,6 +451,25 @@ def main(argv: list[str] | None = None) -> None:
             if args.verbose:
                 raise
             print(f"scribe: {type(exc).__name__}: {exc} (run again with --verbose for details)", file=sys.stderr)
+            code = 1
+        raise SystemExit(code)
+    if args.command == "live":
+        fmt = "text" if settings.log_format == "auto" else settings.log_format
+        logs.configure("INFO" if args.verbose else "ERROR", fmt, tracebacks=args.verbose)
+        if args.input and not Path(args.input).is_file():
+            print(f"scribe: there is no file at {args.input}", file=sys.stderr)
+            raise SystemExit(1)
+        if args.speed <= 0:
+            print("scribe: --speed must be above 0", file=sys.stderr)
+            raise SystemExit(2)
+        from scribe.live import live
+
+        try:
+            code = asyncio.run(live(args, settings))
+        except KeyboardInterrupt:
+            code = 130
+        except EmbeddedError as exc:
+            print(f"scribe: {exc}", file=sys.stderr)
             code = 1
         raise SystemExit(code)
     if args.command in ("keys", "plans", "costs"):
