@@ -29,7 +29,7 @@ from core.settings import Settings
 from scribe.runtime import SERVICES, runtime
 from store import accounts as account_store
 from tests.integration.test_gateway_stream import gateway
-from tests.live_media import pcm
+from tests.live_media import ogg_pages, pcm, recorded, slices
 from tests.paths import AUDIO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -306,3 +306,40 @@ async def test_a_plans_live_minutes_end_a_session_with_a_warning_then_refuse_the
         (error,) = refused.messages
         assert error["code"] == "quota_exceeded" and "0.05 minutes of live audio a month" in error["message"], error
         assert refused.close_code == 4403
+
+
+@pytest.mark.parametrize("container", ["webm", "ogg"])
+async def test_opus_as_recorders_send_it_makes_a_session(stack: Stack, container: str) -> None:
+    samples = decode_audio(str(AUDIO / "sherpa_yue-0.wav"))  # 3.1 s
+    data = recorded(samples, container)
+    frames = ogg_pages(data) if container == "ogg" else list(slices(data, len(samples) / 16000))
+    heard, ws = await _session(f"ws://{stack.host}/v1/live?encoding={container}")
+    listening = asyncio.create_task(_listen(ws, heard))
+    for frame in frames:  # a recorder's slices, twice as fast as it makes them
+        await ws.send(frame)
+        await asyncio.sleep(0.125)
+    await ws.send(json.dumps({"type": "close_stream"}))
+    async with asyncio.timeout(60):
+        await listening
+    final = heard.of("final")
+    assert final and heard.lines, [m["type"] for m in heard.messages]
+    assert final[0]["duration"] == pytest.approx(len(samples) / 16000, abs=0.2)
+
+
+async def test_a_sender_faster_than_real_time_is_read_at_real_time(stack: Stack) -> None:
+    samples = decode_audio(str(CLIP))  # 6.7 s, sent at once
+    data = pcm(samples, 16000, 1)
+    async with gateway(stack.settings.with_(live_ahead_s=1.0)) as host:
+        heard, ws = await _session(f"ws://{host}/v1/live?encoding=linear16&sample_rate=16000")
+        began = asyncio.get_running_loop().time()
+        listening = asyncio.create_task(_listen(ws, heard))
+        for at in range(0, len(data), 16000):
+            await ws.send(data[at : at + 16000])
+        await ws.send(json.dumps({"type": "close_stream"}))
+        async with asyncio.timeout(60):
+            await listening
+        took = asyncio.get_running_loop().time() - began
+    assert heard.of("final"), [m["type"] for m in heard.messages]
+    # The gateway stopped reading while the audio it had was over a second ahead of the clock: the
+    # session could not end before about 5.7 s (what a buffer without a limit would have taken at once).
+    assert took >= len(samples) / 16000 - 1.0 - 0.3, took
