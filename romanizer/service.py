@@ -61,6 +61,10 @@ NOTHING_HEARD = (
     "model heard no words in it (noise, music, or very unclear speech). Check that the recording "
     "has someone speaking clearly."
 )
+NOTHING_HEARD_LIVE = (
+    "No words were heard in this live session. Check that the microphone is not muted and is the one "
+    "you speak into (the level meter moves when you speak), then start a new session."
+)
 
 
 def romanize_interim(romanizer: Romanizer, live: LiveInterim) -> InterimLine:
@@ -296,7 +300,8 @@ class RomanizerService:
         if job.total_chunks is None or next_chunk < job.total_chunks:
             return partials
         if next_segment == 0:  # every chunk came back empty: an empty transcript is no success
-            await self.fail(conn, job_id, " ".join([NOTHING_HEARD, *job.warnings]), publish=publish_failed)
+            said = NOTHING_HEARD_LIVE if job.source.startswith("live:") else NOTHING_HEARD
+            await self.fail(conn, job_id, " ".join([said, *job.warnings]), publish=publish_failed)
             return partials
         await repo.finish_job(conn, job_id)
         logger.info("job done", extra={"job_id": job_id, "segments": next_segment})

@@ -246,6 +246,28 @@ def refuse_early(args: argparse.Namespace, settings: Settings) -> str | None:
     return None
 
 
+def refuse_live_early(args: argparse.Namespace) -> str | None:
+    """``scribe live``'s input checked before anything starts: the refusal, or None."""
+    from streamer.errors import LiveInputError
+    from streamer.live import LiveFormat
+
+    if args.speed <= 0:
+        return "--speed must be above 0"
+    if args.input:
+        return None if Path(args.input).is_file() else f"there is no file at {args.input}"
+    if sys.stdin.isatty():
+        return (
+            "scribe live reads raw audio from stdin: pipe it in "
+            "(ffmpeg -loglevel error -f pulse -i default -ac 1 -ar 16000 -f s16le - | scribe live), or name a "
+            "media file"
+        )
+    try:
+        LiveFormat(args.encoding, args.sample_rate, args.channels)  # the gateway's own check, before it starts
+    except LiveInputError as exc:
+        return f"--sample-rate or --channels: {exc.reason}"
+    return None
+
+
 def stop_on_signals() -> asyncio.Event:
     """An event SIGTERM and SIGINT set, from now on: the command stops the same way on both.
 
@@ -374,8 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
         "live",
         help="transcribe live audio from stdin (raw PCM by default) or a file played at real time",
         description="Speak Cantonese and read it as it is said: "
-        "ffmpeg -f pulse -i default -ac 1 -ar 16000 -f s16le - | scribe live. End of input or Ctrl-C ends the "
-        "session; the transcript is then written like scribe transcribe's.",
+        "ffmpeg -loglevel error -f pulse -i default -ac 1 -ar 16000 -f s16le - | scribe live. End of input, "
+        "Ctrl-C or SIGTERM ends the session (a second Ctrl-C leaves at once); the transcript is then written "
+        "like scribe transcribe's.",
     )
     v.add_argument("input", nargs="?", help="a media file sent at real time (default: raw audio from stdin)")
     v.add_argument("--encoding", choices=("linear16", "webm", "ogg"), default="linear16", help="stdin's audio")
@@ -388,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", "-q", action="store_true", help="no live lines on stderr")
     v.add_argument("--verbose", "-v", action="store_true", help="log what the services do")
     v.add_argument("--server", help="a running gateway (default SCRIBE_SERVER_URL; none: run everything here)")
+    v.add_argument("--api-key", default="", help="the key a gateway with accounts needs (default SCRIBE_API_KEY)")
 
     r = commands.add_parser("romanize", help="romanize text lines from stdin, one JSON object per line")
     r.add_argument("--digits", action="store_true", help="keep digits as written instead of reading them")
@@ -456,12 +480,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "live":
         fmt = "text" if settings.log_format == "auto" else settings.log_format
         logs.configure("INFO" if args.verbose else "ERROR", fmt, tracebacks=args.verbose)
-        if args.input and not Path(args.input).is_file():
-            print(f"scribe: there is no file at {args.input}", file=sys.stderr)
+        if (refusal := refuse_live_early(args)) is not None:
+            print(f"scribe: {refusal}", file=sys.stderr)
             raise SystemExit(1)
-        if args.speed <= 0:
-            print("scribe: --speed must be above 0", file=sys.stderr)
-            raise SystemExit(2)
         from scribe.live import live
 
         try:

@@ -14,9 +14,7 @@ import asyncio
 import contextlib
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -24,13 +22,10 @@ import pytest
 import websockets
 from faster_whisper import decode_audio
 
-from core.process import Runtime
-from core.settings import Settings
 from scribe import client
-from scribe.runtime import SERVICES, runtime
 from store import repo
 from streamer.encode import encode_samples
-from tests.integration.test_gateway_stream import gateway
+from tests.integration.conftest import Stack
 from tests.paths import AUDIO
 from tests.webserver import Route, Site, serve
 
@@ -39,23 +34,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLIP = AUDIO / "sherpa_yue-10.wav"  # 6.7 s
 SEGMENT_S = 2.0
 FIRST_LINE_WITHIN_S = 40.0
-
-
-@dataclass
-class Stack:
-    host: str
-    settings: Settings
-    rt: Runtime
-
-
-@pytest.fixture(scope="module")
-async def stack(data_dir: Path, database_url: str, module_nats: str) -> AsyncIterator[Stack]:
-    cfg = Settings(data_dir=data_dir, allow_private_urls=True, log_level="INFO").with_(
-        nats_url=module_nats, database_url=database_url, live_claim_s=10.0
-    )
-    async with runtime(cfg) as services, gateway(cfg) as host:
-        await services.start(SERVICES)
-        yield Stack(host, cfg, services)
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,9 +23,8 @@ import pytest
 import websockets
 from faster_whisper import decode_audio
 
-from core.settings import Settings
-from scribe.runtime import SERVICES, runtime
 from store import accounts as account_store
+from tests.integration.conftest import Stack
 from tests.integration.test_gateway_stream import gateway
 from tests.live_media import ogg_pages, pcm, recorded, slices
 from tests.paths import AUDIO
@@ -51,22 +48,6 @@ class Heard:
     @property
     def lines(self) -> list[dict[str, Any]]:
         return [line for m in self.messages if m["type"] in ("snapshot", "segments") for line in m["segments"]]
-
-
-@dataclass
-class Stack:
-    host: str
-    settings: Settings
-
-
-@pytest.fixture(scope="module")
-async def stack(data_dir: Path, database_url: str, module_nats: str) -> AsyncIterator[Stack]:
-    cfg = Settings(data_dir=data_dir, allow_private_urls=True, log_level="INFO").with_(
-        nats_url=module_nats, database_url=database_url, live_claim_s=10.0
-    )
-    async with runtime(cfg) as services, gateway(cfg) as host:
-        await services.start(SERVICES)
-        yield Stack(host, cfg)
 
 
 async def _listen(ws: Any, heard: Heard) -> None:
@@ -343,3 +324,15 @@ async def test_a_sender_faster_than_real_time_is_read_at_real_time(stack: Stack)
     # The gateway stopped reading while the audio it had was over a second ahead of the clock: the
     # session could not end before about 5.7 s (what a buffer without a limit would have taken at once).
     assert took >= len(samples) / 16000 - 1.0 - 0.3, took
+
+
+async def test_a_silent_session_fails_saying_to_check_the_microphone(stack: Stack) -> None:
+    heard, ws = await _session(f"ws://{stack.host}/v1/live?encoding=linear16&sample_rate=16000")
+    listening = asyncio.create_task(_listen(ws, heard))
+    for _ in range(8):  # 2 s of a muted microphone
+        await ws.send(bytes(8000))
+    await ws.send(json.dumps({"type": "close_stream"}))
+    async with asyncio.timeout(60):
+        await listening
+    failed = heard.of("failed")
+    assert failed and "No words were heard in this live session" in failed[0]["reason"], heard.messages[-1]

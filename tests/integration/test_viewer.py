@@ -150,14 +150,15 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser
     yield from chromium(tmp_path, monkeypatch)
 
 
-def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
-    """A headless Chromium with its own profile and download folder under ``tmp_path``, quit at the end."""
+def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *flags: str) -> Iterator[Browser]:
+    """A headless Chromium with its own profile and download folder under ``tmp_path``, quit at the end
+    (``flags``: more command-line switches, a fake microphone's)."""
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not look anything up
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     options = Options()
     options.binary_location = "/usr/bin/chromium"
-    for flag in FLAGS:
+    for flag in (*FLAGS, *flags):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
     options.add_experimental_option(

@@ -22,14 +22,12 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import httpx
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 
 from store import accounts as account_store
+from tests.integration.conftest import Stack
 from tests.integration.test_gateway_stream import gateway
-from tests.integration.test_live_session import Stack, _listen, _session, stack  # noqa: F401 (the fixture)
-from tests.integration.test_viewer import ARTIFACTS, FLAGS, HAN, Browser, _check_readings, _screenshot, _transcript
+from tests.integration.test_live_session import _listen, _session
+from tests.integration.test_viewer import ARTIFACTS, HAN, Browser, _check_readings, _screenshot, _transcript, chromium
 from tests.paths import AUDIO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,25 +49,13 @@ return {text: text(cells), tentative: text(cells.filter((c) => c.classList.conta
 @pytest.fixture
 def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
     """A headless Chromium whose microphone plays ``CLIP``, allowed without asking."""
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not look anything up
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        *FLAGS,
+    yield from chromium(
+        tmp_path,
+        monkeypatch,
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={CLIP}",
-    ):
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    driver.set_window_size(1280, 900)
-    try:
-        yield Browser(driver, downloads)
-    finally:
-        driver.quit()
+    )
 
 
 async def _shots(browser: Browser, name: str) -> None:
@@ -84,7 +70,7 @@ async def _shots(browser: Browser, name: str) -> None:
 
 
 async def test_record_read_the_lines_as_they_come_then_stop_for_the_finished_page(
-    stack: Stack,  # noqa: F811 (the fixture)
+    stack: Stack,
     browser: Browser,
 ) -> None:
     await browser.get(f"http://{stack.host}/")
@@ -170,7 +156,7 @@ async def _refused_sentence(browser: Browser, host: str, script: str) -> Any:
 
 
 async def test_a_refused_microphone_gets_a_sentence(
-    stack: Stack,  # noqa: F811 (the fixture)
+    stack: Stack,
     browser: Browser,
 ) -> None:
     said = await _refused_sentence(
@@ -204,7 +190,7 @@ async def test_a_refused_microphone_gets_a_sentence(
 
 
 async def test_under_keys_the_page_records_with_its_key(
-    stack: Stack,  # noqa: F811 (the fixture)
+    stack: Stack,
     browser: Browser,
     pool: asyncpg.Pool,
 ) -> None:
