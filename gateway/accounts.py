@@ -218,6 +218,23 @@ def check_length(plan: Plan, seconds: float) -> None:
         )
 
 
+def live_seconds_left(plan: Plan, used: Usage) -> float | None:
+    """Seconds of live audio the plan still allows this month (None: no limit).
+
+    Raises:
+        ApiError: 403 ``quota_exceeded`` when less than a second is left.
+    """
+    if (allowed := plan.live_minutes_per_month) is None:
+        return None
+    left_s = (allowed - used.live_minutes_this_month) * 60
+    if left_s < 1:
+        raise _over(
+            f"Your {plan.name} plan allows {allowed:g} minutes of live audio a month; you have used "
+            f"{used.live_minutes_this_month:,.1f}. It resets on {_date(used.next_month)}."
+        )
+    return left_s
+
+
 def max_seconds(plan: Plan) -> float | None:
     return None if plan.max_job_minutes is None else plan.max_job_minutes * 60
 

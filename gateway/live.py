@@ -56,6 +56,7 @@ from gateway.envelopes import SessionEnvelope, encode
 from gateway.errors import UNAVAILABLE, ApiError, unavailable
 from gateway.limits import Limiter
 from gateway.stream import (
+    _CLOSE_FOR_STATUS,
     CLOSE_BAD_REQUEST,
     CLOSE_TOO_MANY,
     CLOSE_TRY_AGAIN_LATER,
@@ -71,7 +72,7 @@ from gateway.stream import (
 from gateway.submit import job_links
 from store import accounts as account_store
 from store import repo
-from streamer.errors import LiveInputError
+from streamer.errors import LiveInputError, human_duration
 from streamer.live import MAX_FRAME_BYTES, LiveDecoder, LiveFormat
 from streamer.sessions import BUSY, SessionAudio, offer
 
@@ -279,14 +280,11 @@ async def _receive(
 
 
 async def _warn_limit(rt: Runtime, job_id: str, limit_s: float) -> None:
-    minutes = limit_s / 60
-    amount = f"{minutes:,.0f}" if minutes >= 1 else f"{limit_s:,.0f} seconds"
-    unit = " minutes" if minutes >= 1 else ""
     await repo.add_warning(
         rt.pool,
         job_id,
-        f"The live session stopped at its limit of {amount}{unit}: the audio after it was not transcribed. "
-        "Start a new session to go on.",
+        f"The live session stopped at its limit of {human_duration(limit_s)}: the audio after it was not "
+        "transcribed. Start a new session to go on.",
     )
 
 
@@ -301,11 +299,9 @@ def _romanization(value: str | None) -> Romanization:
 
 
 def _close_code(exc: ApiError) -> int:
-    if exc.status >= 500 or exc.status == 429 and exc.code != "too_many_streams":
+    if exc.status >= 500:
         return CLOSE_TRY_AGAIN_LATER
-    return {400: CLOSE_BAD_REQUEST, 401: CLOSE_UNAUTHORIZED, 403: CLOSE_FORBIDDEN, 429: CLOSE_TOO_MANY}.get(
-        exc.status, CLOSE_BAD_REQUEST
-    )
+    return {**_CLOSE_FOR_STATUS, 403: CLOSE_FORBIDDEN}.get(exc.status, CLOSE_BAD_REQUEST)
 
 
 async def _create(rt: Runtime, fmt: LiveFormat, options: JobOptions, account: Account | None) -> tuple[str, float]:
@@ -322,19 +318,9 @@ async def _create(rt: Runtime, fmt: LiveFormat, options: JobOptions, account: Ac
         if account is not None:
             used = await account_store.usage(conn, account.user, lock=True)
             accounts.check_quotas(account.plan, used)
-            if (allowed := account.plan.live_minutes_per_month) is not None:
-                left_s = (allowed - used.live_minutes_this_month) * 60
-                if left_s < 1:
-                    raise ApiError(
-                        403,
-                        "quota_exceeded",
-                        f"Your {account.plan.name} plan allows {allowed:g} minutes of live audio a month; you "
-                        f"have used {used.live_minutes_this_month:,.1f}. It resets on "
-                        f"{used.next_month.day} {used.next_month:%B}.",
-                    )
-                limit_s = min(limit_s, left_s)
-            if (longest := accounts.max_seconds(account.plan)) is not None:
-                limit_s = min(limit_s, longest)
+            for cap in (accounts.live_seconds_left(account.plan, used), accounts.max_seconds(account.plan)):
+                if cap is not None:
+                    limit_s = min(limit_s, cap)
         user = None if account is None else account.user
         await repo.create_job(conn, job_id, f"live:{fmt.encoding}", user_id=user, options=options, title=title)
     return job_id, limit_s

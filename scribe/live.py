@@ -36,7 +36,7 @@ import msgspec
 from core.messages import Segment
 from core.settings import Settings
 from scribe.cli import Display, _write, job_romanization
-from scribe.formats import clock
+from scribe.formats import clock, reading_lines
 
 RATE = 16000
 FRAME_S = 0.25
@@ -61,7 +61,7 @@ class LiveDisplay(Display):
     def lines(self, segments: list[Segment]) -> None:
         for segment in segments:
             self.line(f"[{clock(segment.start)}] {segment.text}")
-            for reading in _readings(segment, self.romanization):
+            for reading in reading_lines(segment, self.romanization):
                 self.line(f"        {reading}")
 
     def interim(self, stable: str, tentative: str, start: float) -> None:
@@ -108,12 +108,6 @@ def _tail(stable: str, tentative: str, room: int) -> tuple[str, str]:
         keep -= 1
     cut = len(whole) - keep
     return "…" + stable[cut:], tentative[max(0, cut - len(stable)) :]
-
-
-def _readings(segment: Segment, romanization: str) -> list[str]:
-    from scribe.formats import reading_lines
-
-    return reading_lines(segment, romanization)
 
 
 async def live(args: argparse.Namespace, settings: Settings) -> int:

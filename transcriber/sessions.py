@@ -71,6 +71,7 @@ logger = logging.getLogger(__name__)
 
 LAGGING_S = 5.0  # a transcript this far behind its audio is reported (once every LAGGING_S at most)
 PROGRESS_S = 5.0  # how often the session's progress is published and stored
+CANCEL_CHECK_S = PROGRESS_S  # how often a session asks whether its job was cancelled
 IDLE_MARGIN_S = 5.0  # beyond SCRIBE_LIVE_IDLE_S: audio this long absent means the gateway is gone
 SEND_TRIES = 4  # a paid call's transient failures before the session fails
 NO_AUDIO = (
@@ -224,6 +225,7 @@ class Session:
         self.newest_audio_at = 0.0  # when the newest audio fed was published (Unix seconds)
         self.lag_told_at = 0.0
         self.progress_at = 0.0
+        self.cancel_checked_at = 0.0
 
     async def run(self) -> bool:
         """Transcribe until the end marker (True) or the transcriber's shutdown (False: hand it back)."""
@@ -248,7 +250,7 @@ class Session:
                             logger.warning("live audio stopped without an end; ending the session", extra=self.log)
                             await self.finish(self.fed, reason="The connection to the live session was lost.")
                             return True
-                        if await repo.is_cancelled(self.owner.pool, self.job_id):
+                        if await self.cancelled():
                             await self.drop_audio()
                             return True
                         continue
@@ -329,12 +331,20 @@ class Session:
             lagging = Lagging(job_id=self.job_id, delay_s=round(delay, 1))
             await self.owner.nc.publish(subjects.live_updates(self.job_id), encoder.encode(lagging))
             logger.warning("live session lagging", extra={**self.log, "delay_s": round(delay, 1)})
+        if await self.cancelled():
+            return False
         if now - self.progress_at >= PROGRESS_S:
             self.progress_at = now
-            if await repo.is_cancelled(self.owner.pool, self.job_id):
-                return False
             await self.progress()
         return True
+
+    async def cancelled(self) -> bool:
+        """Whether the job was cancelled, asked of PostgreSQL at most every :data:`CANCEL_CHECK_S`."""
+        now = time.monotonic()
+        if now - self.cancel_checked_at < CANCEL_CHECK_S:
+            return False
+        self.cancel_checked_at = now
+        return await repo.is_cancelled(self.owner.pool, self.job_id)
 
     async def progress(self, *, ended: bool = False) -> None:
         heard = round(self.fed / LIVE_SAMPLE_RATE, 3)
